@@ -1,0 +1,207 @@
+"""Run configuration: one flat table of dotted keys, YAML files and ``--set key.path=value``.
+
+Every key has a type, a range or choice list and a help line; bad input raises ``ConfigError``
+with one line naming the key and what is allowed. Validation runs before any actor starts.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """One-line, user-facing configuration error."""
+
+
+@dataclass(frozen=True)
+class Field:
+    default: Any
+    type: type
+    help: str
+    choices: tuple | None = None
+    lo: float | None = None
+    hi: float | None = None
+    check: Callable[[Any], str | None] | None = None  # returns an error text or None
+
+
+F = Field
+FIELDS: dict[str, Field] = {
+    "task": F("addition_attack", str, "task name (addition_attack) or a module:Class path"),
+    "task_options": F({}, dict, "keyword arguments for the task (e.g. max_digits, solver, prior)"),
+    "seed": F(0, int, "seed for sampling, training and splits", lo=0),
+    "run_dir": F("", str, "output folder; empty: runs/<task>-<time>"),
+    "mode": F("distill", str, "distill (Algorithm 2) or sequential (Algorithm 1)",
+              choices=("distill", "sequential")),
+    "rounds": F(6, int, "maximum number of rounds", lo=1, hi=10_000),
+    "budget": F(1500, int, "hard cap on reward evaluations (NREs)", lo=1),
+    "samples_per_round": F(250, int, "m: candidates sent to the oracle each round", lo=1),
+    "pool_size": F(1000, int, "fresh candidates drawn (no NREs) for the filter/distillation step", lo=1),
+    "use_positives": F(False, bool, "also train on successes (the paper drops them)"),
+    "score.length_norm": F(True, bool, "divide the log ratio by the token count"),
+    "filter.kind": F("quantile", str, "quantile: keep the top 1/f; threshold: keep s >= log tau",
+                     choices=("quantile", "threshold")),
+    "filter.factor": F(2.0, float, "filter factor f (quantile filter)", lo=1.0),
+    "filter.tau": F(1.0, float, "ratio threshold tau (threshold filter)", lo=1e-12),
+    "filter.schedule": F("constant", str, "decay of f or tau over rounds",
+                         choices=("constant", "linear", "exponential", "cosine", "step")),
+    "filter.end": F(1.0, float, "final value of f or tau for a decaying schedule", lo=1e-12),
+    "filter.step_every": F(2, int, "step schedule: rounds between steps", lo=1),
+    "filter.gamma": F(0.5, float, "step schedule: factor per step", lo=1e-6),
+    "negative.epochs": F(5, int, "epochs fitting the negative model each round", lo=1),
+    "negative.lr": F(1e-3, float, "negative-model learning rate", lo=0.0, hi=1.0),
+    "negative.batch_size": F(64, int, "negative-model batch size", lo=1),
+    "negative.data": F("round", str, "negatives used: this round's or all so far",
+                       choices=("round", "all")),
+    "negative.holdout": F(0.1, float, "fraction of negatives held out for the NLL metric", lo=0.0, hi=0.5),
+    "generator.epochs": F(2, int, "distillation epochs per round", lo=1),
+    "generator.lr": F(5e-4, float, "generator learning rate", lo=0.0, hi=1.0),
+    "generator.batch_size": F(64, int, "generator batch size", lo=1),
+    "generator.reset": F(False, bool, "distil from p0 each round instead of from g_t"),
+    "sampler.backend": F("vllm", str, "vllm (default) or torch", choices=("vllm", "torch")),
+    "sampler.num_actors": F(1, int, "number of sampler actors", lo=1, hi=1024),
+    "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
+    "sampler.num_gpus": F(0.0, float, "GPUs per sampler actor", lo=0.0),
+    "sampler.kv_cache_mb": F(64, int, "vLLM KV cache size in MiB", lo=1),
+    "trainer.num_cpus": F(0.5, float, "CPUs reserved per trainer actor", lo=0.0),
+    "trainer.num_gpus": F(0.0, float, "GPUs per trainer actor", lo=0.0),
+    "trainer.threads": F(1, int, "torch threads per trainer/oracle actor", lo=1),
+    "oracle.num_cpus": F(0.25, float, "CPUs reserved for the oracle actor", lo=0.0),
+    "oracle.rate_limit": F(0.0, float, "max oracle calls per second (0: unlimited)", lo=0.0),
+    "eval.samples": F(20000, int, "samples per success-rate estimate (not NREs)", lo=0),
+    "eval.every": F(0, int, "evaluate every k rounds (0: only base and final)", lo=0),
+    "ray.address": F("", str, "Ray address; empty: join a running cluster if any, else start one"),
+    "ray.num_cpus": F(0, int, "CPUs for a local Ray instance (0: all)", lo=0),
+}
+
+
+def defaults() -> dict[str, Any]:
+    return {k: copy.deepcopy(f.default) for k, f in FIELDS.items()}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key not in FIELDS:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def nest(flat: dict[str, Any]) -> dict:
+    out: dict = {}
+    for k, v in flat.items():
+        cur = out
+        parts = k.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = v
+    return out
+
+
+def _coerce(key: str, value: Any) -> Any:
+    f = FIELDS.get(key)
+    if f is None:
+        near = sorted(k for k in FIELDS if k.split(".")[0] == key.split(".")[0]) or sorted(FIELDS)
+        raise ConfigError(f"unknown key '{key}'; allowed: {', '.join(near)}")
+    t = f.type
+    ok = (isinstance(value, t) and not (t is int and isinstance(value, bool))) or \
+         (t is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"'{key}' must be {t.__name__}, got {value!r}")
+    if t is float:
+        value = float(value)
+    if f.choices and value not in f.choices:
+        raise ConfigError(f"'{key}' must be one of {', '.join(map(str, f.choices))}, got {value!r}")
+    if f.lo is not None and value < f.lo or f.hi is not None and value > f.hi:
+        rng = f"in [{f.lo}, {f.hi}]" if f.hi is not None else f">= {f.lo}"
+        raise ConfigError(f"'{key}' must be {rng}, got {value!r}")
+    return value
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``key.path=value``; the value is parsed as YAML (so 3, 2.5, true, [1,2] work)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key.path=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if value is None:
+        value = ""
+    if key.strip().startswith("task_options."):
+        return key.strip(), value
+    if FIELDS.get(key.strip()) and FIELDS[key.strip()].type is str and not isinstance(value, str):
+        value = raw  # '--set run_dir=123' stays a string
+    return key.strip(), value
+
+
+def load(config_file: str | None = None, sets: list[str] | None = None) -> dict[str, Any]:
+    """Defaults <- YAML file <- --set items, validated. Returns a flat dict of dotted keys."""
+    cfg = defaults()
+    layers: list[dict] = []
+    if config_file:
+        p = Path(config_file)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {config_file}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {config_file} is not valid YAML: {str(e).splitlines()[0]}")
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping of keys, not {type(data).__name__}")
+        layers.append(_flatten(data))
+    for item in sets or []:
+        k, v = parse_set(item)
+        layers.append({k: v})
+    for layer in layers:
+        for k, v in layer.items():
+            if k.startswith("task_options."):
+                cfg["task_options"] = dict(cfg["task_options"], **{k.split(".", 1)[1]: v})
+                continue
+            cfg[k] = _coerce(k, v)
+    return validate(cfg)
+
+
+def validate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Cross-key checks and the task (its name and its options), without starting anything."""
+    import inspect
+
+    from banel_ray import tasks
+
+    for k, v in cfg.items():
+        _coerce(k, v)
+    try:
+        cls = tasks.resolve(cfg["task"])
+    except (KeyError, ImportError, AttributeError, ValueError):
+        raise ConfigError(f"unknown task '{cfg['task']}'; allowed: {', '.join(tasks.BUILTIN)} "
+                          f"or a module:Class path to a Task subclass")
+    params = inspect.signature(cls.__init__).parameters
+    for k in cfg["task_options"]:
+        if k not in params:
+            allowed = [p for p in params if p != "self"]
+            raise ConfigError(f"unknown key 'task_options.{k}' for task {cfg['task']}; "
+                              f"allowed: {', '.join(allowed)}")
+    for k in ("solver", "prior"):
+        path = cfg["task_options"].get(k)
+        if path and not Path(path).is_dir():
+            raise ConfigError(f"'task_options.{k}' folder not found: {path}")
+    if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
+        raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
+    if cfg["filter.kind"] == "quantile" and cfg["filter.schedule"] != "constant" and cfg["filter.end"] < 1:
+        raise ConfigError("'filter.end' must be >= 1 when it is a filter factor (filter.kind=quantile)")
+    return cfg
+
+
+def help_table() -> str:
+    rows = []
+    for k, f in FIELDS.items():
+        extra = f" {{{'|'.join(map(str, f.choices))}}}" if f.choices else ""
+        rows.append(f"  {k:<24} {f.default!r:<18} {f.help}{extra}")
+    return "\n".join(rows)

@@ -1,0 +1,167 @@
+"""The driver: starts the actors and runs BaNEL rounds (design.md §1), moving samples, scores and
+weights between actors as object refs. It only ``ray.get``s small things: counts and metrics.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import ray
+
+from banel_ray import algorithm as alg
+from banel_ray import tasks
+from banel_ray.oracle import RewardOracleActor
+from banel_ray.sampler import SamplerActor
+from banel_ray.trainers import GeneratorTrainerActor, NegativeTrainerActor
+
+
+def _split(n: int, k: int) -> list[int]:
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+class Driver:
+    def __init__(self, cfg: dict, run_dir: Path, prior_dir: str, log=print):
+        self.cfg, self.run_dir, self.prior_dir, self.log = cfg, Path(run_dir), prior_dir, log
+        self.task = tasks.build(cfg["task"], cfg["task_options"])
+        c = cfg
+        topts = dict(task_name=c["task"], task_options=c["task_options"])
+        self.samplers = [
+            SamplerActor.options(num_cpus=c["sampler.num_cpus"], num_gpus=c["sampler.num_gpus"]).remote(
+                c["sampler.backend"], prior_dir, seed=c["seed"] + 1000 * i,
+                kv_cache_mb=c["sampler.kv_cache_mb"], threads=c["trainer.threads"], **topts)
+            for i in range(c["sampler.num_actors"])]
+        tr = dict(num_cpus=c["trainer.num_cpus"], num_gpus=c["trainer.num_gpus"])
+        self.neg = NegativeTrainerActor.options(**tr).remote(
+            prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"], **topts)
+        self.gen = GeneratorTrainerActor.options(**tr).remote(
+            prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"], **topts)
+        self.oracle = RewardOracleActor.options(num_cpus=c["oracle.num_cpus"]).remote(
+            ledger_path=str(self.run_dir / "ledger.sqlite"), budget=c["budget"],
+            rate_limit=c["oracle.rate_limit"], threads=c["trainer.threads"], **topts)
+        self.version = 0
+        self.round = 0
+        self.history: list[dict] = []
+        self.seen: set[tuple] = set()
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _sample(self, n: int, tag: int) -> list:
+        """Object refs of sampler outputs, n candidates split across the sampler actors."""
+        seed = None if tag < 0 else self.cfg["seed"] * 7_777_777 + tag
+        return [s.sample.remote(k, None if seed is None else seed + 131 * i)
+                for i, (s, k) in enumerate(zip(self.samplers, _split(n, len(self.samplers)))) if k > 0]
+
+    def _filter_value(self, t: int) -> float:
+        c = self.cfg
+        start = c["filter.factor"] if c["filter.kind"] == "quantile" else c["filter.tau"]
+        return alg.schedule_value(c["filter.schedule"], start, c["filter.end"], t, c["rounds"],
+                                  c["filter.step_every"], c["filter.gamma"])
+
+    def _accepted(self, n: int, tag: int, cap_factor: int = 64) -> list:
+        """Sequential mode: draw from p0 and keep what no past region rejects, up to n (no NREs).
+
+        Only counts reach the driver; the accepted samples stay in the object store.
+        """
+        ln = self.cfg["score.length_norm"]
+        got, passed, refs, drawn, rate = 0, 0, [], 0, 1.0
+        while got < n and drawn < cap_factor * n:
+            batch = max(int((n - got) / max(rate, 1.0 / cap_factor) * 1.2), n - got, 16)
+            ref, count = self.neg.accept.options(num_returns=2).remote(
+                ln, n - got, *self._sample(batch, tag * 97 + len(refs)))
+            k, p = ray.get(count)
+            refs.append(ref)
+            got, passed, drawn = got + k, passed + p, drawn + batch
+            rate = max(passed / drawn, 1e-6)
+        self.accept_rate = passed / max(drawn, 1)
+        return refs
+
+    def evaluate(self, tag: int) -> dict:
+        """Success-rate estimate of the current generator (posterior): eval.samples draws, no NREs."""
+        n = self.cfg["eval.samples"]
+        if n <= 0:
+            return {}
+        t = time.perf_counter()
+        if self.cfg["mode"] == "sequential":
+            refs = self._accepted(n, 10_000_000 + tag)
+        else:
+            refs = self._sample(n, 10_000_000 + tag)
+        res = ray.get(self.oracle.evaluate_free.remote(*refs))
+        est = alg.Estimate(res["k"], res["n"]).as_dict()
+        est["t_eval"] = time.perf_counter() - t
+        est["successes"] = [self.task.render(s) for s in res["successes"][:20]]
+        est["patterns"] = [self.task.pattern(s) for s in res["successes"]]
+        est.update({f"eval_{k}": v for k, v in res["diagnostics"].items()})
+        return est
+
+    # ---- one round -----------------------------------------------------------------------------
+    def run_round(self) -> dict:
+        c, t = self.cfg, self.round
+        m: dict = {"round": t + 1, "version": self.version}
+        t0 = time.perf_counter()
+        # 1. propose
+        if c["mode"] == "sequential":
+            batches = self._accepted(c["samples_per_round"], t)
+            m["pre_oracle_acceptance"] = self.accept_rate
+        else:
+            batches = self._sample(c["samples_per_round"], t)
+        # 2. pay (refs go straight to the oracle actor; the wait covers sampling and paying)
+        paid_ref = self.oracle.evaluate.remote(t + 1, *batches)
+        paid = ray.get(paid_ref)
+        m["t_propose_pay"] = time.perf_counter() - t0
+        samples, rewards = paid["samples"], paid["rewards"]
+        keys = [tuple(s) for s in samples]
+        m.update(nres=paid["spent"], paid=paid["paid"], reused=paid["reused"], oracle_errors=paid["errors"],
+                 positives=int(sum(1 for r in rewards if r == 1)),
+                 distinct_frac=len(set(keys)) / max(len(keys), 1),
+                 novel_frac=sum(1 for k in set(keys) if k not in self.seen) / max(len(set(keys)), 1))
+        self.seen.update(keys)
+        m.update({f"round_{k}": v for k, v in self.task.diagnostics(samples).items()})
+        m["found"] = [{"sample": self.task.render(s), "pattern": self.task.pattern(s)}
+                      for s, r in zip(samples, rewards) if r == 1]
+        # 3. learn failures
+        t1 = time.perf_counter()
+        fit = ray.get(self.neg.fit.remote(t + 1, paid_ref, c["negative.epochs"], c["negative.lr"],
+                                          c["negative.batch_size"], c["negative.data"],
+                                          c["negative.holdout"]))
+        m.update(fit)
+        m["t_fit"] = time.perf_counter() - t1
+        value = self._filter_value(t)
+        m["filter_value"] = value
+        if c["mode"] == "sequential":
+            # 4-5. the fitted p_phi becomes one more rejection region (Algorithm 1, no distillation)
+            t2 = time.perf_counter()
+            fac = value if c["filter.kind"] == "quantile" else None
+            tau = None if fac else math.log(value)
+            r = ray.get(self.neg.add_region.remote(c["score.length_norm"], fac, tau,
+                                                   *self._sample(c["pool_size"], 5_000_000 + t)))
+            m.update(r)
+            m["t_distil"] = time.perf_counter() - t2
+        else:
+            # 4. score a fresh pool (no NREs); 5-6. filter and distil into g_{t+1}
+            t2 = time.perf_counter()
+            scored_ref = self.neg.score.remote(c["score.length_norm"],
+                                               *self._sample(c["pool_size"], 5_000_000 + t))
+            weights_ref, met_ref = self.gen.distil.options(num_returns=2).remote(
+                t + 1, self.version + 1, c["filter.kind"], value, c["generator.epochs"],
+                c["generator.lr"], c["generator.batch_size"], c["generator.reset"], scored_ref,
+                paid_ref, c["use_positives"])
+            self.version += 1
+            # the new weights go from the trainer to the samplers and the negative trainer by ref
+            acks = [s.load_weights.remote(self.version, weights_ref) for s in self.samplers]
+            acks.append(self.neg.set_generator.remote(self.version, weights_ref))
+            m.update(ray.get(met_ref))
+            ray.get(acks)
+            self.weights_ref = weights_ref
+            m["t_distil"] = time.perf_counter() - t2
+        m["sampler_versions"] = ray.get([s.version.remote() for s in self.samplers])
+        self.round += 1
+        m["t_round"] = time.perf_counter() - t0
+        return m
+
+    def shutdown(self) -> None:
+        for a in self.samplers + [self.neg, self.gen, self.oracle]:
+            ray.kill(a)
+
+    def state(self) -> dict:
+        return {"round": self.round, "version": self.version, "history": self.history,
+                "seen": [list(s) for s in self.seen]}

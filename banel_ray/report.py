@@ -1,0 +1,127 @@
+"""What the user sees: a progress line per round, the closing table, metrics files and plots."""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+
+def fmt_rate(est: dict | None) -> str:
+    if not est:
+        return "n/a"
+    return f"{est['rate']:.2e} [{est['lo']:.2e}, {est['hi']:.2e}] ({est['k']}/{est['n']})"
+
+
+def progress_line(m: dict, budget: int) -> str:
+    parts = [f"round {m['round']:>3}", f"NREs {m['nres']:>6}/{budget}", f"paid {m['paid']:>4}",
+             f"pos {m['positives']:>3}"]
+    if "acceptance" in m:
+        parts.append(f"accept {m['acceptance']:.3f}")
+    if "pre_oracle_acceptance" in m:
+        parts.append(f"pre-oracle accept {m['pre_oracle_acceptance']:.3f}")
+    parts.append(f"neg NLL {m['neg_train_nll']:.3f}/{m['neg_heldout_nll']:.3f}")
+    if "kl_to_prior" in m:
+        parts.append(f"KL {m['kl_to_prior']:.3f}")
+    if "round_well_formed" in m:
+        parts.append(f"ok {m['round_well_formed']:.2f}")
+    if m.get("eval"):
+        parts.append(f"success {m['eval']['rate']:.2e}")
+    times = " ".join(f"{k[2:]} {m[k]:.1f}s" for k in ("t_propose_pay", "t_fit", "t_distil") if k in m)
+    return " | ".join(parts) + f" | {times}"
+
+
+class MetricsWriter:
+    """metrics.jsonl plus TensorBoard scalars, x-axis = cumulative NREs."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        except Exception:  # TensorBoard is optional at run time
+            self.tb = None
+
+    def write(self, m: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(m, default=float) + "\n")
+        if self.tb:
+            step = int(m.get("nres", 0))
+            for k, v in m.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+            if m.get("eval"):
+                self.tb.add_scalar("success_rate", m["eval"]["rate"], step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb:
+            self.tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    p = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+
+def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:
+    """PNG of success rate (with 95% interval) and acceptance rate against NREs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    pts = ([(0, base)] if base else []) + [(m["nres"], m["eval"]) for m in history if m.get("eval")]
+    if pts:
+        x = [p[0] for p in pts]
+        y = [p[1]["rate"] for p in pts]
+        lo = [p[1]["lo"] for p in pts]
+        hi = [p[1]["hi"] for p in pts]
+        a1.plot(x, y, "o-", label="success rate")
+        a1.fill_between(x, lo, hi, alpha=0.25, label="95% Clopper-Pearson")
+        a1.set_yscale("symlog", linthresh=1e-5)
+        a1.legend()
+    a1.set_xlabel("NREs")
+    a1.set_ylabel("success rate")
+    a1.set_title("true success rate (evaluation samples, not NREs)")
+    acc = [(m["nres"], m.get("acceptance", m.get("pre_oracle_acceptance"))) for m in history]
+    acc = [p for p in acc if p[1] is not None]
+    if acc:
+        a2.plot([p[0] for p in acc], [p[1] for p in acc], "s-", color="C1")
+    a2.set_xlabel("NREs")
+    a2.set_ylabel("acceptance rate")
+    a2.set_ylim(0, 1.05)
+    a2.set_title("filter acceptance")
+    fig.tight_layout()
+    out = Path(run_dir) / "success_vs_nres.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def closing_table(summary: dict) -> str:
+    b, f, best = summary.get("base"), summary.get("final"), summary.get("best")
+    lines = ["", "=" * 78, f"BaNEL on {summary['task']} ({summary['mode']}), run folder {summary['run_dir']}",
+             "-" * 78,
+             f"{'base success rate':<26}{fmt_rate(b)}",
+             f"{'final success rate':<26}{fmt_rate(f)}",
+             f"{'best success rate':<26}{fmt_rate(best)}" + (f"  (round {summary.get('best_round')})" if best else ""),
+             f"{'improvement (final/base)':<26}{summary.get('improvement_final', float('nan')):.2f}x",
+             f"{'improvement (best/base)':<26}{summary.get('improvement_best', float('nan')):.2f}x",
+             f"{'NREs spent':<26}{summary['nres']} of {summary['budget']}",
+             f"{'successes paid for':<26}{summary['positives_found']}",
+             f"{'wall time':<26}{summary['wall_s']:.0f} s"]
+    found = summary.get("found", [])
+    if found:
+        pats = Counter(x["pattern"] for x in found)
+        lines.append(f"{'success patterns':<26}" + ", ".join(f"{p}: {n}" for p, n in pats.most_common()))
+        lines.append("successes found (first 8): " + "  ".join(x["sample"] for x in found[:8]))
+    ev = (f or {}).get("successes") or []
+    if ev:
+        pats = Counter(summary.get("final_patterns", []))
+        if pats:
+            lines.append(f"{'final-model patterns':<26}" + ", ".join(f"{p}: {n}" for p, n in pats.most_common(6)))
+        lines.append("final-model successes (first 8): " + "  ".join(ev[:8]))
+    lines.append("=" * 78)
+    return "\n".join(lines)

@@ -1,0 +1,23 @@
+"""Task registry. A user's own task: ``task: my_pkg.my_module:MyTask`` (a Task subclass)."""
+from __future__ import annotations
+
+import importlib
+
+from banel_ray.tasks.base import Task
+
+BUILTIN = {
+    "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
+}
+
+
+def resolve(name: str) -> type[Task]:
+    """Find a task class by registry name or ``module:Class`` path. Raises KeyError/ImportError."""
+    path = BUILTIN.get(name, name)
+    if ":" not in path:
+        raise KeyError(name)
+    mod, cls = path.split(":", 1)
+    return getattr(importlib.import_module(mod), cls)
+
+
+def build(name: str, options: dict | None = None) -> Task:
+    return resolve(name)(**(options or {}))

@@ -1,0 +1,34 @@
+"""The task plug-in interface: a prior, an oracle, and what to report.
+
+A task is rebuilt from ``(name, options)`` inside every actor that needs it, so it must be cheap
+to construct; heavy state (models) loads lazily. Samples are completions: tuples of token ids
+drawn after ``prompt`` (EOS included when the model emitted it).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+class Task:
+    name = "task"
+    prompt: tuple[int, ...] = ()
+    eos_id: int = 2
+    pad_id: int = 0
+    max_new_tokens: int = 32
+
+    def prepare(self, progress=print) -> str:
+        """Make (train or load) the prior and return its HF folder. Runs once, in the driver."""
+        raise NotImplementedError
+
+    def rewards(self, completions: Sequence[Sequence[int]]) -> list[int]:
+        """The expensive oracle: 1 for a success, 0 for a failure."""
+        raise NotImplementedError
+
+    def render(self, completion: Sequence[int]) -> str:
+        return " ".join(map(str, completion))
+
+    def pattern(self, completion: Sequence[int]) -> str:
+        return "success"
+
+    def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
+        return {"mean_length": sum(map(len, completions)) / max(len(completions), 1)}
