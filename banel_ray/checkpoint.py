@@ -13,6 +13,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from banel_ray.faults import crash_point
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(str(path), os.O_RDONLY)
@@ -42,6 +44,7 @@ def save_checkpoint(run_dir: Path, round_: int, state: dict, generator: dict | N
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
+    crash_point("mid_checkpoint", round_)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     latest_tmp = root / ".LATEST.tmp"

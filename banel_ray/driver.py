@@ -11,6 +11,7 @@ import ray
 
 from banel_ray import algorithm as alg
 from banel_ray import tasks
+from banel_ray.faults import crash_point
 from banel_ray.oracle import RewardOracleActor
 from banel_ray.sampler import SamplerActor
 from banel_ray.trainers import GeneratorTrainerActor, NegativeTrainerActor
@@ -104,8 +105,10 @@ class Driver:
             m["pre_oracle_acceptance"] = self.accept_rate
         else:
             batches = self._sample(c["samples_per_round"], t)
+        crash_point("mid_sampling", t + 1)
         # 2. pay (refs go straight to the oracle actor; the wait covers sampling and paying)
         paid_ref = self.oracle.evaluate.remote(t + 1, *batches)
+        crash_point("mid_oracle", t + 1)
         paid = ray.get(paid_ref)
         m["t_propose_pay"] = time.perf_counter() - t0
         samples, rewards = paid["samples"], paid["rewards"]
@@ -120,9 +123,10 @@ class Driver:
                       for s, r in zip(samples, rewards) if r == 1]
         # 3. learn failures
         t1 = time.perf_counter()
-        fit = ray.get(self.neg.fit.remote(t + 1, paid_ref, c["negative.epochs"], c["negative.lr"],
-                                          c["negative.batch_size"], c["negative.data"],
-                                          c["negative.holdout"]))
+        fit_ref = self.neg.fit.remote(t + 1, paid_ref, c["negative.epochs"], c["negative.lr"],
+                                      c["negative.batch_size"], c["negative.data"], c["negative.holdout"])
+        crash_point("mid_training", t + 1)
+        fit = ray.get(fit_ref)
         m.update(fit)
         m["t_fit"] = time.perf_counter() - t1
         value = self._filter_value(t)

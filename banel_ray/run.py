@@ -108,9 +108,13 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         raise C.ConfigError(f"the actors need {need:g} CPUs but the local Ray instance has {have:g}; "
                             f"lower sampler.num_actors or the *.num_cpus keys")
     drv = Driver(cfg, run_dir, prior_dir, log=log)
-    writer = report.MetricsWriter(run_dir)
     base = None
     ck = load_checkpoint(run_dir) if resume else None
+    done = ck[0]["round"] if ck else 0
+    if resume:  # drop metrics of a round that was cut short: it is redone from its start
+        kept = [m for m in report.read_metrics(run_dir) if m["round"] <= done]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m, default=float) + "\n" for m in kept))
+    writer = report.MetricsWriter(run_dir)
     if ck:
         state, gen_w, regions = ck
         drv.round, drv.version, drv.history = state["round"], state["version"], state["history"]
