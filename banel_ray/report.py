@@ -74,13 +74,16 @@ def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     pts = ([(0, base)] if base else []) + [(m["nres"], m["eval"]) for m in history if m.get("eval")]
     if pts:
+        floor = 0.5 / max(p[1]["n"] for p in pts)  # where a zero estimate is drawn on the log axis
         x = [p[0] for p in pts]
-        y = [p[1]["rate"] for p in pts]
-        lo = [p[1]["lo"] for p in pts]
+        y = [max(p[1]["rate"], floor) for p in pts]
+        lo = [max(p[1]["lo"], floor) for p in pts]
         hi = [p[1]["hi"] for p in pts]
         a1.plot(x, y, "o-", label="success rate")
         a1.fill_between(x, lo, hi, alpha=0.25, label="95% Clopper-Pearson")
-        a1.set_yscale("symlog", linthresh=1e-5)
+        best = [max(y[: i + 1]) for i in range(len(y))]
+        a1.plot(x, best, ":", color="C2", label="cumulative best")
+        a1.set_yscale("log")
         a1.legend()
     a1.set_xlabel("NREs")
     a1.set_ylabel("success rate")

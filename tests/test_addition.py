@@ -41,3 +41,22 @@ def test_prior_samples_are_mostly_well_formed():
     s = sample(load_model(task.prior_dir()), task.prompt, 500, task.max_new_tokens, A.EOS, seed=0)
     d = task.diagnostics(s)
     assert d["well_formed"] > 0.95 and d["leading_zero"] < 0.02
+
+
+def test_models_train_deterministically_and_are_cached(tmp_path):
+    lines = []
+    task = A.AdditionAttack(prior_steps=30, cache_dir=str(tmp_path))
+    first = task.prior_dir(progress=lines.append)
+    assert first.parent == tmp_path and any("training the prior" in l for l in lines)
+    lines.clear()
+    assert task.prior_dir(progress=lines.append) == first and not lines  # cached: no training
+    again = A.train_prior(tmp_path / "again", 8, 30, progress=None)
+    from banel_ray.models import load_model
+    import torch
+    a, b = load_model(first).state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shipped_checkpoints_are_used_for_default_settings():
+    task = A.AdditionAttack()
+    assert task.prior_dir().parent == A.ASSETS and task.solver_dir().parent == A.ASSETS

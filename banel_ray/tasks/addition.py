@@ -92,7 +92,7 @@ class AdditionAttack(Task):
     name = "addition_attack"
 
     def __init__(self, max_digits: int = 8, solver: str = "", prior: str = "",
-                 cache_dir: str = "", prior_steps: int = 1500, solver_steps: int = 16000,
+                 cache_dir: str = "", prior_steps: int = 3000, solver_steps: int = 16000,
                  threads: int = 1):
         self.max_digits = int(max_digits)
         self.solver_path = solver
@@ -108,30 +108,28 @@ class AdditionAttack(Task):
         self._solver = None
 
     # ---- models -------------------------------------------------------------------------------
-    def _cached(self, kind: str, steps: int) -> Path:
-        return self.cache_dir / f"addition_{kind}_d{self.max_digits}_s{steps}"
+    def _model_dir(self, kind: str, steps: int, train, progress) -> Path:
+        """The cache entry (kind, digits, steps): the shipped checkpoint when it was trained with
+        exactly these settings, else ~/.cache/banel_ray, trained deterministically on first use."""
+        shipped = ASSETS / f"addition_{kind}_d{self.max_digits}"
+        info = shipped / "banel_ray.json"
+        if info.exists() and json.loads(info.read_text()).get("planned_steps") == steps:
+            return shipped
+        out = self.cache_dir / f"addition_{kind}_d{self.max_digits}_s{steps}"
+        if not (out / "model.safetensors").exists():
+            progress(f"[addition] training the {kind} ({steps} steps, cached in {out})")
+            train(out, self.max_digits, steps, progress=progress, threads=self.threads)
+        return out
 
     def solver_dir(self, progress=print) -> Path:
         if self.solver_path:
             return Path(self.solver_path)
-        shipped = ASSETS / f"addition_solver_d{self.max_digits}"
-        if (shipped / "model.safetensors").exists():
-            return shipped
-        out = self._cached("solver", self.solver_steps)
-        if not (out / "model.safetensors").exists():
-            train_solver(out, self.max_digits, self.solver_steps, progress=progress)
-        return out
+        return self._model_dir("solver", self.solver_steps, train_solver, progress)
 
     def prior_dir(self, progress=print) -> Path:
         if self.prior_path:
             return Path(self.prior_path)
-        shipped = ASSETS / f"addition_prior_d{self.max_digits}"
-        if (shipped / "model.safetensors").exists():
-            return shipped
-        out = self._cached("prior", self.prior_steps)
-        if not (out / "model.safetensors").exists():
-            train_prior(out, self.max_digits, self.prior_steps, progress=progress)
-        return out
+        return self._model_dir("prior", self.prior_steps, train_prior, progress)
 
     def prepare(self, progress=print) -> str:
         self.solver_dir(progress)
