@@ -39,7 +39,10 @@ class Driver:
             prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"], **topts)
         self.oracle = RewardOracleActor.options(num_cpus=c["oracle.num_cpus"]).remote(
             ledger_path=str(self.run_dir / "ledger.sqlite"), budget=c["budget"],
-            rate_limit=c["oracle.rate_limit"], threads=c["trainer.threads"], **topts)
+            rate_limit=c["oracle.rate_limit"], retries=c["oracle.retries"],
+            charge_errors=c["oracle.charge_errors"], threads=c["trainer.threads"],
+            max_in_flight=c["oracle.max_in_flight"], timeout_s=c["oracle.timeout_s"],
+            burst=c["oracle.burst"], pending_rule=c["oracle.pending_rule"], **topts)
         self.version = 0
         self.round = 0
         self.history: list[dict] = []

@@ -127,6 +127,10 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         if regions:
             ray.get(drv.neg.set_state.remote({"regions": regions}))
         log(f"[banel_ray] resumed after round {drv.round} (generator version {drv.version})")
+    if resume:  # evaluations in flight when the run died: settled by oracle.pending_rule
+        settled = ray.get(drv.oracle.resolve_pending.remote())
+        if settled:
+            log(f"[banel_ray] settled {settled} evaluations left pending by the killed run")
     if base is None:
         t = time.perf_counter()
         base = drv.evaluate(-1)
@@ -136,8 +140,9 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
     budget = cfg["budget"]
     ev_every = cfg["eval.every"]
     while drv.round < cfg["rounds"]:
-        spent = ray.get(drv.oracle.spent.remote())
-        if spent >= budget:
+        # stop once a completed round has spent the budget (a round cut short by a crash is
+        # redone even if it had already paid: its evaluations come back from the ledger, free)
+        if drv.history and drv.history[-1]["nres"] >= budget:
             log(f"[banel_ray] NRE budget {budget} spent: stopping")
             break
         m = drv.run_round()
