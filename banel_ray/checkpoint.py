@@ -68,3 +68,13 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, dict | None, list[tuple[dict, 
     regions = [(load_file(str(d / f"region_{i:04d}.safetensors")), tau)
                for i, tau in enumerate(state.get("region_log_taus", []))]
     return state, gen, regions
+
+
+def latest_generator(run_dir) -> tuple[int, dict] | None:
+    """(version, generator weights) of the last complete round, for actors that (re)start."""
+    if not run_dir:
+        return None
+    ck = load_checkpoint(Path(run_dir))
+    if not ck or ck[1] is None or not ck[0].get("version"):
+        return None
+    return ck[0]["version"], ck[1]

@@ -29,14 +29,14 @@ class Driver:
         topts = dict(task_name=c["task"], task_options=c["task_options"])
         self.samplers = [
             SamplerActor.options(num_cpus=c["sampler.num_cpus"], num_gpus=c["sampler.num_gpus"]).remote(
-                c["sampler.backend"], prior_dir, seed=c["seed"] + 1000 * i,
+                c["sampler.backend"], prior_dir, seed=c["seed"] + 1000 * i, run_dir=str(self.run_dir),
                 kv_cache_mb=c["sampler.kv_cache_mb"], threads=c["trainer.threads"], **topts)
             for i in range(c["sampler.num_actors"])]
         tr = dict(num_cpus=c["trainer.num_cpus"], num_gpus=c["trainer.num_gpus"])
-        self.neg = NegativeTrainerActor.options(**tr).remote(
-            prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"], **topts)
-        self.gen = GeneratorTrainerActor.options(**tr).remote(
-            prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"], **topts)
+        common = dict(prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"],
+                      run_dir=str(self.run_dir), **topts)
+        self.neg = NegativeTrainerActor.options(**tr).remote(**common)
+        self.gen = GeneratorTrainerActor.options(**tr).remote(**common)
         self.oracle = RewardOracleActor.options(num_cpus=c["oracle.num_cpus"]).remote(
             ledger_path=str(self.run_dir / "ledger.sqlite"), budget=c["budget"],
             rate_limit=c["oracle.rate_limit"], retries=c["oracle.retries"],
@@ -44,6 +44,7 @@ class Driver:
             max_in_flight=c["oracle.max_in_flight"], timeout_s=c["oracle.timeout_s"],
             burst=c["oracle.burst"], pending_rule=c["oracle.pending_rule"], **topts)
         self.version = 0
+        self.weights_ref = None
         self.round = 0
         self.history: list[dict] = []
         self.seen: set[tuple] = set()
@@ -98,8 +99,17 @@ class Driver:
         return est
 
     # ---- one round -----------------------------------------------------------------------------
+    def sync_samplers(self) -> list[int]:
+        """Give the current generator weights to any sampler behind (e.g. restarted after a crash)."""
+        versions = ray.get([s.version.remote() for s in self.samplers])
+        behind = [s for s, v in zip(self.samplers, versions) if v != self.version]
+        if behind and self.weights_ref is not None:
+            ray.get([s.load_weights.remote(self.version, self.weights_ref) for s in behind])
+        return versions
+
     def run_round(self) -> dict:
         c, t = self.cfg, self.round
+        self.sync_samplers()
         m: dict = {"round": t + 1, "version": self.version}
         t0 = time.perf_counter()
         # 1. propose

@@ -115,17 +115,13 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         kept = [m for m in report.read_metrics(run_dir) if m["round"] <= done]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m, default=float) + "\n" for m in kept))
     writer = report.MetricsWriter(run_dir)
-    if ck:
-        state, gen_w, regions = ck
+    if ck:  # the actors restored the generator (and regions) from the same checkpoint themselves
+        state, gen_w, _ = ck
         drv.round, drv.version, drv.history = state["round"], state["version"], state["history"]
         drv.seen = {tuple(s) for s in state["seen"]}
         base = state.get("base")
         if gen_w is not None and drv.version > 0:
-            ref = ray.put(gen_w)
-            ray.get([s.load_weights.remote(drv.version, ref) for s in drv.samplers]
-                    + [drv.neg.set_generator.remote(drv.version, ref), drv.gen.load.remote(drv.version, ref)])
-        if regions:
-            ray.get(drv.neg.set_state.remote({"regions": regions}))
+            drv.weights_ref = ray.put(gen_w)
         log(f"[banel_ray] resumed after round {drv.round} (generator version {drv.version})")
     if resume:  # evaluations in flight when the run died: settled by oracle.pending_rule
         settled = ray.get(drv.oracle.resolve_pending.remote())
@@ -153,8 +149,12 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         writer.write(m)
         log(report.progress_line(m, budget))
         gen_w = ray.get(drv.gen.weights.remote()) if cfg["mode"] == "distill" else None
-        regions = ray.get(drv.neg.get_state.remote())["regions"] if cfg["mode"] == "sequential" else None
-        save_checkpoint(run_dir, drv.round, dict(drv.state(), base=base), gen_w, regions)
+        neg_state = ray.get(drv.neg.get_state.remote())
+        regions = neg_state["regions"] if cfg["mode"] == "sequential" else None
+        state = dict(drv.state(), base=base)
+        if cfg["negative.data"] == "all":
+            state["negatives"] = [list(x) for x in neg_state["negatives"]]
+        save_checkpoint(run_dir, drv.round, state, gen_w, regions)
     writer.close()
     hist = drv.history
     evals = [(m["round"], m["eval"]) for m in hist if m.get("eval")]

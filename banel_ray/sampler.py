@@ -102,10 +102,15 @@ class Sampler:
     """One sampler: a backend plus the weight version it currently serves."""
 
     def __init__(self, backend: str, model_dir: str, task_name: str, task_options: dict,
-                 seed: int = 0, **backend_options):
+                 seed: int = 0, run_dir: str | None = None, **backend_options):
+        from banel_ray.checkpoint import latest_generator
+
         self.task = tasks.build(task_name, task_options)
         self.backend = BACKENDS[backend](model_dir, self.task, seed, **backend_options)
         self.weight_version = 0
+        found = latest_generator(run_dir)  # a restarted actor takes the last checkpointed weights
+        if found:
+            self.load_weights(*found)
 
     def version(self) -> int:
         return self.weight_version
@@ -127,4 +132,4 @@ class Sampler:
         return self.backend.logprobs(completions)
 
 
-SamplerActor = ray.remote(max_restarts=2)(Sampler)
+SamplerActor = ray.remote(max_restarts=2, max_task_retries=2)(Sampler)

@@ -21,13 +21,18 @@ from banel_ray.models import (copy_model, load_model, load_state, mean_nll, sequ
 
 class _Base:
     def __init__(self, task_name: str, task_options: dict, prior_dir: str, seed: int = 0,
-                 threads: int = 1):
+                 threads: int = 1, run_dir: str | None = None):
+        from banel_ray.checkpoint import latest_generator
+
         set_threads(threads)
         self.task = tasks.build(task_name, task_options)
         self.prior = load_model(prior_dir)  # p0, frozen
         self.gen = copy_model(self.prior)   # g_t
         self.gen_version = 0
         self.seed = seed
+        found = latest_generator(run_dir)  # resume, or a restart after a crash: last checkpoint
+        if found:
+            self.set_generator(*found)
 
     def _pairs(self, samples):
         return [(self.task.prompt, tuple(s)) for s in samples]
@@ -44,10 +49,15 @@ class _Base:
 
 class NegativeTrainer(_Base):
     def __init__(self, *a, **k):
+        from banel_ray.checkpoint import load_checkpoint
+
         super().__init__(*a, **k)
         self.neg = None
         self.negatives: list[tuple[int, ...]] = []     # all negatives so far (negative.data=all)
         self.regions: list[tuple[dict, float]] = []   # sequential mode: (p_phi weights, log tau)
+        ck = load_checkpoint(k["run_dir"]) if k.get("run_dir") else None
+        if ck:
+            self.set_state({"regions": ck[2], "negatives": ck[0].get("negatives", [])})
 
     def fit(self, round_: int, paid: dict, epochs: int, lr: float, batch_size: int,
             data: str = "round", holdout: float = 0.1) -> dict:
@@ -160,5 +170,5 @@ class GeneratorTrainer(_Base):
         return self.set_generator(version, weights)
 
 
-NegativeTrainerActor = ray.remote(max_restarts=2)(NegativeTrainer)
-GeneratorTrainerActor = ray.remote(max_restarts=2)(GeneratorTrainer)
+NegativeTrainerActor = ray.remote(max_restarts=2, max_task_retries=2)(NegativeTrainer)
+GeneratorTrainerActor = ray.remote(max_restarts=2, max_task_retries=2)(GeneratorTrainer)

@@ -69,3 +69,27 @@ def test_resume_continues_without_paying_twice_and_matches_uninterrupted(tmp_pat
     assert s["nres"] == full["nres"] == 100
     assert a == b  # same samples, rewards, rounds and versions, each paid once
     assert len(report.read_metrics(tmp_path / "part")) == 3
+
+
+def test_killed_sampler_is_replaced_and_takes_current_weights(tmp_path):
+    from banel_ray.driver import Driver
+    from banel_ray.tasks import build
+
+    cfg = tiny(tmp_path, "kill", "sampler.backend=torch", "eval.samples=0", "budget=1000")
+    prior = build(cfg["task"], {}).prepare()
+    drv = Driver(cfg, tmp_path / "kill", prior)
+    try:
+        drv.run_round()
+        sampler = drv.samplers[0]
+        ray.kill(sampler, no_restart=False)  # the actor dies; Ray restarts it from scratch (prior weights)
+        m = drv.run_round()  # the driver hands the restarted sampler the current weights first
+        assert m["sampler_versions"] == [2]
+        rows = drv.oracle.ledger_rows.remote()
+        assert {r["version"] for r in ray.get(rows) if r["round"] == 2} == {1}
+        # killed in the middle of a sampling call: the call is retried on the restarted actor
+        ref = sampler.sample.remote(2000, 5)
+        ray.kill(sampler, no_restart=False)
+        out = ray.get(ref)
+        assert len(out["samples"]) == 2000
+    finally:
+        drv.shutdown()
