@@ -41,7 +41,7 @@ FIELDS: dict[str, Field] = {
     "samples_per_round": F(250, int, "m: candidates sent to the oracle each round", lo=1),
     "pool_size": F(1000, int, "fresh candidates drawn (no NREs) for the filter/distillation step", lo=1),
     "use_positives": F(False, bool, "also train on successes (the paper drops them)"),
-    "score.length_norm": F(True, bool, "divide the log ratio by the token count"),
+    "score.length_norm": F(False, bool, "divide the log ratio by the token count (off: measured better on the addition task)"),
     "filter.kind": F("quantile", str, "quantile: keep the top 1/f; threshold: keep s >= log tau",
                      choices=("quantile", "threshold")),
     "filter.factor": F(2.0, float, "filter factor f (quantile filter)", lo=1.0),

@@ -88,14 +88,18 @@ def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:
     a1.set_xlabel("NREs")
     a1.set_ylabel("success rate")
     a1.set_title("true success rate (evaluation samples, not NREs)")
-    acc = [(m["nres"], m.get("acceptance", m.get("pre_oracle_acceptance"))) for m in history]
-    acc = [p for p in acc if p[1] is not None]
-    if acc:
-        a2.plot([p[0] for p in acc], [p[1] for p in acc], "s-", color="C1")
+    series = {"filter acceptance": lambda m: m.get("acceptance", m.get("pre_oracle_acceptance")),
+              "well-formed fraction": lambda m: m.get("round_well_formed"),
+              "distinct fraction": lambda m: m.get("distinct_frac")}
+    for (label, get), mark in zip(series.items(), "s^v"):
+        pts = [(m["nres"], get(m)) for m in history if get(m) is not None]
+        if pts:
+            a2.plot([p[0] for p in pts], [p[1] for p in pts], mark + "-", label=label, markersize=4)
     a2.set_xlabel("NREs")
-    a2.set_ylabel("acceptance rate")
+    a2.set_ylabel("fraction of the round's samples")
     a2.set_ylim(0, 1.05)
-    a2.set_title("filter acceptance")
+    a2.legend(loc="lower left")
+    a2.set_title("acceptance and positive-free signals")
     fig.tight_layout()
     out = Path(run_dir) / "success_vs_nres.png"
     fig.savefig(out, dpi=100)
