@@ -66,6 +66,9 @@ FIELDS: dict[str, Field] = {
     "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
     "sampler.num_gpus": F(0.0, float, "GPUs per sampler actor", lo=0.0),
     "sampler.kv_cache_mb": F(64, int, "vLLM KV cache size in MiB", lo=1),
+    "sampler.gpu_memory_utilization": F(0.0, float, "vLLM: fraction of the GPU one engine may use "
+                                        "(0: vLLM's default); below sampler.num_gpus to share a GPU",
+                                        lo=0.0, hi=1.0),
     "trainer.num_cpus": F(0.5, float, "CPUs reserved per trainer actor", lo=0.0),
     "trainer.num_gpus": F(0.0, float, "GPUs per trainer actor", lo=0.0),
     "trainer.threads": F(1, int, "torch threads per trainer/oracle actor", lo=1),

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from banel_ray import algorithm as alg
 from banel_ray import tasks
@@ -27,22 +28,29 @@ class Driver:
         self.task = tasks.build(cfg["task"], cfg["task_options"])
         c = cfg
         topts = dict(task_name=c["task"], task_options=c["task_options"])
+        # The oracle runs on the driver's node: its ledger.sqlite then sits in the run folder the
+        # driver writes (checkpoints, metrics), also on a multi-node cluster without shared storage,
+        # and a restarted oracle (max_restarts) finds it again. Created first, so that it gets its
+        # oracle.num_cpus there before samplers and trainers fill the node (a hard affinity to a
+        # full node waits forever).
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.oracle = RewardOracleActor.options(num_cpus=c["oracle.num_cpus"], scheduling_strategy=here).remote(
+            ledger_path=str(self.run_dir / "ledger.sqlite"), budget=c["budget"],
+            rate_limit=c["oracle.rate_limit"], retries=c["oracle.retries"],
+            charge_errors=c["oracle.charge_errors"], threads=c["trainer.threads"],
+            max_in_flight=c["oracle.max_in_flight"], timeout_s=c["oracle.timeout_s"],
+            burst=c["oracle.burst"], pending_rule=c["oracle.pending_rule"], **topts)
         self.samplers = [
             SamplerActor.options(num_cpus=c["sampler.num_cpus"], num_gpus=c["sampler.num_gpus"]).remote(
                 c["sampler.backend"], prior_dir, seed=c["seed"] + 1000 * i, run_dir=str(self.run_dir),
-                kv_cache_mb=c["sampler.kv_cache_mb"], threads=c["trainer.threads"], **topts)
+                kv_cache_mb=c["sampler.kv_cache_mb"], threads=c["trainer.threads"],
+                gpu_memory_utilization=c["sampler.gpu_memory_utilization"], **topts)
             for i in range(c["sampler.num_actors"])]
         tr = dict(num_cpus=c["trainer.num_cpus"], num_gpus=c["trainer.num_gpus"])
         common = dict(prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"],
                       run_dir=str(self.run_dir), **topts)
         self.neg = NegativeTrainerActor.options(**tr).remote(**common)
         self.gen = GeneratorTrainerActor.options(**tr).remote(**common)
-        self.oracle = RewardOracleActor.options(num_cpus=c["oracle.num_cpus"]).remote(
-            ledger_path=str(self.run_dir / "ledger.sqlite"), budget=c["budget"],
-            rate_limit=c["oracle.rate_limit"], retries=c["oracle.retries"],
-            charge_errors=c["oracle.charge_errors"], threads=c["trainer.threads"],
-            max_in_flight=c["oracle.max_in_flight"], timeout_s=c["oracle.timeout_s"],
-            burst=c["oracle.burst"], pending_rule=c["oracle.pending_rule"], **topts)
         self.version = 0
         self.weights_ref = None
         self.round = 0

@@ -47,7 +47,8 @@ class TorchBackend:
 
 class VllmBackend:
     def __init__(self, model_dir: str, task, seed: int, kv_cache_mb: int = 64, threads: int = 1,
-                 max_model_len: int | None = None, dtype: str = "float32", **_):
+                 max_model_len: int | None = None, dtype: str = "float32",
+                 gpu_memory_utilization: float = 0.0, **_):
         # In-process engine (no extra engine-core process) with threads governed by Ray's
         # num_cpus, not vLLM's own core binding.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -57,9 +58,13 @@ class VllmBackend:
 
         self.task = task
         self.max_len = max_model_len or (len(task.prompt) + task.max_new_tokens + 1)
+        # vLLM refuses to start an engine while the GPU's free memory is below
+        # gpu_memory_utilization x total (default 0.92), even with kv_cache_memory_bytes set: with
+        # several samplers on one GPU (sampler.num_gpus < 1) each must ask for its share only.
+        extra = {"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization > 0 else {}
         self.llm = LLM(model=model_dir, skip_tokenizer_init=True, dtype=dtype, enforce_eager=True,
                        max_model_len=self.max_len, kv_cache_memory_bytes=kv_cache_mb << 20,
-                       seed=seed, enable_prefix_caching=False)
+                       seed=seed, enable_prefix_caching=False, **extra)
 
     def load_weights(self, weights: dict) -> None:
         self.llm.collective_rpc("reload_weights", kwargs={
