@@ -126,6 +126,9 @@ class Driver:
             m["pre_oracle_acceptance"] = self.accept_rate
         else:
             batches = self._sample(c["samples_per_round"], t)
+            # the pool depends only on g_t: queue it now, so the samplers draw it while the oracle
+            # pays and p_phi is fitted (the overlap a one-process loop cannot have)
+            pool = self._sample(c["pool_size"], 5_000_000 + t)
         crash_point("mid_sampling", t + 1)
         # 2. pay (refs go straight to the oracle actor; the wait covers sampling and paying)
         paid_ref = self.oracle.evaluate.remote(t + 1, *batches)
@@ -164,8 +167,7 @@ class Driver:
         else:
             # 4. score a fresh pool (no NREs); 5-6. filter and distil into g_{t+1}
             t2 = time.perf_counter()
-            scored_ref = self.neg.score.remote(c["score.length_norm"],
-                                               *self._sample(c["pool_size"], 5_000_000 + t))
+            scored_ref = self.neg.score.remote(c["score.length_norm"], *pool)
             weights_ref, met_ref = self.gen.distil.options(num_returns=2).remote(
                 t + 1, self.version + 1, c["filter.kind"], value, c["generator.epochs"],
                 c["generator.lr"], c["generator.batch_size"], c["generator.reset"], scored_ref,

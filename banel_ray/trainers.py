@@ -83,10 +83,9 @@ class NegativeTrainer(_Base):
         samples = [tuple(s) for b in batches for s in b["samples"]]
         lg, lengths = self._logp(self.gen, samples)
         ln, _ = self._logp(self.neg, samples)
-        lp0, _ = self._logp(self.prior, samples)
         s = alg.sequence_scores(lg, ln, lengths, length_norm)
-        return {"samples": samples, "scores": s, "logp_gen": lg, "logp_prior": lp0,
-                "lengths": lengths, "t_score": time.perf_counter() - t}
+        return {"samples": samples, "scores": s, "logp_gen": lg, "lengths": lengths,
+                "t_score": time.perf_counter() - t}
 
     # ---- Algorithm 1 (sequential) ----------------------------------------------------------------
     def add_region(self, length_norm: bool, factor: float | None, log_tau: float | None,

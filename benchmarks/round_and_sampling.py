@@ -45,17 +45,6 @@ def bench_round(rounds: int, backend: str) -> dict:
     prior = task.prepare(progress=lambda s: None)
     tmp = Path(tempfile.mkdtemp())
     opts = dict(task_name=cfg["task"], task_options={})
-    # one process
-    parts = (Sampler(backend, prior, seed=0, **opts), RewardOracle(ledger_path=str(tmp / "a.sqlite"),
-                                                                    budget=10 ** 6, **opts),
-             NegativeTrainer(prior_dir=prior, **opts), GeneratorTrainer(prior_dir=prior, **opts))
-    one_process_round(cfg, parts, 100)  # warm-up (first-call compilation in vLLM)
-    local = []
-    for t in range(rounds):
-        t0 = time.perf_counter()
-        one_process_round(cfg, parts, t)
-        local.append(time.perf_counter() - t0)
-    del parts
     # Ray
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     drv = Driver(cfg, tmp, prior)
@@ -69,6 +58,16 @@ def bench_round(rounds: int, backend: str) -> dict:
         remote.append(time.perf_counter() - t0)
     drv.shutdown()
     ray.shutdown()
+    # one process
+    parts = (Sampler(backend, prior, seed=0, **opts), RewardOracle(ledger_path=str(tmp / "a.sqlite"),
+                                                                    budget=10 ** 6, **opts),
+             NegativeTrainer(prior_dir=prior, **opts), GeneratorTrainer(prior_dir=prior, **opts))
+    one_process_round(cfg, parts, 100)  # warm-up (first-call compilation in vLLM)
+    local = []
+    for t in range(rounds):
+        t0 = time.perf_counter()
+        one_process_round(cfg, parts, t)
+        local.append(time.perf_counter() - t0)
     return {"local": statistics.median(local), "ray": statistics.median(remote)}
 
 
@@ -122,9 +121,11 @@ def main():
     p.add_argument("--samples", type=int, default=4000)
     p.add_argument("--backend", default="vllm", choices=["vllm", "torch"])
     p.add_argument("--skip-round", action="store_true")
+    p.add_argument("--skip-sampling", action="store_true")
     p.add_argument("--sizes", default="prior,medium", help="models for (b): prior, medium")
     a = p.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if not a.skip_round:
         r = bench_round(a.rounds, a.backend)
@@ -132,7 +133,7 @@ def main():
               f"{a.backend} sampler, median of {a.rounds}")
         print(f"  {'one process':<14}{r['local']:8.2f} s")
         print(f"  {'Ray actors':<14}{r['ray']:8.2f} s   ratio {r['ray'] / r['local']:.2f}x (target <= 1.10x)")
-    for size in a.sizes.split(","):
+    for size in ([] if a.skip_sampling else a.sizes.split(",")):
         n = a.samples if size == "prior" else max(a.samples // 8, 64)
         s = bench_sampling(n, size)
         base = s["transformers.generate"]
