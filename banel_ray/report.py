@@ -28,7 +28,11 @@ def progress_line(m: dict, budget: int) -> str:
     if m.get("eval"):
         parts.append(f"success {m['eval']['rate']:.2e}")
     times = " ".join(f"{k[2:]} {m[k]:.1f}s" for k in ("t_propose_pay", "t_fit", "t_distil") if k in m)
-    return " | ".join(parts) + f" | {times}"
+    line = " | ".join(parts) + f" | {times}"
+    if m.get("novel_frac", 1.0) < 0.5:  # a positive-free sign of collapse
+        line += (f"\n  warning: only {m['novel_frac']:.0%} of this round's samples are new: the generator "
+                 f"is collapsing onto what it already proposed (the best round so far is kept in the summary)")
+    return line
 
 
 class MetricsWriter:

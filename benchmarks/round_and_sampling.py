@@ -59,16 +59,21 @@ def bench_round(rounds: int, backend: str) -> dict:
     drv.shutdown()
     ray.shutdown()
     # one process
-    parts = (Sampler(backend, prior, seed=0, **opts), RewardOracle(ledger_path=str(tmp / "a.sqlite"),
-                                                                    budget=10 ** 6, **opts),
-             NegativeTrainer(prior_dir=prior, **opts), GeneratorTrainer(prior_dir=prior, **opts))
+    # The trainers (which set torch to 1 thread, as each actor has) are built before the vLLM
+    # engine: vLLM's CPU backend ignores torch.set_num_threads once its engine exists, so the other
+    # order would let the whole one-process round use every core while each actor uses one.
+    neg, gen = NegativeTrainer(prior_dir=prior, **opts), GeneratorTrainer(prior_dir=prior, **opts)
+    oracle = RewardOracle(ledger_path=str(tmp / "a.sqlite"), budget=10 ** 6, **opts)
+    parts = (Sampler(backend, prior, seed=0, **opts), oracle, neg, gen)
+    import torch
+    threads = torch.get_num_threads()
     one_process_round(cfg, parts, 100)  # warm-up (first-call compilation in vLLM)
     local = []
     for t in range(rounds):
         t0 = time.perf_counter()
         one_process_round(cfg, parts, t)
         local.append(time.perf_counter() - t0)
-    return {"local": statistics.median(local), "ray": statistics.median(remote)}
+    return {"local": statistics.median(local), "ray": statistics.median(remote), "threads": threads}
 
 
 def bench_sampling(n: int, size: str) -> dict:
@@ -131,7 +136,7 @@ def main():
         r = bench_round(a.rounds, a.backend)
         print(f"\n(a) one quick-config round (m=250, pool 1000, neg 5 epochs, distil 2 epochs), "
               f"{a.backend} sampler, median of {a.rounds}")
-        print(f"  {'one process':<14}{r['local']:8.2f} s")
+        print(f"  {'one process':<14}{r['local']:8.2f} s   (torch threads: {r['threads']})")
         print(f"  {'Ray actors':<14}{r['ray']:8.2f} s   ratio {r['ray'] / r['local']:.2f}x (target <= 1.10x)")
     for size in ([] if a.skip_sampling else a.sizes.split(",")):
         n = a.samples if size == "prior" else max(a.samples // 8, 64)
