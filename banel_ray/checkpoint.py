@@ -56,13 +56,22 @@ def save_checkpoint(run_dir: Path, round_: int, state: dict, generator: dict | N
     return final
 
 
-def load_checkpoint(run_dir: Path) -> tuple[dict, dict | None, list[tuple[dict, float]]] | None:
+def _latest_dir(run_dir) -> Path | None:
+    latest = Path(run_dir) / "checkpoints" / "LATEST"
+    return latest.parent / latest.read_text().strip() if latest.exists() else None
+
+
+def read_state(run_dir) -> dict | None:
+    """The JSON state of the last complete round (no weights loaded), or None."""
+    d = _latest_dir(run_dir)
+    return json.loads((d / "state.json").read_text()) if d else None
+
+
+def load_checkpoint(run_dir) -> tuple[dict, dict | None, list[tuple[dict, float]]] | None:
     """(state, generator weights, regions) of the last complete round, or None."""
-    root = Path(run_dir) / "checkpoints"
-    latest = root / "LATEST"
-    if not latest.exists():
+    d = _latest_dir(run_dir) if run_dir else None
+    if d is None:
         return None
-    d = root / latest.read_text().strip()
     state = json.loads((d / "state.json").read_text())
     gen = load_file(str(d / "generator.safetensors")) if (d / "generator.safetensors").exists() else None
     regions = [(load_file(str(d / f"region_{i:04d}.safetensors")), tau)
@@ -70,11 +79,8 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, dict | None, list[tuple[dict, 
     return state, gen, regions
 
 
-def latest_generator(run_dir) -> tuple[int, dict] | None:
-    """(version, generator weights) of the last complete round, for actors that (re)start."""
-    if not run_dir:
-        return None
-    ck = load_checkpoint(Path(run_dir))
+def latest_generator(ck) -> tuple[int, dict] | None:
+    """(version, generator weights) of a loaded checkpoint, for actors that (re)start."""
     if not ck or ck[1] is None or not ck[0].get("version"):
         return None
     return ck[0]["version"], ck[1]

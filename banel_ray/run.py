@@ -87,7 +87,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
 
     from banel_ray import algorithm as alg
     from banel_ray import report, tasks
-    from banel_ray.checkpoint import load_checkpoint, save_checkpoint
+    from banel_ray.checkpoint import read_state, save_checkpoint
     from banel_ray.driver import Driver
 
     t_start = time.time()
@@ -109,19 +109,18 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
                             f"lower sampler.num_actors or the *.num_cpus keys")
     drv = Driver(cfg, run_dir, prior_dir, log=log)
     base = None
-    ck = load_checkpoint(run_dir) if resume else None
-    done = ck[0]["round"] if ck else 0
+    state = read_state(run_dir) if resume else None
+    done = state["round"] if state else 0
     if resume:  # drop metrics of a round that was cut short: it is redone from its start
         kept = [m for m in report.read_metrics(run_dir) if m["round"] <= done]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m, default=float) + "\n" for m in kept))
     writer = report.MetricsWriter(run_dir)
-    if ck:  # the actors restored the generator (and regions) from the same checkpoint themselves
-        state, gen_w, _ = ck
+    if state:  # the actors restored the generator (and regions) from the same checkpoint themselves
         drv.round, drv.version, drv.history = state["round"], state["version"], state["history"]
         drv.seen = {tuple(s) for s in state["seen"]}
         base = state.get("base")
-        if gen_w is not None and drv.version > 0:
-            drv.weights_ref = ray.put(gen_w)
+        if drv.version > 0:  # for samplers that fall behind later: the trainer's copy, by ref
+            drv.weights_ref = drv.gen.weights.remote()
         log(f"[banel_ray] resumed after round {drv.round} (generator version {drv.version})")
     if resume:  # evaluations in flight when the run died: settled by oracle.pending_rule
         settled = ray.get(drv.oracle.resolve_pending.remote())
@@ -149,7 +148,8 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         writer.write(m)
         log(report.progress_line(m, budget))
         gen_w = ray.get(drv.gen.weights.remote()) if cfg["mode"] == "distill" else None
-        neg_state = ray.get(drv.neg.get_state.remote())
+        need_neg = cfg["mode"] == "sequential" or cfg["negative.data"] == "all"
+        neg_state = ray.get(drv.neg.get_state.remote()) if need_neg else {}
         regions = neg_state["regions"] if cfg["mode"] == "sequential" else None
         state = dict(drv.state(), base=base)
         if cfg["negative.data"] == "all":

@@ -108,12 +108,12 @@ class Sampler:
 
     def __init__(self, backend: str, model_dir: str, task_name: str, task_options: dict,
                  seed: int = 0, run_dir: str | None = None, **backend_options):
-        from banel_ray.checkpoint import latest_generator
+        from banel_ray.checkpoint import latest_generator, load_checkpoint
 
         self.task = tasks.build(task_name, task_options)
         self.backend = BACKENDS[backend](model_dir, self.task, seed, **backend_options)
         self.weight_version = 0
-        found = latest_generator(run_dir)  # a restarted actor takes the last checkpointed weights
+        found = latest_generator(load_checkpoint(run_dir))  # a restarted actor: last checkpoint
         if found:
             self.load_weights(*found)
 

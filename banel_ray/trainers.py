@@ -22,7 +22,7 @@ from banel_ray.models import (copy_model, load_model, load_state, mean_nll, sequ
 class _Base:
     def __init__(self, task_name: str, task_options: dict, prior_dir: str, seed: int = 0,
                  threads: int = 1, run_dir: str | None = None):
-        from banel_ray.checkpoint import latest_generator
+        from banel_ray.checkpoint import load_checkpoint
 
         set_threads(threads)
         self.task = tasks.build(task_name, task_options)
@@ -30,7 +30,12 @@ class _Base:
         self.gen = copy_model(self.prior)   # g_t
         self.gen_version = 0
         self.seed = seed
-        found = latest_generator(run_dir)  # resume, or a restart after a crash: last checkpoint
+        self._restore(load_checkpoint(run_dir))  # resume, or a restart after a crash
+
+    def _restore(self, ck) -> None:
+        from banel_ray.checkpoint import latest_generator
+
+        found = latest_generator(ck)
         if found:
             self.set_generator(*found)
 
@@ -49,13 +54,13 @@ class _Base:
 
 class NegativeTrainer(_Base):
     def __init__(self, *a, **k):
-        from banel_ray.checkpoint import load_checkpoint
-
-        super().__init__(*a, **k)
         self.neg = None
         self.negatives: list[tuple[int, ...]] = []     # all negatives so far (negative.data=all)
         self.regions: list[tuple[dict, float]] = []   # sequential mode: (p_phi weights, log tau)
-        ck = load_checkpoint(k["run_dir"]) if k.get("run_dir") else None
+        super().__init__(*a, **k)
+
+    def _restore(self, ck) -> None:
+        super()._restore(ck)
         if ck:
             self.set_state({"regions": ck[2], "negatives": ck[0].get("negatives", [])})
 
@@ -79,13 +84,10 @@ class NegativeTrainer(_Base):
 
     def score(self, length_norm: bool, *batches: dict) -> dict:
         """Scores of pool candidates under g_t and p_phi_t; the samples travel on with them."""
-        t = time.perf_counter()
         samples = [tuple(s) for b in batches for s in b["samples"]]
         lg, lengths = self._logp(self.gen, samples)
         ln, _ = self._logp(self.neg, samples)
-        s = alg.sequence_scores(lg, ln, lengths, length_norm)
-        return {"samples": samples, "scores": s, "logp_gen": lg, "lengths": lengths,
-                "t_score": time.perf_counter() - t}
+        return {"samples": samples, "scores": alg.sequence_scores(lg, ln, lengths, length_norm)}
 
     # ---- Algorithm 1 (sequential) ----------------------------------------------------------------
     def add_region(self, length_norm: bool, factor: float | None, log_tau: float | None,
@@ -164,9 +166,6 @@ class GeneratorTrainer(_Base):
             l0, _ = self._logp(self.prior, kept)
             metrics["kl_to_prior"] = alg.kl_estimate(lg, l0)
         return state_dict(self.gen), metrics
-
-    def load(self, version: int, weights: dict) -> int:
-        return self.set_generator(version, weights)
 
 
 NegativeTrainerActor = ray.remote(max_restarts=2, max_task_retries=2)(NegativeTrainer)

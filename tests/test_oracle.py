@@ -1,5 +1,4 @@
 """The oracle's accounting with a fake task (unit level): budget, dedupe, errors, rate limit."""
-import threading
 
 import pytest
 
@@ -7,6 +6,7 @@ from banel_ray import tasks
 from banel_ray.ledger import Ledger, sample_key
 from banel_ray.oracle import RewardOracle, TokenBucket
 from banel_ray.tasks.base import Task
+from helpers import batch, run_threads
 
 
 class Parity(Task):
@@ -31,10 +31,6 @@ def oracle(tmp_path, monkeypatch):
     Parity.calls, Parity.fail_next = 0, 0
     return lambda budget, **kw: RewardOracle("parity", {}, str(tmp_path / "l.sqlite"), budget,
                                              backoff_s=0.0, **kw)
-
-
-def batch(samples, version=0):
-    return {"samples": samples, "version": version}
 
 
 def test_budget_is_a_hard_cap_and_duplicates_are_free(oracle):
@@ -109,21 +105,6 @@ def flaky(tmp_path, budget, spec=None, name="f.sqlite", **kw):
     spec = {"kind": "flaky", "latency_s": 0.0, **(spec or {})}
     kw.setdefault("backoff_s", 0.0)
     return RewardOracle(CALLABLE, {"oracle": spec}, str(tmp_path / name), budget, **kw)
-
-
-def run_threads(fn, n):
-    out, errs = [None] * n, []
-
-    def go(i):
-        try:
-            out[i] = fn(i)
-        except Exception as e:  # pragma: no cover - surfaced below
-            errs.append(e)
-    ts = [threading.Thread(target=go, args=(i,)) for i in range(n)]
-    [t.start() for t in ts]
-    [t.join(30) for t in ts]
-    assert not errs, errs
-    return out
 
 
 def max_in_window(starts, window):

@@ -3,7 +3,6 @@ all callers; a flaky oracle's accounting; a killed actor restarts with its ledge
 retried call finishes the dead attempt's work without charging twice."""
 import sqlite3
 import sys
-import threading
 import time
 
 import pytest
@@ -11,13 +10,16 @@ import ray
 
 from banel_ray.oracle import RewardOracleActor
 from banel_ray.oracles import parity
+import helpers
+from helpers import batch, run_threads
 
 CALLABLE = "banel_ray.oracles:CallableTask"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_local():
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not on workers' path
+    for mod in (sys.modules[__name__], helpers):  # tests/ is not on the workers' path
+        ray.cloudpickle.register_pickle_by_value(mod)
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     yield
     ray.shutdown()
@@ -27,25 +29,6 @@ def actor(path, budget, spec=None, **kw):
     spec = {"kind": "flaky", "latency_s": 0.0, **(spec or {})}
     kw.setdefault("backoff_s", 0.0)
     return RewardOracleActor.options(num_cpus=0).remote(CALLABLE, {"oracle": spec}, str(path), budget, **kw)
-
-
-def batch(samples, version=0):
-    return {"samples": samples, "version": version}
-
-
-def threads(fn, n):
-    out, errs = [None] * n, []
-
-    def go(i):
-        try:
-            out[i] = fn(i)
-        except Exception as e:  # pragma: no cover - surfaced below
-            errs.append(e)
-    ts = [threading.Thread(target=go, args=(i,)) for i in range(n)]
-    [t.start() for t in ts]
-    [t.join(60) for t in ts]
-    assert not errs, errs
-    return out
 
 
 @ray.remote(num_cpus=0)
@@ -68,7 +51,7 @@ def test_concurrent_callers_share_one_budget_and_pay_each_sample_once(tmp_path):
     # 8 callers (6 threads of the driver, 2 Ray tasks), overlapping batches: 22 distinct samples
     sets = [[(j,) for j in range(2 * i, 2 * i + 8)] for i in range(8)]
     refs = [remote_caller.remote(o, sets[6]), remote_caller.remote(o, sets[7])]
-    res = threads(lambda i: ray.get(o.evaluate.remote(1, batch(sets[i]))), 6) + ray.get(refs)
+    res = run_threads(lambda i: ray.get(o.evaluate.remote(1, batch(sets[i]))), 6) + ray.get(refs)
     st = ray.get(o.stats.remote())
     rows = ray.get(o.ledger_rows.remote())
     assert ray.get(o.spent.remote()) == 15 == len(rows) and ray.get(o.remaining.remote()) == 0
@@ -85,7 +68,7 @@ def test_call_rate_never_exceeds_the_limit(tmp_path):
     o = actor(tmp_path / "l.sqlite", 100, {"latency_s": 0.05}, rate_limit=rate, burst=burst, max_in_flight=4)
     ray.get(o.spent.remote())
     t = time.monotonic()
-    threads(lambda i: ray.get(o.evaluate.remote(1, batch([(i, j) for j in range(6)]))), 4)  # 24 NREs
+    run_threads(lambda i: ray.get(o.evaluate.remote(1, batch([(i, j) for j in range(6)]))), 4)  # 24 NREs
     elapsed = time.monotonic() - t
     st = ray.get(o.stats.remote())
     assert sum(n for _, n in st["starts"]) == 24
@@ -101,7 +84,7 @@ def test_flaky_oracle_accounting(tmp_path, charge):
     spec = {"latency_s": 0.01, "failure_rate": 0.35, "timeout_rate": 0.15, "hang_s": 0.6, "seed": 11}
     o = actor(tmp_path / "l.sqlite", 30, spec, retries=2, timeout_s=0.2, charge_errors=charge,
               max_in_flight=4)
-    res = threads(lambda i: ray.get(o.evaluate.remote(1, batch([(i, j) for j in range(i, i + 8)]))), 4)
+    res = run_threads(lambda i: ray.get(o.evaluate.remote(1, batch([(i, j) for j in range(i, i + 8)]))), 4)
     rows = {r["sample"]: r for r in ray.get(o.ledger_rows.remote())}
     st = ray.get(o.stats.remote())
     ok = [r for r in rows.values() if r["status"] == "ok"]

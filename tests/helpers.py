@@ -1,0 +1,23 @@
+"""Small helpers shared by the oracle tests."""
+import threading
+
+
+def batch(samples, version=0):
+    """A sampler output as the oracle receives it."""
+    return {"samples": samples, "version": version}
+
+
+def run_threads(fn, n, timeout=60):
+    """fn(0..n-1) on n threads at once; returns the results, raises if any call raised."""
+    out, errs = [None] * n, []
+
+    def go(i):
+        try:
+            out[i] = fn(i)
+        except Exception as e:  # pragma: no cover - surfaced below
+            errs.append(e)
+    ts = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    [t.start() for t in ts]
+    [t.join(timeout) for t in ts]
+    assert not errs, errs
+    return out
