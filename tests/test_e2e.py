@@ -1,6 +1,7 @@
 """End to end on real Ray actors, a real vLLM engine, the shipped addition models, tiny scale."""
 import json
 import sqlite3
+import time
 
 import pytest
 import ray
@@ -82,6 +83,10 @@ def test_killed_sampler_is_replaced_and_takes_current_weights(tmp_path):
         drv.run_round()
         sampler = drv.samplers[0]
         ray.kill(sampler, no_restart=False)  # the actor dies; Ray restarts it from scratch (prior weights)
+        deadline = time.time() + 120
+        while ray.get(sampler.version.remote()) != 0:  # ray.kill is asynchronous: wait for the new one
+            assert time.time() < deadline
+            time.sleep(0.2)
         m = drv.run_round()  # the driver hands the restarted sampler the current weights first
         assert m["sampler_versions"] == [2]
         rows = drv.oracle.ledger_rows.remote()
