@@ -61,6 +61,11 @@ FIELDS: dict[str, Field] = {
     "generator.lr": F(5e-4, float, "generator learning rate", lo=0.0, hi=1.0),
     "generator.batch_size": F(64, int, "generator batch size", lo=1),
     "generator.reset": F(False, bool, "distil from p0 each round instead of from g_t"),
+    "generator.schedule": F("constant", str, "decay of generator.lr over rounds (the update size)",
+                            choices=("constant", "linear", "exponential", "cosine", "step")),
+    "generator.lr_end": F(5e-5, float, "final generator.lr of a decaying schedule", lo=0.0, hi=1.0),
+    "generator.step_every": F(2, int, "step schedule: rounds between generator.lr steps", lo=1),
+    "generator.gamma": F(0.5, float, "step schedule: generator.lr factor per step", lo=1e-6),
     "sampler.backend": F("vllm", str, "vllm (default) or torch", choices=("vllm", "torch")),
     "sampler.num_actors": F(1, int, "number of sampler actors", lo=1, hi=1024),
     "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
@@ -205,6 +210,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"'task_options.{k}' folder not found: {path}")
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
+    if cfg["generator.schedule"] == "exponential" and min(cfg["generator.lr"], cfg["generator.lr_end"]) <= 0:
+        raise ConfigError("'generator.lr' and 'generator.lr_end' must be > 0 for the exponential schedule")
     if cfg["filter.kind"] == "quantile" and cfg["filter.schedule"] != "constant" and cfg["filter.end"] < 1:
         raise ConfigError("'filter.end' must be >= 1 when it is a filter factor (filter.kind=quantile)")
     return cfg

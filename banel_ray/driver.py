@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from ray.util.placement_group import get_current_placement_group
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
 
 from banel_ray import algorithm as alg
 from banel_ray import tasks
@@ -34,6 +35,9 @@ class Driver:
         # oracle.num_cpus there before samplers and trainers fill the node (a hard affinity to a
         # full node waits forever).
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        if get_current_placement_group() is not None:  # e.g. a Tune trial: stay inside its reservation
+            here = PlacementGroupSchedulingStrategy(get_current_placement_group(),
+                                                    placement_group_capture_child_tasks=True)
         self.oracle = RewardOracleActor.options(num_cpus=c["oracle.num_cpus"], scheduling_strategy=here).remote(
             ledger_path=str(self.run_dir / "ledger.sqlite"), budget=c["budget"],
             rate_limit=c["oracle.rate_limit"], retries=c["oracle.retries"],
@@ -69,6 +73,11 @@ class Driver:
         start = c["filter.factor"] if c["filter.kind"] == "quantile" else c["filter.tau"]
         return alg.schedule_value(c["filter.schedule"], start, c["filter.end"], t, c["rounds"],
                                   c["filter.step_every"], c["filter.gamma"])
+
+    def _generator_lr(self, t: int) -> float:
+        c = self.cfg
+        return alg.schedule_value(c["generator.schedule"], c["generator.lr"], c["generator.lr_end"], t,
+                                  c["rounds"], c["generator.step_every"], c["generator.gamma"])
 
     def _accepted(self, n: int, tag: int, cap_factor: int = 64) -> list:
         """Sequential mode: draw from p0 and keep what no past region rejects, up to n (no NREs).
@@ -167,10 +176,11 @@ class Driver:
         else:
             # 4. score a fresh pool (no NREs); 5-6. filter and distil into g_{t+1}
             t2 = time.perf_counter()
+            m["generator_lr"] = lr = self._generator_lr(t)
             scored_ref = self.neg.score.remote(c["score.length_norm"], *pool)
             weights_ref, met_ref = self.gen.distil.options(num_returns=2).remote(
                 t + 1, self.version + 1, c["filter.kind"], value, c["generator.epochs"],
-                c["generator.lr"], c["generator.batch_size"], c["generator.reset"], scored_ref,
+                lr, c["generator.batch_size"], c["generator.reset"], scored_ref,
                 paid_ref, c["use_positives"])
             self.version += 1
             # the new weights go from the trainer to the samplers and the negative trainer by ref

@@ -82,7 +82,9 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
+def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
+    """Run (or resume) BaNEL rounds. ``on_round(metrics, run_dir)`` is called after each round's
+    checkpoint (e.g. a Tune trial reports there); it may return True to stop after that round."""
     import ray
 
     from banel_ray import algorithm as alg
@@ -155,6 +157,9 @@ def run(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         if cfg["negative.data"] == "all":
             state["negatives"] = [list(x) for x in neg_state["negatives"]]
         save_checkpoint(run_dir, drv.round, state, gen_w, regions)
+        if on_round is not None and on_round(m, run_dir):
+            log(f"[banel_ray] stopped by on_round after round {drv.round}")
+            break
     writer.close()
     hist = drv.history
     evals = [(m["round"], m["eval"]) for m in hist if m.get("eval")]

@@ -1,0 +1,213 @@
+"""``python -m tuning.study``: the stop-rule and decay-schedule study, from a Tune experiment.
+
+Reads every trial's reported rounds (Tune's ``result.json`` and ``params.json``), then, per trial
+and per stop rule of ``tuning.signals``, the round the rule stops at against the round of peak
+true success and the success lost (regret); per schedule (search point), whether success declines
+after its peak. Writes ``report.md`` and ``study.png``. ``--run`` first runs the sweep.
+
+  python -m tuning.study --experiment sweeps/study --out results/tuning_study   # report only
+  python -m tuning.study --run --config tuning/configs/study.yaml               # sweep, then report
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from tuning.signals import DEFAULT_RULES, SIGNALS, fires, regret, stop_round
+
+SKIP = ("base", "runs_root", "trial_cpus")
+
+
+def load_experiment(exp: Path) -> list[dict]:
+    """One dict per trial: its search point (arm), seed, and per-round history (sorted, deduped)."""
+    trials = []
+    for d in sorted(p for p in Path(exp).iterdir() if (p / "result.json").exists()):
+        params = json.loads((d / "params.json").read_text())
+        rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x.strip()]
+        by_round = {}
+        for r in rows:  # a round reported twice (restore) keeps its last report
+            if "round" in r:
+                by_round[int(r["round"])] = r
+        hist = [by_round[k] for k in sorted(by_round)]
+        if not hist:
+            continue
+        point = {k: v for k, v in params.items() if k not in SKIP and k != "seed"}
+        arm = ", ".join(f"{k}={v}" for k, v in sorted(point.items())) or "base"
+        trials.append({"dir": d.name, "arm": arm, "seed": params.get("seed"), "history": hist,
+                       "base": hist[0].get("base_success")})
+    return trials
+
+
+def decline(hist: list[dict]) -> dict:
+    """Peak, final, last-3 mean and relative drop from peak of one trial's true success curve."""
+    s = [h["success"] for h in hist if "success" in h]
+    if not s:
+        return {}
+    pk = int(np.argmax(s))
+    last3 = float(np.mean(s[-3:]))
+    return {"peak": s[pk], "peak_round": hist[pk]["round"], "final": s[-1], "last3": last3,
+            "drop": (s[pk] - s[-1]) / s[pk] if s[pk] > 0 else 0.0,
+            "drop_last3": (s[pk] - last3) / s[pk] if s[pk] > 0 else 0.0,
+            "peak_ci": (hist[pk].get("success_lo"), hist[pk].get("success_hi"))}
+
+
+def spearman(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def analyse(trials: list[dict], rules=DEFAULT_RULES) -> dict:
+    per_rule = defaultdict(list)
+    for t in trials:
+        for r in rules:
+            sr = stop_round(r, t["history"])
+            res = regret(t["history"], sr)
+            if res:
+                res["fired"] = fires(r, t["history"][:sr])
+                per_rule[r.name].append(dict(res, arm=t["arm"], seed=t["seed"]))
+    rule_rows = []
+    for r in rules:
+        rs = per_rule[r.name]
+        if not rs:
+            continue
+        rule_rows.append({"rule": r.name, "n": len(rs), "fired": sum(x["fired"] for x in rs),
+                          "stop_round": np.mean([x["stop_round"] for x in rs]),
+                          "peak_round": np.mean([x["peak_round"] for x in rs]),
+                          "regret": np.mean([x["regret"] for x in rs]),
+                          "rel_regret": np.mean([x["rel_regret"] for x in rs]),
+                          "at_stop": np.mean([x["at_stop"] for x in rs]),
+                          "worst_rel": max(x["rel_regret"] for x in rs)})
+    rule_rows.sort(key=lambda x: x["rel_regret"])
+    arms = defaultdict(list)
+    for t in trials:
+        arms[t["arm"]].append(dict(decline(t["history"]), seed=t["seed"], base=t["base"], dir=t["dir"],
+                                   kl=t["history"][-1].get("kl_to_prior"),
+                                   novel=t["history"][-1].get("novel_frac"),
+                                   wf=t["history"][-1].get("round_well_formed")))
+    corr = {}
+    for sig in list(SIGNALS) + ["nres"]:
+        vals = [spearman([h.get(sig, math.nan) for h in t["history"]], [h.get("success") for h in t["history"]])
+                for t in trials if all(sig in h and "success" in h for h in t["history"])]
+        vals = [v for v in vals if not math.isnan(v)]
+        if vals:
+            corr[sig] = (float(np.mean(vals)), len(vals))
+    return {"rules": rule_rows, "per_rule": dict(per_rule), "arms": dict(arms), "corr": corr}
+
+
+def _f(x, spec=".2e"):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    L = [f"# Tuning study: decay schedules and positive-free stop rules", "",
+         f"Generated by `{command}` from the Tune experiment `{exp}` ({len(trials)} trials). "
+         "True success = evaluation samples drawn from the generator after each round (not NREs, "
+         "never seen by the rules). Regret = peak success over the run's rounds minus success after "
+         "the round a rule stops at; relative regret divides by the peak.", "",
+         "## Does a decay schedule remove the decline?", "",
+         "| schedule | seed | base | peak [95% CI] (round) | final | mean of last 3 | drop final vs peak | "
+         "KL to prior (final) | novel frac (final) | well-formed (final) |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+    for arm, rows in sorted(res["arms"].items()):
+        for r in sorted(rows, key=lambda x: x["seed"]):
+            lo, hi = r["peak_ci"]
+            L.append(f"| {arm} | {r['seed']} | {_f(r['base'])} | {_f(r['peak'])} [{_f(lo)}, {_f(hi)}] "
+                     f"({r['peak_round']}) | {_f(r['final'])} | {_f(r['last3'])} | {r['drop']:.0%} | "
+                     f"{_f(r['kl'], '.2f')} | {_f(r['novel'], '.2f')} | {_f(r['wf'], '.2f')} |")
+    L += ["", "Mean over seeds:", "", "| schedule | peak | final | final/base | drop final vs peak | "
+          "drop last-3 vs peak | peak round |", "|---|---|---|---|---|---|---|"]
+    for arm, rows in sorted(res["arms"].items()):
+        m = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+        fb = np.mean([r["final"] / r["base"] for r in rows if r.get("base")]) if all(r.get("base") for r in rows) else math.nan
+        L.append(f"| {arm} | {_f(m('peak'))} | {_f(m('final'))} | {_f(fb, '.2f')}x | {m('drop'):.0%} | "
+                 f"{m('drop_last3'):.0%} | {m('peak_round'):.1f} |")
+    L += ["", "## Which stop rule loses least?", "",
+          "Over all trials (sorted by mean relative regret). `fired`: trials where the rule stopped "
+          "the run before its last round.", "",
+          "| rule | fired | mean stop round | mean peak round | success at stop | mean regret | "
+          "mean relative regret | worst relative regret |", "|---|---|---|---|---|---|---|---|"]
+    for r in res["rules"]:
+        L.append(f"| {r['rule']} | {r['fired']}/{r['n']} | {r['stop_round']:.1f} | {r['peak_round']:.1f} | "
+                 f"{_f(r['at_stop'])} | {_f(r['regret'])} | {r['rel_regret']:.1%} | {r['worst_rel']:.1%} |")
+    L += ["", "Per trial: round stopped / round of peak success.", "",
+          "| rule | " + " | ".join(f"{t['arm'].split('=')[-1]} s{t['seed']}" for t in trials) + " |",
+          "|---|" + "---|" * len(trials)]
+    for r in res["rules"]:
+        rows = res["per_rule"][r["rule"]]
+        L.append(f"| {r['rule']} | " + " | ".join(f"{x['stop_round']}/{x['peak_round']}" for x in rows) + " |")
+    L += ["", "## How well each signal tracks true success", "",
+          "Mean within-trial Spearman rank correlation between the signal and true success over rounds.",
+          "", "| signal | mean correlation | trials |", "|---|---|---|"]
+    for sig, (c, n) in sorted(res["corr"].items(), key=lambda x: -abs(x[1][0])):
+        L.append(f"| {sig} | {c:+.2f} | {n} |")
+    L += ["", "![study](study.png)", ""]
+    (out / "report.md").write_text("\n".join(L))
+    plot(trials, res, out / "study.png")
+    (out / "study.json").write_text(json.dumps({"rules": res["rules"], "arms": res["arms"]}, indent=1, default=float))
+    return out / "report.md"
+
+
+def plot(trials: list[dict], res: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = sorted({t["arm"] for t in trials})
+    color = {a: f"C{i}" for i, a in enumerate(arms)}
+    panels = ["success", "kl_to_prior", "novel_frac", "neg_gain", "score_spread", "round_well_formed"]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, sig in zip(axes.flat, panels):
+        for t in trials:
+            pts = [(h["round"], h[sig]) for h in t["history"] if sig in h]
+            if pts:
+                ls = ["-", "--", ":", "-."][int(t["seed"] or 0) % 4]
+                ax.plot(*zip(*pts), ls, color=color[t["arm"]], marker="o", markersize=3,
+                        label=f"{t['arm'].split('=')[-1]} seed {t['seed']}")
+            if sig == "success" and t.get("base"):
+                ax.axhline(t["base"], color="grey", lw=0.5)
+        ax.set_title(sig + (" (true, evaluation samples)" if sig == "success" else " (positive-free)"))
+        ax.set_xlabel("round")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tuning.study", description=__doc__.split("\n\n")[0])
+    p.add_argument("--experiment", default="sweeps/study", help="Tune experiment folder (default sweeps/study)")
+    p.add_argument("--out", default="results/tuning_study", help="report folder (default results/tuning_study)")
+    p.add_argument("--run", action="store_true", help="run the sweep (--config) first")
+    p.add_argument("--config", default="tuning/configs/study.yaml", help="sweep file for --run")
+    a = p.parse_args(argv)
+    exp = Path(a.experiment)
+    if a.run:
+        from tuning import sweep
+        rc = sweep.main(["--config", a.config, "--name", exp.name, "--storage", str(exp.parent)])
+        if rc == 2:
+            return 2
+    if not exp.is_dir():
+        print(f"error: --experiment {exp} is not a folder (run the sweep first, or --run)", file=sys.stderr)
+        return 2
+    trials = load_experiment(exp)
+    if not trials:
+        print(f"error: no trial results under {exp}", file=sys.stderr)
+        return 2
+    cmd = "python -m tuning.study " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = write_report(trials, analyse(trials), Path(a.out), exp, cmd.strip())
+    print(f"[tuning] report {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""``python -m tuning.sweep``: BaNEL runs as Ray Tune trials, with NREs as the progress axis.
+
+A sweep file (YAML) names a BaNEL config, overrides, a search space over BaNEL keys, seeds, and a
+scheduler (fifo, asha: compare trials at equal NRE spend; pbt: schedule search by exploiting and
+perturbing trials between rounds). ``--restore EXPERIMENT_DIR`` continues an interrupted sweep.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from banel_ray import config as C
+from tuning.trainable import TUNE_ONLY
+
+SWEEP_KEYS = {
+    "base_config": "BaNEL YAML the trials start from (default banel_ray/configs/quick.yaml)",
+    "set": "mapping of BaNEL keys applied to every trial",
+    "search": "BaNEL key -> list (grid) or {choice|uniform|loguniform: [...]}",
+    "seeds": "list of seeds; every point of the search space runs once per seed",
+    "num_samples": "draws of the random part of the search space (default 1)",
+    "scheduler": "fifo | asha | pbt",
+    "metric": "result to optimise (default success; any signal name works, e.g. a positive-free one)",
+    "mode": "max | min",
+    "asha": "{grace_nres, reduction_factor}",
+    "pbt": "{interval_nres, mutations: {key: list}}",
+    "stop_rules": "names of tuning.signals.DEFAULT_RULES that stop a trial live",
+    "max_concurrent_trials": "trials running at once (0: as many as the resources allow)",
+    "trial_cpus": "CPUs reserved for a trial's own driver process (default 0.25)",
+    "ray_num_cpus": "CPUs of the local Ray instance (0: all)",
+    "name": "experiment name (default: sweep-<time>)",
+    "storage": "folder for Tune experiments (default: sweeps/)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _search_value(key: str, spec):
+    """A Tune search-space object for one BaNEL key, every literal value checked by config.py."""
+    from ray import tune
+
+    if isinstance(spec, list):
+        return tune.grid_search([C._coerce(key, v) for v in spec])
+    if isinstance(spec, dict) and len(spec) == 1:
+        (kind, args), = spec.items()
+        if kind == "choice" and isinstance(args, list):
+            return tune.choice([C._coerce(key, v) for v in args])
+        if kind in ("uniform", "loguniform") and isinstance(args, list) and len(args) == 2:
+            lo, hi = (C._coerce(key, v) for v in args)
+            return getattr(tune, kind)(lo, hi)
+    return C._coerce(key, spec)  # a fixed value
+
+
+def load_sweep(path: str | None, sets: list[str]) -> dict:
+    """The sweep file plus ``--set`` overrides (BaNEL keys), checked; ConfigError on bad input."""
+    sw: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise C.ConfigError(f"sweep file not found: {path}")
+        sw = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(sw, dict):
+            raise C.ConfigError(f"sweep file {path} must hold a mapping")
+    for k in sw:
+        if k not in SWEEP_KEYS:
+            raise C.ConfigError(f"unknown sweep key '{k}'; allowed: {', '.join(SWEEP_KEYS)}")
+    base_file = sw.get("base_config") or str(Path(C.__file__).parent / "configs" / "quick.yaml")
+    base = C.load(base_file)
+    layers = list(C._flatten(sw.get("set") or {}).items()) + [C.parse_set(x) for x in sets]
+    for k, v in layers:
+        if k.startswith("task_options."):
+            base["task_options"] = dict(base["task_options"], **{k.split(".", 1)[1]: v})
+        else:
+            base[k] = C._coerce(k, v)
+    sw["base"] = C.validate(dict(base, run_dir=""))
+    if sw.get("scheduler", "fifo") not in ("fifo", "asha", "pbt"):
+        raise C.ConfigError(f"'scheduler' must be one of fifo, asha, pbt, got {sw['scheduler']!r}")
+    if sw.get("mode", "max") not in ("max", "min"):
+        raise C.ConfigError(f"'mode' must be max or min, got {sw['mode']!r}")
+    from tuning.signals import rule_by_name
+    for name in sw.get("stop_rules") or []:
+        try:
+            rule_by_name(name)
+        except KeyError as e:
+            raise C.ConfigError(str(e.args[0]))
+    search = sw.get("search") or {}
+    if not isinstance(search, dict):
+        raise C.ConfigError("'search' must map BaNEL keys to lists or {choice|uniform|loguniform: [...]}")
+    sw["param_space"] = {k: _search_value(k, v) for k, v in search.items()}
+    seeds = sw.get("seeds") or [sw["base"]["seed"]]
+    sw["param_space"]["seed"] = _search_value("seed", list(seeds))
+    for k, vs in ((sw.get("pbt") or {}).get("mutations") or {}).items():
+        [C._coerce(k, v) for v in (vs if isinstance(vs, list) else [vs])]
+    return sw
+
+
+def build_tuner(sw: dict, restore: str | None = None):
+    """The Tuner of a sweep (fresh, or restored from an interrupted experiment folder)."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    from tuning.stoppers import RuleStopper
+    from tuning.signals import rule_by_name
+    from tuning.trainable import banel_trial, trial_resources
+
+    storage = str(Path(sw.get("storage") or "sweeps").resolve())
+    name = sw.get("name") or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    exp = Path(restore).resolve() if restore else Path(storage) / name
+    trainable = tune.with_resources(banel_trial, trial_resources)
+    if restore:
+        return tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=True), exp
+    metric, mode = sw.get("metric", "success"), sw.get("mode", "max")
+    kind = sw.get("scheduler", "fifo")
+    budget = sw["base"]["budget"]
+    if kind == "asha":
+        a = sw.get("asha") or {}
+        # max_t past the budget: a trial that spends its budget ends itself (and writes its summary)
+        sched = ASHAScheduler(time_attr="nres", max_t=budget + sw["base"]["samples_per_round"],
+                              grace_period=a.get("grace_nres", 2 * sw["base"]["samples_per_round"]),
+                              reduction_factor=a.get("reduction_factor", 2))
+    elif kind == "pbt":
+        p = sw.get("pbt") or {}
+        muts = {k: [C._coerce(k, v) for v in vs] for k, vs in (p.get("mutations") or {}).items()}
+        sched = PopulationBasedTraining(time_attr="nres", perturbation_interval=p.get(
+            "interval_nres", 2 * sw["base"]["samples_per_round"]), hyperparam_mutations=muts)
+    else:
+        sched = FIFOScheduler()
+    rules = [rule_by_name(n) for n in sw.get("stop_rules") or []]
+    param_space = dict(sw["param_space"], base=sw["base"], runs_root=str(exp / "runs"),
+                       trial_cpus=float(sw.get("trial_cpus", 0.25)))
+    tuner = tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=sched,
+                                    num_samples=int(sw.get("num_samples", 1)),
+                                    max_concurrent_trials=int(sw.get("max_concurrent_trials", 0)) or None),
+        run_config=tune.RunConfig(name=exp.name, storage_path=str(exp.parent),
+                                  stop=RuleStopper(rules) if rules else None,
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                                  failure_config=tune.FailureConfig(max_failures=1),
+                                  verbose=1))
+    return tuner, exp
+
+
+def init_ray(num_cpus: int = 0) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus or None, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False)
+
+
+def main(argv=None) -> int:
+    p = _Parser(prog="python -m tuning.sweep", description=__doc__.split("\n\n")[0],
+                epilog="sweep file keys:\n" + "\n".join(f"  {k:<22} {v}" for k, v in SWEEP_KEYS.items()),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="SWEEP_YAML", help="sweep file (default: tuning/configs/quick_sweep.yaml)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a BaNEL key for every trial (e.g. --set rounds=4)")
+    p.add_argument("--name", help="experiment name (folder under storage)")
+    p.add_argument("--storage", help="folder for Tune experiments (default: sweeps/)")
+    p.add_argument("--restore", metavar="EXPERIMENT_DIR", help="continue an interrupted sweep")
+    p.add_argument("--dry-run", action="store_true", help="check the sweep file and print the trials' space")
+    a = p.parse_args(argv)
+    default = Path(__file__).parent / "configs" / "quick_sweep.yaml"
+    try:
+        sw = load_sweep(a.config or str(default), a.set)
+        if a.restore and not (Path(a.restore) / "tuner.pkl").exists():
+            raise C.ConfigError(f"--restore: {a.restore} is not a Tune experiment folder (no tuner.pkl)")
+    except C.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for k in ("name", "storage"):
+        if getattr(a, k):
+            sw[k] = getattr(a, k)
+    if a.dry_run:
+        print(yaml.safe_dump({"search": {k: str(v) for k, v in sw["param_space"].items()},
+                              "scheduler": sw.get("scheduler", "fifo")}, sort_keys=True), end="")
+        return 0
+    init_ray(int(sw.get("ray_num_cpus", 0)))
+    tuner, exp = build_tuner(sw, a.restore)
+    print(f"[tuning] experiment {exp}", flush=True)
+    grid = tuner.fit()
+    print(f"[tuning] {len(grid)} trials, {grid.num_errors} errored; results in {exp}", flush=True)
+    try:
+        best = grid.get_best_result(scope="all")
+        print(f"[tuning] best trial by {sw.get('metric', 'success')} (any round): "
+              f"{ {k: v for k, v in best.config.items() if k not in TUNE_ONLY} }", flush=True)
+    except RuntimeError:  # no trial reported the metric
+        pass
+    return 0 if grid.num_errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
