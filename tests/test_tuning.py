@@ -208,8 +208,8 @@ def test_interrupted_sweep_restores_and_continues_without_paying_twice(tmp_path)
     exp = tmp_path / "sw" / "exp"
     cmd = [sys.executable, "-m", "tuning.sweep", "--config", str(sweep), "--storage", str(exp.parent),
            "--name", exp.name]
-    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    log = open(tmp_path / "sweep.log", "w")
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not list(exp.glob("banel_trial_*/checkpoint_000000")):
         time.sleep(0.5)
@@ -223,8 +223,9 @@ def test_interrupted_sweep_restores_and_continues_without_paying_twice(tmp_path)
     before = {t: [r["round"] for r in rows] for t, rows in _results(exp).items()}
     assert before and max(len(v) for v in before.values()) < 3  # interrupted before trial 0 ended
     r = subprocess.run(cmd[:3] + ["--config", str(sweep), "--restore", str(exp)], cwd=ROOT, env=_env(),
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:]
+                       stdout=log, stderr=subprocess.STDOUT, timeout=600)
+    log.close()
+    assert r.returncode == 0, (tmp_path / "sweep.log").read_text()[-3000:]
     res = _results(exp)
     assert len(res) == 2
     for tid, rows in res.items():
@@ -266,3 +267,62 @@ def test_small_asha_sweep_runs_trials_in_placement_groups(tmp_path):
         with res.checkpoint.as_directory() as d:
             assert json.loads((Path(d) / "tune_meta.json").read_text())["round"] == 2
             assert len(_ledger(Path(d))) == 80
+
+
+def test_pbt_and_asha_use_nres_as_time_and_check_mutations(tmp_path):
+    from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+
+    from tuning.sweep import build_tuner, load_sweep
+
+    p = tmp_path / "s.yaml"
+    p.write_text("scheduler: pbt\npbt: {interval_nres: 500, mutations: {filter.factor: [2, 4], "
+                 "generator.lr: [0.0005, 0.0001]}}\nsearch: {filter.factor: {choice: [2, 4]}}\n")
+    sw = dict(load_sweep(str(p), []), storage=str(tmp_path), name="pbt")
+    tuner, exp = build_tuner(sw)
+    sched = tuner._local_tuner._tune_config.scheduler
+    assert isinstance(sched, PopulationBasedTraining) and sched._time_attr == "nres"
+    assert sched._perturbation_interval == 500 and exp == tmp_path / "pbt"
+    p.write_text("scheduler: asha\nasha: {grace_nres: 500}\n")
+    sw = dict(load_sweep(str(p), ["budget=2000"]), storage=str(tmp_path), name="asha")
+    sched = build_tuner(sw)[0]._local_tuner._tune_config.scheduler
+    assert isinstance(sched, ASHAScheduler) and sched._time_attr == "nres" and sched._max_t == 2250
+
+
+def test_checkpoint_pack_and_restore_choose_the_folder_with_every_paid_result(tmp_path, monkeypatch):
+    import torch
+    from ray import tune
+
+    from banel_ray.checkpoint import read_state, save_checkpoint
+    from tuning import trainable as T
+
+    def run_folder(path, rounds):
+        path.mkdir(parents=True)
+        (path / "config.json").write_text("{}")
+        (path / "metrics.jsonl").write_text("".join(json.dumps({"round": r}) + "\n" for r in range(1, rounds + 1)))
+        db = sqlite3.connect(str(path / "ledger.sqlite"))
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE evaluations (key TEXT, round INT, charged INT)")
+        db.executemany("INSERT INTO evaluations VALUES (?, ?, 1)", [(f"k{r}", r) for r in range(1, rounds + 1)])
+        db.commit()  # left open, as the oracle actor holds it
+        for r in range(1, rounds + 1):
+            save_checkpoint(path, r, {"round": r, "version": r}, {"w": torch.full((2,), float(r))})
+        return db
+
+    runs = tmp_path / "runs"
+    db = run_folder(runs / "t0", 2)
+    packed = tmp_path / "ck"
+    T.pack(runs / "t0", packed, "t0")
+    assert json.loads((packed / T.CKPT_META).read_text()) == {"trial_id": "t0", "round": 2}
+    assert sqlite3.connect(str(packed / "ledger.sqlite")).execute("SELECT COUNT(*) FROM evaluations").fetchone() == (2,)
+    db.execute("INSERT INTO evaluations VALUES ('k3', 3, 1)")  # round 3 paid after the last report
+    db.commit()
+    save_checkpoint(runs / "t0", 3, {"round": 3, "version": 3}, {"w": torch.zeros(2)})
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(str(packed)))
+    assert T._restore_folder(runs / "t0", "t0") == (True, 2)  # own folder is ahead: keep it
+    assert read_state(runs / "t0")["round"] == 3
+    # another trial's checkpoint (PBT exploit): ours is kept aside, the donor's state unpacked
+    run_folder(runs / "t1", 1)
+    assert T._restore_folder(runs / "t1", "t1") == (True, 2)
+    assert read_state(runs / "t1")["round"] == 2 and (runs / "t1.old0").is_dir()
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    assert T._restore_folder(runs / "t1", "t1") == (False, 0) and (runs / "t1.old1").is_dir()

@@ -192,7 +192,8 @@ def main(argv=None) -> int:
         return 0
     init_ray(int(sw.get("ray_num_cpus", 0)))
     tuner, exp = build_tuner(sw, a.restore)
-    print(f"[tuning] experiment {exp}", flush=True)
+    print(f"[tuning] experiment {exp} (after an interruption: python -m tuning.sweep --config "
+          f"{a.config or default} --restore {exp})", flush=True)
     grid = tuner.fit()
     print(f"[tuning] {len(grid)} trials, {grid.num_errors} errored; results in {exp}", flush=True)
     try:

@@ -76,6 +76,11 @@ def pack(run_dir: Path, dest: Path, trial_id: str) -> None:
     (dest / CKPT_META).write_text(json.dumps({"trial_id": trial_id, "round": _round_of(run_dir)}))
 
 
+def _aside(run_dir: Path) -> None:
+    """Keep a folder that is not resumed (its ledger holds paid results) as <name>.old<N>."""
+    run_dir.rename(run_dir.with_name(f"{run_dir.name}.old{len(list(run_dir.parent.glob(run_dir.name + '.old*')))}"))
+
+
 def _restore_folder(run_dir: Path, trial_id: str) -> tuple[bool, int]:
     """Prepare ``run_dir`` from Tune's checkpoint if any. Returns (resume?, round Tune has seen)."""
     from ray import tune
@@ -83,14 +88,14 @@ def _restore_folder(run_dir: Path, trial_id: str) -> tuple[bool, int]:
     ckpt = tune.get_checkpoint()
     if ckpt is None:
         if run_dir.exists():  # a restart without checkpoint: start over, keep the old folder aside
-            run_dir.rename(run_dir.with_name(run_dir.name + f".old{len(list(run_dir.parent.glob(run_dir.name + '.old*')))}"))
+            _aside(run_dir)
         return False, 0
     with ckpt.as_directory() as d:
         meta = json.loads((Path(d) / CKPT_META).read_text())
         if meta["trial_id"] == trial_id and run_dir.exists() and _round_of(run_dir) >= meta["round"]:
             return True, meta["round"]  # our own folder is as far along: it has every paid result
         if run_dir.exists():
-            run_dir.rename(run_dir.with_name(run_dir.name + f".old{len(list(run_dir.parent.glob(run_dir.name + '.old*')))}"))
+            _aside(run_dir)
         shutil.copytree(d, run_dir)
     return True, meta["round"]
 
