@@ -35,8 +35,10 @@ def load_experiment(exp: Path) -> list[dict]:
             if "round" in r:
                 by_round[int(r["round"])] = r
         hist = [by_round[k] for k in sorted(by_round)]
-        if not hist:
-            continue
+        base = params.get("base") or {}
+        if not hist or (base.get("rounds") and len(hist) < base["rounds"]
+                        and hist[-1].get("nres", 0) < base.get("budget", 0)):
+            continue  # unfinished (an interrupted sweep): its peak and stop rounds are not known yet
         point = {k: v for k, v in params.items() if k not in SKIP and k != "seed"}
         arm = ", ".join(f"{k}={v}" for k, v in sorted(point.items())) or "base"
         short = "/".join(str(v) for _, v in sorted(point.items())) or "base"
