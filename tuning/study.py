@@ -148,6 +148,14 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
     for r in res["rules"]:
         L.append(f"| {r['rule']} | {r['fired']}/{r['n']} | {r['stop_round']:.1f} | {r['peak_round']:.1f} | "
                  f"{_f(r['at_stop'])} | {_f(r['at_stop_x_base'], '.2f')}x | {_f(r['regret'])} | {r['rel_regret']:.1%} | {r['worst_rel']:.1%} |")
+    arm_names = sorted(res["arms"])
+    short = {t["arm"]: t["short"] for t in trials}
+    L += ["", "Mean relative regret per schedule (over seeds):", "",
+          "| rule | " + " | ".join(short[a] for a in arm_names) + " |", "|---|" + "---|" * len(arm_names)]
+    for r in res["rules"]:
+        rows = res["per_rule"][r["rule"]]
+        L.append(f"| {r['rule']} | " + " | ".join(
+            f"{np.mean([x['rel_regret'] for x in rows if x['arm'] == a]):.0%}" for a in arm_names) + " |")
     L += ["", "Per trial: round stopped / round of peak success.", "",
           "| rule | " + " | ".join(f"{t['short']} s{t['seed']}" for t in trials) + " |",
           "|---|" + "---|" * len(trials)]
