@@ -1,6 +1,6 @@
 """tuning/: positive-free stop rules and the generator schedule (pure, milliseconds), the study's
-analysis on a synthetic experiment, and real Ray Tune sweeps with real actors (an interrupted
-sweep restored with Tuner.restore, opt-in slow)."""
+analysis on a synthetic experiment, and real Ray Tune sweeps with real actors (opt-in, -m slow:
+a 2-trial ASHA sweep; an interrupted sweep restored with Tuner.restore)."""
 import json
 import math
 import os
@@ -240,6 +240,7 @@ def test_interrupted_sweep_restores_and_continues_without_paying_twice(tmp_path)
     assert {x["round"] for x in res[t0]} >= set(before[t0])
 
 
+@pytest.mark.slow
 def test_small_asha_sweep_runs_trials_in_placement_groups(tmp_path):
     """Two real trials (2 rounds each) under ASHA with NREs as the time axis, one at a time on a
     2-CPU instance: each trial's actors fit inside its placement group and every round reports."""
