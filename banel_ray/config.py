@@ -126,6 +126,11 @@ def _coerce(key: str, value: Any) -> Any:
         near = sorted(k for k in FIELDS if k.split(".")[0] == key.split(".")[0]) or sorted(FIELDS)
         raise ConfigError(f"unknown key '{key}'; allowed: {', '.join(near)}")
     t = f.type
+    if t is float and isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = (isinstance(value, t) and not (t is int and isinstance(value, bool))) or \
          (t is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:

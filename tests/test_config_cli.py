@@ -15,6 +15,14 @@ def test_defaults_validate_and_set_overrides():
     assert cfg["run_dir"] == "123"
 
 
+def test_exponent_without_dot_is_a_float():
+    # YAML 1.1 reads '1e-3' as a string; a float key must still take it
+    cfg = C.load(None, ["generator.lr=1e-3", "negative.lr=2E-4"])
+    assert cfg["generator.lr"] == 1e-3 and cfg["negative.lr"] == 2e-4
+    with pytest.raises(C.ConfigError, match="generator.lr"):
+        C.load(None, ["generator.lr=fast"])
+
+
 def test_yaml_nested_and_dotted(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("filter: {factor: 8}\nnegative.epochs: 3\ntask_options: {max_digits: 8}\n")
