@@ -100,11 +100,12 @@ def test_enumeration_matches_brute_force_scoring_on_a_tiny_space():
 
 def test_exact_rate_of_the_prior_matches_scoring_and_is_far_below_sampling(task):
     model = load_model(task.prior_dir())
-    est = task.success_rate(model)
-    assert est["exact"] and est["lo"] == est["rate"] == est["hi"]
-    assert 0 < est["rate"] < 1e-4 and 0.99 < est["valid_mass"] <= 1.0
-    # spot check: table entries equal the trainers' scoring path on random and on likely codes
     logp = all_logprobs(model, task.prompt, range(M.OFFSET, M.VOCAB_SIZE), M.K)
+    est = exact_estimate(logp, task.success_table(), "test")  # what task.success_rate returns
+    assert est["lo"] == est["rate"] == est["hi"]
+    assert 0 < est["rate"] < 1e-4 and 0.99 < est["valid_mass"] <= 1.0
+    assert est["rate"] == pytest.approx(np.exp(logp[task.success_table()]).sum(), rel=1e-9)
+    # spot check: table entries equal the trainers' scoring path on random and on likely codes
     rng = np.random.default_rng(1)
     codes = np.concatenate([rng.integers(0, M.V, size=(300, M.K)),
                             np.array(M.codes_of(sample(model, task.prompt, 300, M.K, M.EOS, seed=2))[1])])
@@ -157,3 +158,16 @@ def test_tiny_run_reports_exact_rates_and_saves_the_sample_grid(tmp_path):
     assert s["nres"] == 80 and (rd / "samples.png").stat().st_size > 10_000 and s["sample_grid"]
     assert "exact over 16,777,216 codes" in report.closing_table(s)
     assert (rd / "success_vs_nres.png").exists() and len(report.read_metrics(rd)) == 2
+
+
+def test_configs_and_bad_options(capsys):
+    from banel_ray import config as C
+    from banel_ray.run import CONFIG_DIR, main
+
+    paper = C.load(str(CONFIG_DIR / "mnist_paper.yaml"))
+    assert (paper["task"], paper["samples_per_round"], paper["rounds"], paper["filter.factor"]) == ("mnist_0to6", 250, 30, 2.0)
+    assert paper["negative.epochs"] >= 50 and paper["filter.kind"] == "quantile"
+    assert C.load(str(CONFIG_DIR / "mnist_quick.yaml"))["task"] == "mnist_0to6"
+    assert main(["--config", str(CONFIG_DIR / "mnist_quick.yaml"), "--set", "task_options.digits=9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "task_options.digits" in err and "prior_epochs" in err
