@@ -7,12 +7,13 @@ in all: small enough that a model's success rate is computed exactly, by enumera
 and summing probabilities with log-sum-exp, as the paper does (no Monte-Carlo, no interval).
 
 * Prior p0: a Llama-style causal LM over the 4 code tokens (after BOS), trained only on the codes
-  of the 5,923 training zeros; deterministic, shipped in ``assets/mnist/prior``.
+  of training zeros (the 5,793 of 5,923 that the oracle reads as a 0); deterministic, shipped in
+  ``assets/mnist/prior``.
 * Oracle: a 10-class MLP on the decoded 14x14 image (trained on decoded training images of all
-  ten digits). Reward 1 iff the completion is exactly 4 code tokens and the classifier's argmax is
-  class 6. A completion with EOS or another special token is malformed: reward 0.
-* Exact rate: ``success_rate(model)`` = logsumexp of log p(x) over the codes the oracle calls 6;
-  which codes those are is fixed by the oracle, computed once (about a minute) and cached.
+  ten digits). Reward 1 iff the completion is exactly 4 code tokens and the classifier gives
+  class 6 a softmax probability >= 0.99. EOS or another special token: malformed, reward 0.
+* Exact rate: ``success_rate(model)`` = logsumexp of log p(x) over the success codes; which codes
+  those are is fixed by the oracle, shipped as a bit table (or computed once and cached).
 
 Data: MNIST, Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0 (see assets/mnist/LICENSE-MNIST.md).
 ``python -m banel_ray.tasks.mnist data|oracle|prior --out ...`` rebuilds the shipped assets.
