@@ -98,21 +98,29 @@ class Driver:
         return refs
 
     def evaluate(self, tag: int) -> dict:
-        """Success-rate estimate of the current generator (posterior): eval.samples draws, no NREs."""
+        """Success rate of the current generator (posterior), no NREs: eval.samples draws
+        (Clopper-Pearson), or computed by the task where it can (distill mode; the sampled
+        estimate is then kept beside it under "sampled")."""
         n = self.cfg["eval.samples"]
-        if n <= 0:
-            return {}
         t = time.perf_counter()
-        if self.cfg["mode"] == "sequential":
-            refs = self._accepted(n, 10_000_000 + tag)
-        else:
-            refs = self._sample(n, 10_000_000 + tag)
-        res = ray.get(self.oracle.evaluate_free.remote(*refs))
-        est = alg.Estimate(res["k"], res["n"]).as_dict()
+        computed = ray.get(self.gen.success_rate.remote()) if self.cfg["mode"] == "distill" else None
+        if n <= 0 and not computed:
+            return {}
+        est: dict = {}
+        if n > 0:
+            if self.cfg["mode"] == "sequential":
+                refs = self._accepted(n, 10_000_000 + tag)
+            else:
+                refs = self._sample(n, 10_000_000 + tag)
+            res = ray.get(self.oracle.evaluate_free.remote(*refs))
+            est = alg.Estimate(res["k"], res["n"]).as_dict()
+            est["successes"] = [self.task.render(s) for s in res["successes"][:20]]
+            est["patterns"] = [self.task.pattern(s) for s in res["successes"]]
+            est.update({f"eval_{k}": v for k, v in res["diagnostics"].items()})
+        if computed:
+            sampled = {k: est.pop(k) for k in ("k", "n", "rate", "lo", "hi") if k in est}
+            est.update(computed, **({"sampled": sampled} if sampled else {}))
         est["t_eval"] = time.perf_counter() - t
-        est["successes"] = [self.task.render(s) for s in res["successes"][:20]]
-        est["patterns"] = [self.task.pattern(s) for s in res["successes"]]
-        est.update({f"eval_{k}": v for k, v in res["diagnostics"].items()})
         return est
 
     # ---- one round -----------------------------------------------------------------------------

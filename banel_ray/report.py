@@ -10,6 +10,10 @@ from pathlib import Path
 def fmt_rate(est: dict | None) -> str:
     if not est:
         return "n/a"
+    if "k" not in est:  # computed by the task (e.g. exact enumeration), not sampled
+        s = est.get("sampled")
+        return (f"{est['rate']:.3e} [{est['lo']:.3e}, {est['hi']:.3e}] ({est.get('method', 'computed')})"
+                + (f"; sampled {s['k']}/{s['n']}" if s else ""))
     return f"{est['rate']:.2e} [{est['lo']:.2e}, {est['hi']:.2e}] ({est['k']}/{est['n']})"
 
 
@@ -78,20 +82,24 @@ def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     pts = ([(0, base)] if base else []) + [(m["nres"], m["eval"]) for m in history if m.get("eval")]
     if pts:
-        floor = 0.5 / max(p[1]["n"] for p in pts)  # where a zero estimate is drawn on the log axis
+        ns = [p[1]["n"] for p in pts if p[1].get("n")]
+        pos = [p[1]["rate"] for p in pts if p[1]["rate"] > 0]
+        # where a zero estimate is drawn on the log axis
+        floor = 0.5 / max(ns) if ns else 0.5 * min(pos, default=1e-300)
         x = [p[0] for p in pts]
         y = [max(p[1]["rate"], floor) for p in pts]
         lo = [max(p[1]["lo"], floor) for p in pts]
         hi = [p[1]["hi"] for p in pts]
         a1.plot(x, y, "o-", label="success rate")
-        a1.fill_between(x, lo, hi, alpha=0.25, label="95% Clopper-Pearson")
+        exact = all("k" not in p[1] for p in pts)
+        a1.fill_between(x, lo, hi, alpha=0.25, label="exact (no interval)" if exact else "95% Clopper-Pearson")
         best = [max(y[: i + 1]) for i in range(len(y))]
         a1.plot(x, best, ":", color="C2", label="cumulative best")
         a1.set_yscale("log")
         a1.legend()
     a1.set_xlabel("NREs")
     a1.set_ylabel("success rate")
-    a1.set_title("true success rate (evaluation samples, not NREs)")
+    a1.set_title("true success rate (computed or sampled, not NREs)")
     series = {"filter acceptance": lambda m: m.get("acceptance", m.get("pre_oracle_acceptance")),
               "well-formed fraction": lambda m: m.get("round_well_formed"),
               "distinct fraction": lambda m: m.get("distinct_frac")}
@@ -123,6 +131,8 @@ def closing_table(summary: dict) -> str:
              f"{'NREs spent':<26}{summary['nres']} of {summary['budget']}",
              f"{'successes paid for':<26}{summary['positives_found']}",
              f"{'wall time':<26}{summary['wall_s']:.0f} s"]
+    if summary.get("sample_grid"):
+        lines.append(f"{'sample grid':<26}{summary['sample_grid']}")
     found = summary.get("found", [])
     if found:
         pats = Counter(x["pattern"] for x in found)

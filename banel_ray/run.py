@@ -132,8 +132,8 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
         t = time.perf_counter()
         base = drv.evaluate(-1)
         if base:
-            log(f"[banel_ray] base success rate {report.fmt_rate(base)} from {base['n']} evaluation "
-                f"samples ({time.perf_counter() - t:.0f}s; not NREs)")
+            log(f"[banel_ray] base success rate {report.fmt_rate(base)} "
+                f"({time.perf_counter() - t:.0f}s; not NREs)")
     budget = cfg["budget"]
     ev_every = cfg["eval.every"]
     while drv.round < cfg["rounds"]:
@@ -161,6 +161,11 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
             log(f"[banel_ray] stopped by on_round after round {drv.round}")
             break
     writer.close()
+    grid = None
+    if task.grid_samples:  # the task draws its prior samples beside these from the final generator
+        tag = 20_000_000
+        refs = drv._accepted(task.grid_samples, tag) if cfg["mode"] == "sequential" else drv._sample(task.grid_samples, tag)
+        grid = task.save_sample_grid(run_dir / "samples.png", [tuple(s) for b in ray.get(refs) for s in b["samples"]])
     hist = drv.history
     evals = [(m["round"], m["eval"]) for m in hist if m.get("eval")]
     final = evals[-1][1] if evals else None
@@ -176,6 +181,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
         "positives_found": len(found), "found": found[:200], "final_patterns": final_patterns,
         "wall_s": time.time() - t_start,
         "ledger_rows": len(ray.get(drv.oracle.ledger_rows.remote())),
+        "sample_grid": str(grid) if grid else None,
     }
     drv.shutdown()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

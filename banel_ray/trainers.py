@@ -51,6 +51,10 @@ class _Base:
             self.gen_version = version
         return self.gen_version
 
+    def success_rate(self) -> dict | None:
+        """g_t's success rate computed by the task (exact enumeration), or None if it has none."""
+        return self.task.success_rate(self.gen)
+
 
 class NegativeTrainer(_Base):
     def __init__(self, *a, **k):

@@ -7,6 +7,7 @@ from banel_ray.tasks.base import Task
 
 BUILTIN = {
     "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
+    "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",
 }
 
 

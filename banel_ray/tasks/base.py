@@ -15,6 +15,7 @@ class Task:
     eos_id: int = 2
     pad_id: int = 0
     max_new_tokens: int = 32
+    grid_samples: int = 0  # > 0: save_sample_grid gets this many posterior samples at the end
 
     def prepare(self, progress=print) -> str:
         """Make (train or load) the prior and return its HF folder. Runs once, in the driver."""
@@ -32,3 +33,13 @@ class Task:
 
     def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
         return {"mean_length": sum(map(len, completions)) / max(len(completions), 1)}
+
+    def success_rate(self, model) -> dict | None:
+        """Optional: the success rate of ``model`` (a generator held by a trainer) computed rather
+        than sampled, for rates sampling cannot see: {"rate", "lo", "hi", "method", ...}.
+        None: the driver estimates the rate from evaluation samples (Clopper-Pearson)."""
+        return None
+
+    def save_sample_grid(self, path, posterior: Sequence[Sequence[int]]):
+        """Optional: write a PNG of prior samples beside these end-of-run posterior samples."""
+        return None
