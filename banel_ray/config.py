@@ -30,7 +30,7 @@ class Field:
 
 F = Field
 FIELDS: dict[str, Field] = {
-    "task": F("addition_attack", str, "task name (addition_attack) or a module:Class path"),
+    "task": F("addition_attack", str, "task name (addition_attack, gsm_hard) or a module:Class path"),
     "task_options": F({}, dict, "keyword arguments for the task (e.g. max_digits, solver, prior)"),
     "seed": F(0, int, "seed for sampling, training and splits", lo=0),
     "run_dir": F("", str, "output folder; empty: runs/<task>-<time>"),
@@ -199,6 +199,10 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             allowed = [p for p in params if p != "self"]
             raise ConfigError(f"unknown key 'task_options.{k}' for task {cfg['task']}; "
                               f"allowed: {', '.join(allowed)}")
+    check = getattr(cls, "check_options", None)  # a task's own one-line option checks
+    msg = check(cfg["task_options"]) if check else None
+    if msg:
+        raise ConfigError(msg)
     for k in ("solver", "prior"):
         path = cfg["task_options"].get(k)
         if path and not Path(path).is_dir():

@@ -7,6 +7,7 @@ from banel_ray.tasks.base import Task
 
 BUILTIN = {
     "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
+    "gsm_hard": "banel_ray.tasks.gsm_hard:GsmHard",
 }
 
 
