@@ -57,6 +57,11 @@ FIELDS: dict[str, Field] = {
     "negative.data": F("round", str, "negatives used: this round's or all so far",
                        choices=("round", "all")),
     "negative.holdout": F(0.1, float, "fraction of negatives held out for the NLL metric", lo=0.0, hi=0.5),
+    "negative.lora.r": F(0, int, "LoRA rank of the negative model (0: a full copy of g_t is trained)", lo=0, hi=4096),
+    "negative.lora.alpha": F(16.0, float, "LoRA scaling numerator (scale alpha/r)", lo=0.0),
+    "negative.lora.dropout": F(0.0, float, "LoRA dropout", lo=0.0, hi=0.9),
+    "negative.lora.targets": F("q_proj,k_proj,v_proj,o_proj", str,
+                               "comma-separated module names that get an adapter (Llama/Qwen names)"),
     "generator.epochs": F(2, int, "distillation epochs per round", lo=1),
     "generator.lr": F(5e-4, float, "generator learning rate", lo=0.0, hi=1.0),
     "generator.batch_size": F(64, int, "generator batch size", lo=1),
@@ -66,12 +71,18 @@ FIELDS: dict[str, Field] = {
     "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
     "sampler.num_gpus": F(0.0, float, "GPUs per sampler actor", lo=0.0),
     "sampler.kv_cache_mb": F(64, int, "vLLM KV cache size in MiB", lo=1),
+    "sampler.dtype": F("float32", str, "vLLM weights/compute dtype (bfloat16 on GPUs)",
+                       choices=("float32", "bfloat16", "float16")),
     "sampler.gpu_memory_utilization": F(0.0, float, "vLLM: fraction of the GPU one engine may use "
                                         "(0: vLLM's default); below sampler.num_gpus to share a GPU",
                                         lo=0.0, hi=1.0),
     "trainer.num_cpus": F(0.5, float, "CPUs reserved per trainer actor", lo=0.0),
     "trainer.num_gpus": F(0.0, float, "GPUs per trainer actor", lo=0.0),
     "trainer.threads": F(1, int, "torch threads per trainer/oracle actor", lo=1),
+    "trainer.device": F("cpu", str, "where trainers compute: cpu, cuda, or auto (cuda when the actor "
+                        "has a GPU: set trainer.num_gpus)", choices=("cpu", "cuda", "auto")),
+    "trainer.dtype": F("float32", str, "trainer weights dtype; log-likelihoods are summed in float32",
+                       choices=("float32", "bfloat16")),
     "oracle.num_cpus": F(0.25, float, "CPUs reserved for the oracle actor", lo=0.0),
     "oracle.rate_limit": F(0.0, float, "max reward evaluations per second, cluster-wide (0: unlimited)", lo=0.0),
     "oracle.burst": F(1.0, float, "token-bucket size of the rate limit", lo=1.0),
@@ -207,6 +218,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         path = cfg["task_options"].get(k)
         if path and not Path(path).is_dir():
             raise ConfigError(f"'task_options.{k}' folder not found: {path}")
+    if cfg["trainer.device"] == "cuda" and cfg["trainer.num_gpus"] <= 0:
+        raise ConfigError("'trainer.device' cuda needs 'trainer.num_gpus' > 0 (Ray hides GPUs from actors without one)")
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
     if cfg["filter.kind"] == "quantile" and cfg["filter.schedule"] != "constant" and cfg["filter.end"] < 1:
