@@ -170,6 +170,7 @@ class GeneratorTrainer(_Base):
         self.gen_version = version
         q = np.quantile(s, [0.1, 0.5, 0.9]) if len(s) else [np.nan] * 3
         metrics = {"acceptance": float(mask.mean()) if len(mask) else 0.0, "kept": len(kept),
+                   "score_pos_frac": float((s >= 0).mean()) if len(s) else 0.0,  # what tau = 1 keeps
                    "score_q10": float(q[0]), "score_q50": float(q[1]), "score_q90": float(q[2]),
                    "distil_loss": losses[-1] if losses else float("nan"),
                    "t_distil_actor": time.perf_counter() - t}

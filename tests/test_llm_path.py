@@ -98,3 +98,19 @@ def test_full_and_lora_negative_models_train_and_score(tiny_llm, lora):
     s = np.array(sc["scores"])
     assert len(s) == 8 and np.isfinite(s).all()
     assert s[:5].mean() < -1 and s[:5].mean() < s[5:7].mean()   # failures score low
+
+
+def test_bfloat16_trainer_placement_scores_close_to_float32(tiny_llm):
+    from banel_ray.trainers import NegativeTrainer
+
+    assert M.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    tr = NegativeTrainer("gsm_hard", dict(OPTS, model=str(tiny_llm)), str(tiny_llm), seed=0,
+                         dtype="bfloat16", device="auto")
+    assert next(tr.gen.parameters()).dtype == torch.bfloat16
+    task = tr.task
+    comps = [_ids(task, "The answer is 7500."), _ids(task, "5 cents")]
+    lp16, _ = tr._logp(tr.gen, comps)
+    lp32, _ = M.sequence_logprobs(M.load_model(tiny_llm), [(task.prompt, c) for c in comps], pad_id=task.pad_id)
+    assert lp16.dtype == np.float64 and np.abs(lp16 - lp32).max() < 0.05 * np.abs(lp32).max()
+    fit = tr.fit(1, {"samples": comps * 4, "rewards": [0] * 8}, epochs=1, lr=1e-3, batch_size=4)
+    assert np.isfinite(fit["neg_train_nll"])
