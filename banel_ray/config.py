@@ -81,6 +81,8 @@ FIELDS: dict[str, Field] = {
     "trainer.threads": F(1, int, "torch threads per trainer/oracle actor", lo=1),
     "trainer.device": F("cpu", str, "where trainers compute: cpu, cuda, or auto (cuda when the actor "
                         "has a GPU: set trainer.num_gpus)", choices=("cpu", "cuda", "auto")),
+    "trainer.grad_checkpointing": F(False, bool, "recompute activations during backward (LLMs: less "
+                                    "training memory, about 30% more compute)"),
     "trainer.dtype": F("float32", str, "trainer weights dtype; log-likelihoods are summed in float32",
                        choices=("float32", "bfloat16")),
     "oracle.num_cpus": F(0.25, float, "CPUs reserved for the oracle actor", lo=0.0),

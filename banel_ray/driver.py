@@ -57,6 +57,7 @@ class Driver:
         tr = dict(num_cpus=c["trainer.num_cpus"], num_gpus=c["trainer.num_gpus"])
         common = dict(prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"],
                       run_dir=str(self.run_dir), device=c["trainer.device"], dtype=c["trainer.dtype"],
+                      grad_checkpointing=c["trainer.grad_checkpointing"],
                       **topts)
         self.neg = NegativeTrainerActor.options(**tr).remote(**common)
         self.gen = GeneratorTrainerActor.options(**tr).remote(**common)

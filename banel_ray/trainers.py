@@ -22,12 +22,14 @@ from banel_ray.models import (copy_model, load_model, load_state, lora_copy, mea
 class _Base:
     def __init__(self, task_name: str, task_options: dict, prior_dir: str, seed: int = 0,
                  threads: int = 1, run_dir: str | None = None, device: str = "cpu",
-                 dtype: str = "float32"):
+                 dtype: str = "float32", grad_checkpointing: bool = False):
         from banel_ray.checkpoint import load_checkpoint
 
         set_threads(threads)
         self.task = tasks.build(task_name, task_options)
         self.prior = load_model(prior_dir, dtype=dtype, device=device)  # p0, frozen
+        if grad_checkpointing:  # recompute activations in backward: LLM training memory (copies inherit it)
+            self.prior.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.gen = copy_model(self.prior)   # g_t
         self.gen_version = 0
         self.seed = seed

@@ -78,7 +78,8 @@ def test_vllm_sampler_takes_new_weights_then_samples_from_them(tiny_llm, vsample
 def test_full_and_lora_negative_models_train_and_score(tiny_llm, lora):
     from banel_ray.trainers import NegativeTrainer
 
-    tr = NegativeTrainer("gsm_hard", dict(OPTS, model=str(tiny_llm)), str(tiny_llm), seed=0)
+    tr = NegativeTrainer("gsm_hard", dict(OPTS, model=str(tiny_llm)), str(tiny_llm), seed=0,
+                         grad_checkpointing=lora is not None)  # LoRA over frozen weights with recomputation
     task = tr.task
     gen_before = {k: v.clone() for k, v in tr.gen.state_dict().items()}
     negs = [_ids(task, f"The answer is {n}.") for n in range(100, 130)]
