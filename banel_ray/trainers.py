@@ -1,8 +1,9 @@
 """Trainer actors: the negative model p_phi_t and the generator g_t.
 
-``NegativeTrainer`` fits p_phi_t (a full copy of g_t, or a LoRA adapter on a copy) by maximum likelihood on the round's
-failures and scores fresh candidates with s(x) = log g_t(x) - log p_phi_t(x); in sequential mode
-it keeps every past p_phi (Algorithm 1) and rejects candidates before they are paid for.
+``NegativeTrainer`` fits p_phi_t (a full copy of g_t, or a LoRA adapter on a copy) by maximum
+likelihood on the round's failures and scores fresh candidates with s(x) = log g_t(x) - log p_phi_t(x);
+in sequential mode it keeps every past p_phi (Algorithm 1) and rejects candidates before they are
+paid for.
 ``GeneratorTrainer`` filters the scored pool and distils what is left into g_{t+1}. Both use
 ``banel_ray.models`` for every log-likelihood, so the ratio's two terms share one numerical path.
 """
@@ -84,6 +85,7 @@ class NegativeTrainer(_Base):
         tr_pairs = self._pairs([train_set[i] for i in tr])
         ho_pairs = self._pairs([train_set[i] for i in ho])
         use_lora = bool(lora and lora.get("r", 0) > 0)
+        self.neg = None  # free the last round's p_phi before copying g_t
         self.neg = lora_copy(self.gen, **lora) if use_lora else copy_model(self.gen)
         n_train = trainable_params(self.neg)
         losses = train_mle(self.neg, tr_pairs, epochs, lr, batch_size, self.seed + 7919 * round_,
