@@ -30,7 +30,7 @@ class Field:
 
 F = Field
 FIELDS: dict[str, Field] = {
-    "task": F("addition_attack", str, "task name (addition_attack) or a module:Class path"),
+    "task": F("addition_attack", str, "task name (addition_attack, gsm_hard) or a module:Class path"),
     "task_options": F({}, dict, "keyword arguments for the task (e.g. max_digits, solver, prior)"),
     "seed": F(0, int, "seed for sampling, training and splits", lo=0),
     "run_dir": F("", str, "output folder; empty: runs/<task>-<time>"),
@@ -57,6 +57,11 @@ FIELDS: dict[str, Field] = {
     "negative.data": F("round", str, "negatives used: this round's or all so far",
                        choices=("round", "all")),
     "negative.holdout": F(0.1, float, "fraction of negatives held out for the NLL metric", lo=0.0, hi=0.5),
+    "negative.lora.r": F(0, int, "LoRA rank of the negative model (0: a full copy of g_t is trained)", lo=0, hi=4096),
+    "negative.lora.alpha": F(16.0, float, "LoRA scaling numerator (scale alpha/r)", lo=0.0),
+    "negative.lora.dropout": F(0.0, float, "LoRA dropout", lo=0.0, hi=0.9),
+    "negative.lora.targets": F("q_proj,k_proj,v_proj,o_proj", str,
+                               "comma-separated module names that get an adapter (Llama/Qwen names)"),
     "generator.epochs": F(2, int, "distillation epochs per round", lo=1),
     "generator.lr": F(5e-4, float, "generator learning rate", lo=0.0, hi=1.0),
     "generator.batch_size": F(64, int, "generator batch size", lo=1),
@@ -71,12 +76,20 @@ FIELDS: dict[str, Field] = {
     "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
     "sampler.num_gpus": F(0.0, float, "GPUs per sampler actor", lo=0.0),
     "sampler.kv_cache_mb": F(64, int, "vLLM KV cache size in MiB", lo=1),
+    "sampler.dtype": F("float32", str, "vLLM weights/compute dtype (bfloat16 on GPUs)",
+                       choices=("float32", "bfloat16", "float16")),
     "sampler.gpu_memory_utilization": F(0.0, float, "vLLM: fraction of the GPU one engine may use "
                                         "(0: vLLM's default); below sampler.num_gpus to share a GPU",
                                         lo=0.0, hi=1.0),
     "trainer.num_cpus": F(0.5, float, "CPUs reserved per trainer actor", lo=0.0),
     "trainer.num_gpus": F(0.0, float, "GPUs per trainer actor", lo=0.0),
     "trainer.threads": F(1, int, "torch threads per trainer/oracle actor", lo=1),
+    "trainer.device": F("cpu", str, "where trainers compute: cpu, cuda, or auto (cuda when the actor "
+                        "has a GPU: set trainer.num_gpus)", choices=("cpu", "cuda", "auto")),
+    "trainer.grad_checkpointing": F(False, bool, "recompute activations during backward (LLMs: less "
+                                    "training memory, about 30% more compute)"),
+    "trainer.dtype": F("float32", str, "trainer weights dtype; log-likelihoods are summed in float32",
+                       choices=("float32", "bfloat16")),
     "oracle.num_cpus": F(0.25, float, "CPUs reserved for the oracle actor", lo=0.0),
     "oracle.rate_limit": F(0.0, float, "max reward evaluations per second, cluster-wide (0: unlimited)", lo=0.0),
     "oracle.burst": F(1.0, float, "token-bucket size of the rate limit", lo=1.0),
@@ -209,10 +222,16 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             allowed = [p for p in params if p != "self"]
             raise ConfigError(f"unknown key 'task_options.{k}' for task {cfg['task']}; "
                               f"allowed: {', '.join(allowed)}")
+    check = getattr(cls, "check_options", None)  # a task's own one-line option checks
+    msg = check(cfg["task_options"]) if check else None
+    if msg:
+        raise ConfigError(msg)
     for k in ("solver", "prior"):
         path = cfg["task_options"].get(k)
         if path and not Path(path).is_dir():
             raise ConfigError(f"'task_options.{k}' folder not found: {path}")
+    if cfg["trainer.device"] == "cuda" and cfg["trainer.num_gpus"] <= 0:
+        raise ConfigError("'trainer.device' cuda needs 'trainer.num_gpus' > 0 (Ray hides GPUs from actors without one)")
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
     if cfg["generator.schedule"] == "exponential" and min(cfg["generator.lr"], cfg["generator.lr_end"]) <= 0:

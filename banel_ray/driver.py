@@ -19,6 +19,14 @@ from banel_ray.sampler import SamplerActor
 from banel_ray.trainers import GeneratorTrainerActor, NegativeTrainerActor
 
 
+def lora_options(c: dict) -> dict | None:
+    """The negative.lora.* keys as ``lora_copy`` arguments; None when r = 0 (a full copy)."""
+    if c["negative.lora.r"] <= 0:
+        return None
+    return {"r": c["negative.lora.r"], "alpha": c["negative.lora.alpha"], "dropout": c["negative.lora.dropout"],
+            "targets": [t.strip() for t in c["negative.lora.targets"].split(",") if t.strip()]}
+
+
 def _split(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
@@ -47,12 +55,14 @@ class Driver:
         self.samplers = [
             SamplerActor.options(num_cpus=c["sampler.num_cpus"], num_gpus=c["sampler.num_gpus"]).remote(
                 c["sampler.backend"], prior_dir, seed=c["seed"] + 1000 * i, run_dir=str(self.run_dir),
-                kv_cache_mb=c["sampler.kv_cache_mb"], threads=c["trainer.threads"],
+                kv_cache_mb=c["sampler.kv_cache_mb"], threads=c["trainer.threads"], dtype=c["sampler.dtype"],
                 gpu_memory_utilization=c["sampler.gpu_memory_utilization"], **topts)
             for i in range(c["sampler.num_actors"])]
         tr = dict(num_cpus=c["trainer.num_cpus"], num_gpus=c["trainer.num_gpus"])
         common = dict(prior_dir=prior_dir, seed=c["seed"], threads=c["trainer.threads"],
-                      run_dir=str(self.run_dir), **topts)
+                      run_dir=str(self.run_dir), device=c["trainer.device"], dtype=c["trainer.dtype"],
+                      grad_checkpointing=c["trainer.grad_checkpointing"],
+                      **topts)
         self.neg = NegativeTrainerActor.options(**tr).remote(**common)
         self.gen = GeneratorTrainerActor.options(**tr).remote(**common)
         self.version = 0
@@ -165,7 +175,8 @@ class Driver:
         # 3. learn failures
         t1 = time.perf_counter()
         fit_ref = self.neg.fit.remote(t + 1, paid_ref, c["negative.epochs"], c["negative.lr"],
-                                      c["negative.batch_size"], c["negative.data"], c["negative.holdout"])
+                                      c["negative.batch_size"], c["negative.data"], c["negative.holdout"],
+                                      lora_options(c))
         crash_point("mid_training", t + 1)
         fit = ray.get(fit_ref)
         m.update(fit)

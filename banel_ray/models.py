@@ -68,12 +68,27 @@ def save_model(model, path: str | os.PathLike, extra: dict | None = None) -> Pat
     return path
 
 
-def load_model(path: str | os.PathLike):
-    """Load an HF causal LM from a local folder (never from a hub; safetensors only, no pickle)."""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str = "cpu") -> str:
+    """``auto``: the GPU Ray gave this actor (CUDA_VISIBLE_DEVICES) if any, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_model(path: str | os.PathLike, dtype: str = "float32", device: str = "cpu"):
+    """Load an HF causal LM from a local folder (never from a hub; safetensors only, no pickle).
+
+    ``dtype``/``device`` place the weights (trainer.dtype, trainer.device); log-likelihoods are
+    still accumulated in float32 (``_token_logprobs``), the same path for every model.
+    """
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32,
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype],
                                                  local_files_only=True, use_safetensors=True)
+    model.to(resolve_device(device))
     model.eval()
     return model
 
@@ -84,13 +99,35 @@ def state_dict(model) -> dict[str, torch.Tensor]:
 
 
 def load_state(model, weights: dict[str, torch.Tensor]) -> None:
-    model.load_state_dict(weights, strict=True)
+    model.load_state_dict(weights, strict=True)  # copies into the model's own device and dtype
     model.eval()
 
 
 def copy_model(model):
     import copy
     return copy.deepcopy(model)
+
+
+def lora_copy(model, r: int, alpha: float, dropout: float = 0.0,
+              targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")):
+    """A copy of ``model`` with a fresh LoRA adapter (peft); only the adapter trains.
+
+    The adapter starts at zero (B = 0), so the copy starts exactly at ``model``, like a full copy.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout),
+                     target_modules=list(targets), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(copy_model(model), cfg)
+
+
+def merge_lora(model):
+    """Fold a trained adapter into the weights: a plain model again, scored by the same path."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def trainable_params(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def _batches(n: int, batch_size: int) -> Iterable[slice]:
@@ -113,12 +150,47 @@ def _pad(pairs: Sequence[Pair], pad_id: int):
 
 
 def _token_logprobs(model, ids, attn, target):
-    """log p(token_t | tokens_<t) at every target position (0 elsewhere), float32."""
-    out = model(input_ids=ids, attention_mask=attn)
+    """log p(token_t | tokens_<t) at every target position (0 elsewhere), float32.
+
+    Only the logits that can score a completion token are computed (``logits_to_keep``): from the
+    last prompt token on. For an LLM with a long chat prompt and a 49k vocabulary these logits are
+    most of the memory; for one-token prompts (the small tasks) this is every position, as before.
+    Columns before the first completion are returned as zeros.
+    """
+    dev = next(model.parameters()).device
+    ids, attn, target = ids.to(dev), attn.to(dev), target.to(dev)
+    first = int(target.float().argmax(-1).min()) if bool(target.any()) else ids.shape[1] - 1
+    keep = ids.shape[1] - first + 1                   # logits at positions first-1 .. width-1
+    out = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep)
     logits = out.logits[:, :-1].float()
-    nxt = ids[:, 1:]
+    nxt = ids[:, first:]
     lp = torch.log_softmax(logits, dim=-1).gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
-    return lp * target[:, 1:], target[:, 1:]
+    mask = target[:, 1:]
+    full = torch.zeros(mask.shape, dtype=lp.dtype, device=dev)
+    full[:, first - 1:] = lp
+    return full * mask, mask
+
+
+LOGIT_BUDGET = 1 << 27  # float32 logits held at once when scoring or training (512 MiB)
+
+
+def _micro(pairs: Sequence[Pair], batch_size: int, vocab: int) -> Iterable[slice]:
+    """Batches of at most ``batch_size`` rows whose kept logits fit ``LOGIT_BUDGET`` (>= 1 row)."""
+    i = 0
+    while i < len(pairs):
+        j = i + 1
+        while j < min(len(pairs), i + batch_size):
+            rows = pairs[i: j + 1]
+            width = max(len(p) + len(c) for p, c in rows) - min(len(p) for p, _ in rows) + 1
+            if (j + 1 - i) * width * vocab > LOGIT_BUDGET:
+                break
+            j += 1
+        yield slice(i, j)
+        i = j
+
+
+def _vocab(model) -> int:
+    return int(model.get_output_embeddings().weight.shape[0])
 
 
 @torch.no_grad()
@@ -126,10 +198,10 @@ def sequence_logprobs(model, pairs: Sequence[Pair], batch_size: int = 256, pad_i
     """Sum of completion-token log-probs per sequence, and the completion lengths (numpy)."""
     total = np.zeros(len(pairs), dtype=np.float64)
     lengths = np.array([len(c) for _, c in pairs], dtype=np.int64)
-    for sl in _batches(len(pairs), batch_size):
+    for sl in _micro(pairs, batch_size, _vocab(model)):
         ids, attn, target = _pad(pairs[sl], pad_id)
         lp, _ = _token_logprobs(model, ids, attn, target)
-        total[sl] = lp.sum(-1).double().numpy()
+        total[sl] = lp.sum(-1).double().cpu().numpy()
     return total, lengths
 
 
@@ -140,7 +212,9 @@ def train_mle(model, pairs: Sequence[Pair], epochs: int, lr: float, batch_size: 
     if not pairs:
         return []
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]  # a LoRA model: the adapter only
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    vocab = _vocab(model)
     model.train()
     losses = []
     for ep in range(epochs):
@@ -148,17 +222,21 @@ def train_mle(model, pairs: Sequence[Pair], epochs: int, lr: float, batch_size: 
         tot, cnt = 0.0, 0
         for sl in _batches(len(order), batch_size):
             batch = [pairs[i] for i in order[sl]]
-            ids, attn, target = _pad(batch, pad_id)
-            lp, mask = _token_logprobs(model, ids, attn, target)
-            ntok = mask.sum().clamp(min=1)
-            loss = -lp.sum() / ntok
+            ntok = max(sum(len(c) for _, c in batch), 1)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum = 0.0
+            # gradient accumulation over micro-batches that fit the logit budget (one for small tasks)
+            for mb in _micro(batch, len(batch), vocab):
+                ids, attn, target = _pad(batch[mb], pad_id)
+                lp, _ = _token_logprobs(model, ids, attn, target)
+                loss = -lp.sum() / ntok
+                loss.backward()
+                loss_sum += float(loss.detach())
             if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             opt.step()
-            tot += float(loss.detach()) * int(ntok)
-            cnt += int(ntok)
+            tot += loss_sum * ntok
+            cnt += ntok
         losses.append(tot / max(cnt, 1))
         if progress:
             progress(ep + 1, epochs, losses[-1])

