@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--out", metavar="DIR", required=True, help="folder for runs/, logs/ and the table")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1; 2 on a 2-core machine)")
     p.add_argument("--from-runs", metavar="DIR", help="only rebuild the table from these run folders")
+    p.add_argument("--retries", type=int, default=1,
+                   help="restarts of a failed run, from its last checkpoint (default 1; e.g. a worker OOM-killed)")
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
     return p.parse_args(argv)
 
@@ -275,6 +278,7 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
     queue = [(m, s) for s in seeds for m in methods]  # seed by seed: partial results cover every method
     running: dict[tuple, tuple] = {}
     failed, done, t0 = [], 0, time.time()
+    tries: dict[tuple, int] = {}
     last_report = 0.0
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
     env.pop("RAY_ADDRESS", None)
@@ -314,6 +318,11 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                 done += 1
                 if rc == 0:
                     log(f"[compare] {key[0]} seed {key[1]}: done in {time.time() - ts:.0f}s ({done}/{total})")
+                elif tries.get(key, 0) < args.retries:  # resumed from its checkpoint: nothing paid twice
+                    tries[key] = tries.get(key, 0) + 1
+                    done -= 1
+                    queue.insert(0, key)
+                    log(f"[compare] {key[0]} seed {key[1]}: failed (exit {rc}), retry {tries[key]} of {args.retries}")
                 else:
                     failed.append(key)
                     log(f"[compare] {key[0]} seed {key[1]}: FAILED (exit {rc}); see {logs / f'{key[0]}-s{key[1]}.log'}")
@@ -321,9 +330,15 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                 last_report = time.time()
                 state = "; ".join(f"{m} s{s} {_progress(v[3])}" for (m, s), v in running.items())
                 log(f"[compare] {time.time() - t0:.0f}s, {done}/{total} done | {state}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # each run stops like a Ctrl-C (its Ray instance shut down), resumable
+        for proc, _, _, _ in running.values():
+            proc.send_signal(signal.SIGINT)
         for proc, fh, _, _ in running.values():
-            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+            fh.close()
         log("[compare] interrupted: run the same command again to resume")
         return 130
     if collect(runs_root):
@@ -348,6 +363,8 @@ def main(argv=None) -> int:
         methods, seeds = parse_methods(args.methods), parse_seeds(args.seeds)
         if args.parallel < 1:
             raise C.ConfigError(f"--parallel must be >= 1, got {args.parallel}")
+        if args.retries < 0:
+            raise C.ConfigError(f"--retries must be >= 0, got {args.retries}")
         for item in args.set:
             if C.parse_set(item)[0] in RESERVED:
                 raise C.ConfigError(f"--set {C.parse_set(item)[0]}: compare sets {', '.join(RESERVED)} itself")

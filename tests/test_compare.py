@@ -91,3 +91,37 @@ def test_tiny_comparison_writes_a_table_that_its_run_folders_reproduce(tmp_path)
                   "--set", "budget=50", "--set", "samples_per_round=25", "--set", "eval.samples=100",
                   "--set", "sampler.backend=torch")
     assert r3.returncode == 0 and "finished earlier, kept" in r3.stdout
+
+
+def test_a_failed_run_is_resumed_from_its_checkpoint(tmp_path, monkeypatch):
+    """The scheduler alone (child processes faked): a run that dies (e.g. OOM-killed) is started
+    again with --resume, once per --retries; a run that keeps failing is reported, exit 1."""
+    import argparse
+    cmds = []
+
+    class FakeProc:
+        def __init__(self, cmd, **_):
+            cmds.append(cmd)
+            rd = Path(cmd[cmd.index("--resume") + 1]) if "--resume" in cmd else \
+                Path(next(c for c in cmd if c.startswith("run_dir=")).split("=", 1)[1])
+            (rd / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (rd / "checkpoints" / "LATEST").write_text("round_0001")
+            # random succeeds at once, rnd when resumed, count never
+            ok = rd.name == "random-s0" or (rd.name == "rnd-s0" and "--resume" in cmd)
+            if ok:
+                (rd / "summary.json").write_text("{}")
+            self.rc = 0 if ok else 1
+
+        def poll(self):
+            return self.rc
+
+    monkeypatch.setattr(compare.subprocess, "Popen", FakeProc)
+    args = argparse.Namespace(config=None, set=[], parallel=2, retries=1, progress_every=1000)
+    lines = []
+    rc = compare.run_all(args, ["random", "rnd", "count"], [0], tmp_path, log=lines.append)
+    text = "\n".join(lines)
+    assert rc == 1
+    assert "rnd seed 0: failed (exit 1), retry 1 of 1" in text and "rnd seed 0: resuming" in text
+    assert "rnd seed 0: done" in text and "random seed 0: done" in text
+    assert "count seed 0: FAILED (exit 1)" in text and "failed: count s0" in text
+    assert sum("--resume" in c for c in cmds) == 2  # rnd once, count once; random never
