@@ -92,15 +92,17 @@ def collect(runs_root: Path) -> list[dict]:
             continue
         cfg = json.loads((d / "config.json").read_text())
         s = json.loads((d / "summary.json").read_text())
-        curve = []
+        curve, busy = [], (s["base"] or {}).get("t_eval", 0.0)
         for line in (d / "metrics.jsonl").read_text().splitlines() if (d / "metrics.jsonl").exists() else []:
             m = json.loads(line)
+            busy += m.get("t_round", 0.0) + (m.get("eval") or {}).get("t_eval", 0.0)
             if m.get("eval"):
                 curve.append((m["round"], m["nres"], m["eval"]["rate"]))
         recs.append({"dir": str(d), "method": cfg.get("method", "banel"), "seed": cfg["seed"],
                      "budget": cfg["budget"], "base": s["base"], "best": s["best"], "final": s["final"],
                      "best_round": s.get("best_round"), "nres": s["nres"], "rounds": s["rounds"],
-                     "positives_found": s["positives_found"], "wall_s": s["wall_s"], "curve": curve})
+                     "positives_found": s["positives_found"], "curve": curve,
+                     "time_s": busy})  # rounds + evaluations; a resumed run's invocations together
     return recs
 
 
@@ -131,7 +133,7 @@ def summarize(recs: list[dict]) -> list[dict]:
         rows.append({"method": "pretrained", "seeds": len(by_seed), "rate_mean": k / n, "rate_median": k / n,
                      "rate_std": float("nan"), "ci_lo": lo, "ci_hi": hi, "improvement": 1.0,
                      "ratio_mean": 1.0, "ratio_median": 1.0, "final_mean": k / n, "final_ratio_mean": 1.0,
-                     "successes_paid": 0.0, "nres_mean": 0.0, "wall_s_mean": float("nan")})
+                     "successes_paid": 0.0, "nres_mean": 0.0, "time_s_mean": float("nan")})
     for method in METHODS:
         rs = [r for r in recs if r["method"] == method and r["best"] and r["base"]]
         if not rs:
@@ -152,13 +154,13 @@ def summarize(recs: list[dict]) -> list[dict]:
                      "final_mean": sum(final) / len(final), "final_ratio_mean": sum(fratios) / len(fratios),
                      "successes_paid": sum(r["positives_found"] for r in rs) / len(rs),
                      "nres_mean": sum(r["nres"] for r in rs) / len(rs),
-                     "wall_s_mean": sum(r["wall_s"] for r in rs) / len(rs)})
+                     "time_s_mean": sum(r["time_s"] for r in rs) / len(rs)})
     return rows
 
 
 CSV_COLUMNS = ("method", "seeds", "rate_mean", "rate_median", "rate_std", "ci_lo", "ci_hi", "improvement",
                "ratio_mean", "ratio_median", "final_mean", "final_ratio_mean", "successes_paid",
-               "nres_mean", "wall_s_mean")
+               "nres_mean", "time_s_mean")
 
 
 def _g(x: float, fmt: str = ".2e") -> str:
@@ -174,7 +176,7 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
              "",
              "| method | seeds | best rate: mean [95% CI] | median | std | improvement (mean/base) | "
              "best/base per seed: mean, median | final rate (mean) | final/base (mean) | "
-             "successes paid for (mean) | NREs spent (mean) | wall s (mean) |",
+             "successes paid for (mean) | NREs spent (mean) | rounds + evals, s (mean) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
@@ -182,17 +184,18 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
             f"{_g(r['rate_median'])} | {_g(r['rate_std'])} | {_g(r['improvement'], '.2f')}x | "
             f"{_g(r['ratio_mean'], '.2f')}x, {_g(r['ratio_median'], '.2f')}x | {_g(r['final_mean'])} | "
             f"{_g(r['final_ratio_mean'], '.2f')}x | {_g(r['successes_paid'], '.1f')} | {_g(r['nres_mean'], '.0f')} | "
-            f"{_g(r['wall_s_mean'], '.0f')} |")
+            f"{_g(r['time_s_mean'], '.0f')} |")
     lines += ["",
               "pretrained: all seeds' base evaluations pooled, with a Clopper-Pearson 95% interval. Other rows: "
               "95% t-interval of the mean over seeds (one seed: that run's Clopper-Pearson interval). "
               "improvement = mean best rate / mean base rate (the paper's ratio); a seed's base is the same "
-              "draws for every method, so per-seed ratios are paired.", "",
-              "Per run (method, seed: base -> best (round) / final, successes paid for, NREs, wall s):", ""]
+              "draws for every method, so per-seed ratios are paired. Time: seconds spent in rounds and "
+              "evaluations (no start-up), summed over a resumed run's invocations.", "",
+              "Per run (method, seed: base -> best (round) / final, successes paid for, NREs, rounds + evals s):", ""]
     for r in sorted(recs, key=lambda r: (METHODS.index(r["method"]) if r["method"] in METHODS else 99, r["seed"])):
         lines.append(f"- {r['method']}, seed {r['seed']}: {_g(r['base']['rate'])} -> {_g(r['best']['rate'])} "
                      f"({r['best_round']}) / {_g(r['final']['rate'])}, {r['positives_found']}, {r['nres']}, "
-                     f"{r['wall_s']:.0f}")
+                     f"{r['time_s']:.0f}")
     return "\n".join(lines) + "\n"
 
 
@@ -213,18 +216,21 @@ def plot(recs: list[dict], out: Path) -> Path:
             pts = [c for r in rs for c in r["curve"] if c[0] == rd]
             xs.append(float(np.mean([p[1] for p in pts])))
             now.append(float(np.mean([p[2] for p in pts])))
-        for r in rs:  # per-seed running best, then the mean over seeds
-            seq = [r["base"]["rate"]] + [dict((c[0], c[2]) for c in r["curve"]).get(rd, np.nan) for rd in rounds]
+        for r in rs:  # per-seed running best of the trained generator (as in the table), then the mean
+            seq = [dict((c[0], c[2]) for c in r["curve"]).get(rd, np.nan) for rd in rounds]
             best.append(np.fmax.accumulate(np.array(seq, dtype=float)))
         label = f"{method} ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
         axes[0].plot(xs, np.maximum(now, floor), "o-", color=f"C{i}", label=label, markersize=3)
-        axes[1].plot(xs, np.maximum(np.nanmean(np.stack(best), 0), floor), "o-", color=f"C{i}", label=label,
-                     markersize=3)
+        if rounds:
+            axes[1].plot(xs[1:], np.maximum(np.nanmean(np.stack(best), 0), floor), "o-", color=f"C{i}",
+                         label=label, markersize=3)
+    bases = {r["seed"]: r["base"]["rate"] for r in recs if r["base"]}
+    axes[1].axhline(float(np.mean(list(bases.values()))), color="gray", ls="--", label="pretrained (mean)")
     for ax, title in zip(axes, ("success rate at each evaluation (mean over seeds)",
-                                "cumulative best (mean over seeds)")):
+                                "cumulative best of the trained generator (mean over seeds)")):
         ax.set_yscale("log")
         ax.set_xlabel("NREs")
-        ax.set_ylabel("success rate")
+        ax.set_ylabel(f"success rate (0 drawn at {floor:.0e})")
         ax.set_title(title)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -249,11 +255,11 @@ def write_table(runs_root: Path, out: Path) -> list[dict]:
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method", "seed", "base_rate", "best_rate", "best_lo", "best_hi", "best_round",
-                    "final_rate", "successes_paid", "nres", "wall_s"])
+                    "final_rate", "successes_paid", "nres", "time_s"])
         for r in recs:
             w.writerow([r["method"], r["seed"], r["base"]["rate"], r["best"]["rate"], r["best"]["lo"],
                         r["best"]["hi"], r["best_round"], r["final"]["rate"], r["positives_found"], r["nres"],
-                        round(r["wall_s"], 1)])
+                        round(r["time_s"], 1)])
     plot(recs, out)
     return rows
 

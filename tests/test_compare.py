@@ -18,7 +18,7 @@ def _rec(method, seed, base, best, final, found=0):
     est = lambda k: {"k": k, "n": 1000, "rate": k / 1000, "lo": 0.0, "hi": 1.0}  # noqa: E731
     return {"dir": f"{method}-{seed}", "method": method, "seed": seed, "budget": 100, "base": est(base),
             "best": est(best), "final": est(final), "best_round": 3, "nres": 100, "rounds": 3,
-            "positives_found": found, "wall_s": 10.0, "curve": [(3, 100, best / 1000)]}
+            "positives_found": found, "time_s": 10.0, "curve": [(3, 100, best / 1000)]}
 
 
 def test_summary_rows_are_computed_from_the_records():
