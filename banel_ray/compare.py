@@ -117,7 +117,7 @@ def _mean_ci(xs: list[float]) -> tuple[float, float, float, float, float]:
         return mean, med, float("nan"), float("nan"), float("nan")
     sd = float(a.std(ddof=1))
     h = float(student.ppf(0.975, len(a) - 1)) * sd / math.sqrt(len(a))
-    return mean, med, sd, mean - h, mean + h
+    return mean, med, sd, max(mean - h, 0.0), mean + h  # a rate is never below 0
 
 
 def summarize(recs: list[dict]) -> list[dict]:
@@ -187,7 +187,7 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
             f"{_g(r['time_s_mean'], '.0f')} |")
     lines += ["",
               "pretrained: all seeds' base evaluations pooled, with a Clopper-Pearson 95% interval. Other rows: "
-              "95% t-interval of the mean over seeds (one seed: that run's Clopper-Pearson interval). "
+              "95% t-interval of the mean over seeds, cut at 0 (one seed: that run's Clopper-Pearson interval). "
               "improvement = mean best rate / mean base rate (the paper's ratio); a seed's base is the same "
               "draws for every method, so per-seed ratios are paired. Time: seconds spent in rounds and "
               "evaluations (no start-up), summed over a resumed run's invocations.", "",
