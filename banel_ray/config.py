@@ -102,6 +102,20 @@ FIELDS: dict[str, Field] = {
                              choices=("reevaluate", "charge")),
     "eval.samples": F(20000, int, "samples per success-rate estimate (not NREs)", lo=0),
     "eval.every": F(0, int, "evaluate every k rounds (0: only base and final)", lo=0),
+    # baselines on the same actors and NRE budget (banel_ray/baselines; docs/baselines.md)
+    "method": F("banel", str, "banel, or a baseline: random (prior, best of budget), reinforce, "
+                "rnd (REINFORCE + RND bonus), count (REINFORCE + SimHash count bonus)",
+                choices=("banel", "random", "reinforce", "rnd", "count")),
+    "pg.lr": F(3e-4, float, "policy-gradient baselines: AdamW learning rate", lo=0.0, hi=1.0),
+    "pg.epochs": F(1, int, "policy-gradient baselines: passes over each round's paid samples", lo=1),
+    "pg.batch_size": F(64, int, "policy-gradient baselines: mini-batch size", lo=1),
+    "pg.normalize": F(True, bool, "policy-gradient baselines: scale advantages to unit std"),
+    "rnd.coef": F(1.0, float, "rnd: weight of the normalised novelty bonus", lo=0.0),
+    "rnd.lr": F(1e-3, float, "rnd: predictor learning rate", lo=0.0, hi=1.0),
+    "rnd.epochs": F(5, int, "rnd: predictor passes over each round's samples", lo=1),
+    "rnd.hidden": F(128, int, "rnd: hidden width of target and predictor", lo=1),
+    "count.coef": F(1.0, float, "count: bonus coef / sqrt(pseudo-count)", lo=0.0),
+    "count.bits": F(8, int, "count: SimHash code length k", lo=1, hi=62),
     "ray.address": F("", str, "Ray address; empty: join a running cluster if any, else start one"),
     "ray.num_cpus": F(0, int, "CPUs for a local Ray instance (0: all)", lo=0),
 }
@@ -232,6 +246,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"'task_options.{k}' folder not found: {path}")
     if cfg["trainer.device"] == "cuda" and cfg["trainer.num_gpus"] <= 0:
         raise ConfigError("'trainer.device' cuda needs 'trainer.num_gpus' > 0 (Ray hides GPUs from actors without one)")
+    if cfg["method"] != "banel" and cfg["mode"] != "distill":
+        raise ConfigError(f"'method' {cfg['method']} runs in mode distill only (sequential is BaNEL's Algorithm 1)")
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
     if cfg["generator.schedule"] == "exponential" and min(cfg["generator.lr"], cfg["generator.lr_end"]) <= 0:

@@ -63,13 +63,19 @@ class Driver:
                       run_dir=str(self.run_dir), device=c["trainer.device"], dtype=c["trainer.dtype"],
                       grad_checkpointing=c["trainer.grad_checkpointing"],
                       **topts)
-        self.neg = NegativeTrainerActor.options(**tr).remote(**common)
-        self.gen = GeneratorTrainerActor.options(**tr).remote(**common)
+        self.start_trainers(tr, common)
         self.version = 0
         self.weights_ref = None
         self.round = 0
         self.history: list[dict] = []
         self.seen: set[tuple] = set()
+
+    # ---- what a method (banel_ray.baselines) replaces --------------------------------------------
+    uses_pool = True  # BaNEL draws a fresh pool each round for its filter; baselines do not
+
+    def start_trainers(self, resources: dict, common: dict) -> None:
+        self.neg = NegativeTrainerActor.options(**resources).remote(**common)
+        self.gen = GeneratorTrainerActor.options(**resources).remote(**common)
 
     # ---- helpers -------------------------------------------------------------------------------
     def _sample(self, n: int, tag: int) -> list:
@@ -113,7 +119,9 @@ class Driver:
         estimate is then kept beside it under "sampled")."""
         n = self.cfg["eval.samples"]
         t = time.perf_counter()
-        computed = ray.get(self.gen.success_rate.remote()) if self.cfg["mode"] == "distill" else None
+        # (random search has no generator trainer: its generator is the prior, sampled)
+        computed = (ray.get(self.gen.success_rate.remote())
+                    if self.cfg["mode"] == "distill" and self.gen is not None else None)
         if n <= 0 and not computed:
             return {}
         est: dict = {}
@@ -149,13 +157,13 @@ class Driver:
         t0 = time.perf_counter()
         # 1. propose
         if c["mode"] == "sequential":
-            batches = self._accepted(c["samples_per_round"], t)
+            batches, pool = self._accepted(c["samples_per_round"], t), None
             m["pre_oracle_acceptance"] = self.accept_rate
         else:
             batches = self._sample(c["samples_per_round"], t)
             # the pool depends only on g_t: queue it now, so the samplers draw it while the oracle
             # pays and p_phi is fitted (the overlap a one-process loop cannot have)
-            pool = self._sample(c["pool_size"], 5_000_000 + t)
+            pool = self._sample(c["pool_size"], 5_000_000 + t) if self.uses_pool else None
         crash_point("mid_sampling", t + 1)
         # 2. pay (refs go straight to the oracle actor; the wait covers sampling and paying)
         paid_ref = self.oracle.evaluate.remote(t + 1, *batches)
@@ -172,6 +180,15 @@ class Driver:
         m.update({f"round_{k}": v for k, v in self.task.diagnostics(samples).items()})
         m["found"] = [{"sample": self.task.render(s), "pattern": self.task.pattern(s)}
                       for s, r in zip(samples, rewards) if r == 1]
+        self.learn(t, paid_ref, pool, m)
+        m["sampler_versions"] = ray.get([s.version.remote() for s in self.samplers])
+        self.round += 1
+        m["t_round"] = time.perf_counter() - t0
+        return m
+
+    def learn(self, t: int, paid_ref, pool, m: dict) -> None:
+        """Steps 3-6 on the round's paid samples: fit p_phi, then distil (or add a region)."""
+        c = self.cfg
         # 3. learn failures
         t1 = time.perf_counter()
         fit_ref = self.neg.fit.remote(t + 1, paid_ref, c["negative.epochs"], c["negative.lr"],
@@ -209,14 +226,11 @@ class Driver:
             ray.get(acks)
             self.weights_ref = weights_ref
             m["t_distil"] = time.perf_counter() - t2
-        m["sampler_versions"] = ray.get([s.version.remote() for s in self.samplers])
-        self.round += 1
-        m["t_round"] = time.perf_counter() - t0
-        return m
 
     def shutdown(self) -> None:
         for a in self.samplers + [self.neg, self.gen, self.oracle]:
-            ray.kill(a)
+            if a is not None:
+                ray.kill(a)
 
     def state(self) -> dict:
         return {"round": self.round, "version": self.version, "history": self.history,

@@ -24,7 +24,10 @@ def progress_line(m: dict, budget: int) -> str:
         parts.append(f"accept {m['acceptance']:.3f}")
     if "pre_oracle_acceptance" in m:
         parts.append(f"pre-oracle accept {m['pre_oracle_acceptance']:.3f}")
-    parts.append(f"neg NLL {m['neg_train_nll']:.3f}/{m['neg_heldout_nll']:.3f}")
+    if "neg_train_nll" in m:
+        parts.append(f"neg NLL {m['neg_train_nll']:.3f}/{m['neg_heldout_nll']:.3f}")
+    if "bonus_mean" in m:  # a policy-gradient baseline
+        parts.append(f"reward {m['reward_mean']:.3f} bonus {m['bonus_mean']:.3f}")
     if "kl_to_prior" in m:
         parts.append(f"KL {m['kl_to_prior']:.3f}")
     if "round_well_formed" in m:
@@ -121,7 +124,7 @@ def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:
 
 def closing_table(summary: dict) -> str:
     b, f, best = summary.get("base"), summary.get("final"), summary.get("best")
-    lines = ["", "=" * 78, f"BaNEL on {summary['task']} ({summary['mode']}), run folder {summary['run_dir']}",
+    lines = ["", "=" * 78, f"{summary.get('method', 'banel')} on {summary['task']} ({summary['mode']}), run folder {summary['run_dir']}",
              "-" * 78,
              f"{'base success rate':<26}{fmt_rate(b)}",
              f"{'final success rate':<26}{fmt_rate(f)}",

@@ -90,7 +90,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     from banel_ray import algorithm as alg
     from banel_ray import report, tasks
     from banel_ray.checkpoint import read_state, save_checkpoint
-    from banel_ray.driver import Driver
+    from banel_ray.baselines import driver_class
 
     t_start = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     if need > have and not (cfg["ray.address"] or os.environ.get("RAY_ADDRESS")):
         raise C.ConfigError(f"the actors need {need:g} CPUs but the local Ray instance has {have:g}; "
                             f"lower sampler.num_actors or the *.num_cpus keys")
-    drv = Driver(cfg, run_dir, prior_dir, log=log)
+    drv = driver_class(cfg["method"])(cfg, run_dir, prior_dir, log=log)  # BaNEL or a baseline
     base = None
     state = read_state(run_dir) if resume else None
     done = state["round"] if state else 0
@@ -149,8 +149,8 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
         drv.history.append(m)
         writer.write(m)
         log(report.progress_line(m, budget))
-        gen_w = ray.get(drv.gen.weights.remote()) if cfg["mode"] == "distill" else None
-        need_neg = cfg["mode"] == "sequential" or cfg["negative.data"] == "all"
+        gen_w = ray.get(drv.gen.weights.remote()) if cfg["mode"] == "distill" and drv.gen is not None else None
+        need_neg = drv.neg is not None and (cfg["mode"] == "sequential" or cfg["negative.data"] == "all")
         neg_state = ray.get(drv.neg.get_state.remote()) if need_neg else {}
         regions = neg_state["regions"] if cfg["mode"] == "sequential" else None
         state = dict(drv.state(), base=base)
@@ -173,7 +173,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     found = [x for m in hist for x in m.get("found", [])]
     final_patterns = (final or {}).get("patterns", [])
     summary = {
-        "task": cfg["task"], "mode": cfg["mode"], "run_dir": str(run_dir), "budget": budget,
+        "task": cfg["task"], "method": cfg["method"], "mode": cfg["mode"], "run_dir": str(run_dir), "budget": budget,
         "nres": ray.get(drv.oracle.spent.remote()), "rounds": drv.round,
         "base": base, "final": final, "best": best, "best_round": best_round,
         "improvement_final": alg.improvement_factor(final["rate"], base["rate"]) if final and base else float("nan"),
