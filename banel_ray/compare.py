@@ -22,6 +22,7 @@ from pathlib import Path
 from banel_ray import algorithm as alg
 from banel_ray import config as C
 from banel_ray.baselines import METHODS
+from banel_ray.report import read_metrics
 
 RESERVED = ("method", "seed", "run_dir")  # set by compare itself, per run
 
@@ -93,8 +94,7 @@ def collect(runs_root: Path) -> list[dict]:
         cfg = json.loads((d / "config.json").read_text())
         s = json.loads((d / "summary.json").read_text())
         curve, busy = [], (s["base"] or {}).get("t_eval", 0.0)
-        for line in (d / "metrics.jsonl").read_text().splitlines() if (d / "metrics.jsonl").exists() else []:
-            m = json.loads(line)
+        for m in read_metrics(d):
             busy += m.get("t_round", 0.0) + (m.get("eval") or {}).get("t_eval", 0.0)
             if m.get("eval"):
                 curve.append((m["round"], m["nres"], m["eval"]["rate"]))
@@ -267,14 +267,8 @@ def write_table(runs_root: Path, out: Path) -> list[dict]:
 # ---- running methods x seeds ---------------------------------------------------------------------
 
 def _progress(run_dir: Path) -> str:
-    p = run_dir / "metrics.jsonl"
-    if not p.exists():
-        return "starting"
-    lines = p.read_text().splitlines()
-    if not lines:
-        return "starting"
-    m = json.loads(lines[-1])
-    return f"round {m['round']} NREs {m['nres']}"
+    ms = read_metrics(run_dir)
+    return f"round {ms[-1]['round']} NREs {ms[-1]['nres']}" if ms else "starting"
 
 
 def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) -> int:

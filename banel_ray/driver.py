@@ -43,9 +43,9 @@ class Driver:
         # oracle.num_cpus there before samplers and trainers fill the node (a hard affinity to a
         # full node waits forever).
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        if get_current_placement_group() is not None:  # e.g. a Tune trial: stay inside its reservation
-            here = PlacementGroupSchedulingStrategy(get_current_placement_group(),
-                                                    placement_group_capture_child_tasks=True)
+        pg = get_current_placement_group()
+        if pg is not None:  # e.g. a Tune trial: stay inside its reservation
+            here = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
         self.oracle = RewardOracleActor.options(num_cpus=c["oracle.num_cpus"], scheduling_strategy=here).remote(
             ledger_path=str(self.run_dir / "ledger.sqlite"), budget=c["budget"],
             rate_limit=c["oracle.rate_limit"], retries=c["oracle.retries"],

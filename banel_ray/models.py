@@ -179,11 +179,13 @@ def _micro(pairs: Sequence[Pair], batch_size: int, vocab: int) -> Iterable[slice
     i = 0
     while i < len(pairs):
         j = i + 1
-        while j < min(len(pairs), i + batch_size):
-            rows = pairs[i: j + 1]
-            width = max(len(p) + len(c) for p, c in rows) - min(len(p) for p, _ in rows) + 1
-            if (j + 1 - i) * width * vocab > LOGIT_BUDGET:
+        longest, shortest_prompt = len(pairs[i][0]) + len(pairs[i][1]), len(pairs[i][0])
+        while j < min(len(pairs), i + batch_size):  # grow the batch while its kept logits fit
+            p, c = pairs[j]
+            lo, sp = max(longest, len(p) + len(c)), min(shortest_prompt, len(p))
+            if (j + 1 - i) * (lo - sp + 1) * vocab > LOGIT_BUDGET:
                 break
+            longest, shortest_prompt = lo, sp
             j += 1
         yield slice(i, j)
         i = j

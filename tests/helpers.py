@@ -1,4 +1,4 @@
-"""Small helpers shared by the oracle tests."""
+"""Small helpers shared by the tests."""
 import threading
 
 
@@ -21,3 +21,10 @@ def run_threads(fn, n, timeout=60):
     [t.join(timeout) for t in ts]
     assert not errs, errs
     return out
+
+
+def assert_one_line_error(r, needle):
+    """A CLI refused bad input as the project promises: exit 2, one stderr line naming the problem."""
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr

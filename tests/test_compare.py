@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from banel_ray import compare
+from helpers import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,9 +58,7 @@ def _compare(*args, timeout=60):
 ])
 def test_bad_input_one_line_exit_2(tmp_path, args, needle):
     r = _compare(*args, "--out", str(tmp_path / "out"))
-    assert r.returncode == 2, r.stderr
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert_one_line_error(r, needle)
     assert not (tmp_path / "out").exists()
 
 

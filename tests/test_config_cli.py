@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from banel_ray import config as C
+from helpers import assert_one_line_error
 
 
 def test_defaults_validate_and_set_overrides():
@@ -73,9 +74,7 @@ def _run(*args, cwd):
 ])
 def test_cli_bad_input_one_line_exit_2(tmp_path, args, needle):
     r = _run(*args, "--set", f"run_dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert r.returncode == 2, r.stderr
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert_one_line_error(r, needle)
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()  # stopped before anything was written or started
 
