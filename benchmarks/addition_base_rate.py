@@ -6,13 +6,14 @@ Prints the prior's success rate with its Clopper-Pearson interval, its well-form
 leading-zero fractions, the patterns of its successes, the solver's in-distribution accuracy and
 its failure rate on queries whose first operand has a leading zero.
 """
+
 import argparse
 import time
 from collections import Counter
 
 import numpy as np
 
-from banel_ray import algorithm as alg
+from banel_ray.algorithms import stats as alg
 from banel_ray.models import load_model, sample, set_threads
 from banel_ray.tasks.addition import AdditionAttack, random_operands
 
@@ -24,8 +25,7 @@ def main():
     set_threads(2)
     t = AdditionAttack()
     s_t = time.time()
-    s = sample(load_model(t.prior_dir()), t.prompt, a.samples, t.max_new_tokens, t.eos_id,
-               seed=424242, batch_size=4096)
+    s = sample(load_model(t.prior_dir()), t.prompt, a.samples, t.max_new_tokens, t.eos_id, seed=424242, batch_size=4096)
     r = t.rewards(s)
     k, n = sum(r), len(r)
     lo, hi = alg.clopper_pearson(k, n)

@@ -5,9 +5,9 @@
 The oracle is ``FlakyOracle`` with no failures: ``latency`` seconds per call, one sample per call.
 For each rate limit and each k in 1, 2, 4 requests in flight, two ways of loading the actor:
 
-- ``callers``: k driver threads, each sending one-sample ``evaluate`` requests back to back
+- ``callers``: k driver threads, each sending one-sample ``pay`` requests back to back
   (actor cap ``max_in_flight=8``, so in flight = k);
-- ``fan-out``: one ``evaluate`` request with all the samples, the actor's cap ``max_in_flight=k``
+- ``fan-out``: one ``pay`` request with all the samples, the actor's cap ``max_in_flight=k``
   (how the driver pays a round).
 
 Each cell pays ``rate * seconds`` fresh samples. ``ratio`` = NREs / wall time / rate (end to end,
@@ -16,6 +16,7 @@ limit (it can never exceed 1 beyond the bucket's burst of 1). With one call in f
 ``1 / latency`` calls/s, so the ratio is ``min(1, 1 / (latency * rate))``; target >= 0.95 once
 ``k * (1 / latency) >= rate`` with some margin.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,19 +31,27 @@ from pathlib import Path
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-CALLABLE = "banel_ray.oracles:CallableTask"
+CALLABLE = "banel_ray.reward_plugins:CallableTask"
 
 
 def make(path: str, rate: float, latency: float, cap: int):
-    from banel_ray.oracle import RewardOracleActor
+    import ray
+
+    from banel_ray.actors.reward_service import RewardService
+    from banel_ray.runtime.actors import ROLES
 
     spec = {"kind": "flaky", "latency_s": latency, "batch_size": 1}
-    return RewardOracleActor.options(num_cpus=0).remote(
-        CALLABLE, {"oracle": spec}, path, 10**9, rate_limit=rate, max_in_flight=cap, threads=0)
+    return (
+        ray.remote(**ROLES["reward_service"])(RewardService)
+        .options(num_cpus=0)
+        .remote(CALLABLE, {"oracle": spec}, path, 10**9, rate_limit=rate, max_in_flight=cap, threads=0)
+    )
 
 
 def run_cell(oracle, mode: str, k: int, n: int, base: int) -> tuple[float, list]:
     import ray
+
+    from banel_ray.records import SampleBatch
 
     samples = [(base + i,) for i in range(n)]
     ray.get(oracle.spent.remote())  # started
@@ -50,8 +59,8 @@ def run_cell(oracle, mode: str, k: int, n: int, base: int) -> tuple[float, list]
     time.sleep(1.0)  # the bucket refills to its burst: every cell starts alike
     t = time.perf_counter()
     if mode == "fan-out":
-        r = ray.get(oracle.evaluate.remote(0, {"samples": samples, "version": 0}))
-        assert r["paid"] == n, r["paid"]
+        r = ray.get(oracle.pay.remote(0, SampleBatch(samples)))
+        assert r.paid == n, r.paid
     else:
         it = iter(samples)
         lock = threading.Lock()
@@ -62,7 +71,8 @@ def run_cell(oracle, mode: str, k: int, n: int, base: int) -> tuple[float, list]
                     s = next(it, None)
                 if s is None:
                     return
-                assert ray.get(oracle.evaluate.remote(0, {"samples": [s], "version": 0}))["paid"] == 1
+                assert ray.get(oracle.pay.remote(0, SampleBatch([s]))).paid == 1
+
         ts = [threading.Thread(target=worker) for _ in range(k)]
         [x.start() for x in ts]
         [x.join() for x in ts]
@@ -107,18 +117,24 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    print(f"\nOracle NRE throughput: {a.latency * 1000:.0f} ms per call, one sample per call | "
-          f"Ray {ray.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs | "
-          f"{time.perf_counter() - t0:.0f}s")
-    head = f"{'mode':8s} {'limit/s':>7s} {'in flight':>9s} {'NREs':>5s} {'wall s':>7s} {'NRE/s':>7s} " \
-           f"{'ratio':>6s} {'start ratio':>11s} {'ceiling':>7s}"
+    print(
+        f"\nOracle NRE throughput: {a.latency * 1000:.0f} ms per call, one sample per call | "
+        f"Ray {ray.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs | "
+        f"{time.perf_counter() - t0:.0f}s"
+    )
+    head = (
+        f"{'mode':8s} {'limit/s':>7s} {'in flight':>9s} {'NREs':>5s} {'wall s':>7s} {'NRE/s':>7s} "
+        f"{'ratio':>6s} {'start ratio':>11s} {'ceiling':>7s}"
+    )
     print(head)
     print("-" * len(head))
     for mode, rate, k, n, wall, thr, ratio, sratio in rows:
         ceiling = min(1.0, k / (a.latency * rate))
         print(f"{mode:8s} {rate:7g} {k:9d} {n:5d} {wall:7.2f} {thr:7.2f} {ratio:6.3f} {sratio:11.3f} {ceiling:7.2f}")
-    print("ratio: NREs / wall / limit (end to end); start ratio: rate of call starts / limit; "
-          "ceiling: min(1, in flight / (latency * limit)).")
+    print(
+        "ratio: NREs / wall / limit (end to end); start ratio: rate of call starts / limit; "
+        "ceiling: min(1, in flight / (latency * limit))."
+    )
 
 
 if __name__ == "__main__":

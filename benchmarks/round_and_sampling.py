@@ -6,6 +6,7 @@
 Prints one table per part with ratios side by side. Uses the shipped addition-attack prior and
 solver; every round does real work (sample, pay, fit p_phi, score a pool, distil, load weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,63 +18,42 @@ import time
 from pathlib import Path
 
 
-def one_process_round(cfg, parts, t):
-    """The driver's distill round, written out with the plain classes (no Ray)."""
-    sampler, oracle, neg, gen = parts
-    batch = sampler.sample(cfg["samples_per_round"], seed=t)
-    paid = oracle.evaluate(t + 1, batch)
-    neg.fit(t + 1, paid, cfg["negative.epochs"], cfg["negative.lr"], cfg["negative.batch_size"])
-    scored = neg.score(True, sampler.sample(cfg["pool_size"], seed=5_000_000 + t))
-    weights, _ = gen.distil(t + 1, t + 1, "quantile", cfg["filter.factor"], cfg["generator.epochs"],
-                            cfg["generator.lr"], cfg["generator.batch_size"], False, scored, paid)
-    sampler.load_weights(t + 1, weights)
-    neg.set_generator(t + 1, weights)
-
-
 def bench_round(rounds: int, backend: str) -> dict:
+    """The same Runner and roles, on Ray actors and in this process (``runtime=local``)."""
     import ray
 
     from banel_ray import config as C
-    from banel_ray.driver import Driver
-    from banel_ray.oracle import RewardOracle
-    from banel_ray.sampler import Sampler
+    from banel_ray.runtime.actors import LocalRuntime, RayRuntime
+    from banel_ray.runtime.runner import Runner
     from banel_ray.tasks import build
-    from banel_ray.trainers import GeneratorTrainer, NegativeTrainer
 
-    cfg = C.load(None, [f"sampler.backend={backend}", "budget=100000"])
-    task = build(cfg["task"], {})
-    prior = task.prepare(progress=lambda s: None)
-    tmp = Path(tempfile.mkdtemp())
-    opts = dict(task_name=cfg["task"], task_options={})
-    # Ray
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    drv = Driver(cfg, tmp, prior)
-    drv.round = 100
-    drv.run_round()  # warm-up, as above
-    drv.round = 0
-    remote = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        drv.run_round()
-        remote.append(time.perf_counter() - t0)
-    drv.shutdown()
-    ray.shutdown()
-    # one process
-    # The trainers (which set torch to 1 thread, as each actor has) are built before the vLLM
-    # engine: vLLM's CPU backend ignores torch.set_num_threads once its engine exists, so the other
-    # order would let the whole one-process round use every core while each actor uses one.
-    neg, gen = NegativeTrainer(prior_dir=prior, **opts), GeneratorTrainer(prior_dir=prior, **opts)
-    oracle = RewardOracle(ledger_path=str(tmp / "a.sqlite"), budget=10 ** 6, **opts)
-    parts = (Sampler(backend, prior, seed=0, **opts), oracle, neg, gen)
-    import torch
-    threads = torch.get_num_threads()
-    one_process_round(cfg, parts, 100)  # warm-up (first-call compilation in vLLM)
-    local = []
-    for t in range(rounds):
-        t0 = time.perf_counter()
-        one_process_round(cfg, parts, t)
-        local.append(time.perf_counter() - t0)
-    return {"local": statistics.median(local), "ray": statistics.median(remote), "threads": threads}
+    cfg = C.load(None, [f"sampler.backend={backend}", "budget=100000", "rounds=1000", "eval.samples=0"])
+    prior = build(cfg["task"], {}).prepare(progress=lambda s: None)
+    out = {}
+    for name in ("ray", "local"):
+        tmp = Path(tempfile.mkdtemp())
+        if name == "ray":
+            ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+            rt = RayRuntime()
+        else:
+            rt = LocalRuntime()
+        r = Runner.build(dict(cfg, runtime=name), tmp, rt, prior, log=lambda s: None)
+        r.round = 100
+        r.run_round()  # warm-up (first-call compilation in vLLM), other seeds than the timed rounds
+        r.round = 0
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            r.run_round()
+            times.append(time.perf_counter() - t0)
+        r.shutdown()
+        if name == "ray":
+            ray.shutdown()
+        import torch
+
+        out[name] = statistics.median(times)
+        out["threads"] = torch.get_num_threads()
+    return out
 
 
 def bench_sampling(n: int, size: str) -> dict:
@@ -81,8 +61,8 @@ def bench_sampling(n: int, size: str) -> dict:
     Llama of the same vocabulary ("medium"), where per-token framework overhead matters less."""
     import torch
 
+    from banel_ray.actors.sampler import VllmBackend
     from banel_ray.models import build_llama, load_model, sample, save_model, set_threads
-    from banel_ray.sampler import VllmBackend
     from banel_ray.tasks import build
 
     set_threads(1)
@@ -98,9 +78,16 @@ def bench_sampling(n: int, size: str) -> dict:
         return sum(len(s) for s in samples)
 
     t0 = time.perf_counter()
-    out = model.generate(input_ids=torch.ones((n, 1), dtype=torch.long), do_sample=True, top_k=0,
-                         top_p=1.0, temperature=1.0, max_new_tokens=task.max_new_tokens,
-                         eos_token_id=task.eos_id, pad_token_id=task.pad_id)
+    out = model.generate(
+        input_ids=torch.ones((n, 1), dtype=torch.long),
+        do_sample=True,
+        top_k=0,
+        top_p=1.0,
+        temperature=1.0,
+        max_new_tokens=task.max_new_tokens,
+        eos_token_id=task.eos_id,
+        pad_token_id=task.pad_id,
+    )
     dt = time.perf_counter() - t0
     gen = [tuple(r[1:]) for r in out.tolist()]
     gen = [g[: g.index(task.eos_id) + 1] if task.eos_id in g else g for g in gen]
@@ -134,16 +121,20 @@ def main():
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if not a.skip_round:
         r = bench_round(a.rounds, a.backend)
-        print(f"\n(a) one quick-config round (m=250, pool 1000, neg 5 epochs, distil 2 epochs), "
-              f"{a.backend} sampler, median of {a.rounds}")
-        print(f"  {'one process':<14}{r['local']:8.2f} s   (torch threads: {r['threads']})")
+        print(
+            f"\n(a) one quick-config round (m=250, pool 1000, neg 5 epochs, distil 2 epochs), "
+            f"{a.backend} sampler, median of {a.rounds}"
+        )
+        print(f"  {'one process':<14}{r['local']:8.2f} s   (runtime=local, torch threads: {r['threads']})")
         print(f"  {'Ray actors':<14}{r['ray']:8.2f} s   ratio {r['ray'] / r['local']:.2f}x (target <= 1.10x)")
-    for size in ([] if a.skip_sampling else a.sizes.split(",")):
+    for size in [] if a.skip_sampling else a.sizes.split(","):
         n = a.samples if size == "prior" else max(a.samples // 8, 64)
         s = bench_sampling(n, size)
         base = s["transformers.generate"]
-        print(f"\n(b) sampling {n} sequences from the {size} model ({s.pop('params') / 1e6:.1f}M params, "
-              f"{s.pop('mean_tokens'):.1f} tokens each, 1 thread), temperature 1, no truncation")
+        print(
+            f"\n(b) sampling {n} sequences from the {size} model ({s.pop('params') / 1e6:.1f}M params, "
+            f"{s.pop('mean_tokens'):.1f} tokens each, 1 thread), temperature 1, no truncation"
+        )
         for k, v in s.items():
             print(f"  {k:<28}{v:10.0f} tok/s   {v / base:5.2f}x transformers.generate")
 

@@ -3,7 +3,7 @@ samplers, with the real addition oracle and with a slow one, as ratios to the 1-
 
     .venv/bin/python benchmarks/scaling.py [--backend torch|vllm] [--actors 1 2 4] [--delay-ms 4]
 
-For each oracle, one ``Driver`` (the real actors: samplers, two trainers, the oracle actor) is
+For each oracle, one ``Runner`` (the real actors: samplers, two trainers, the reward service) is
 started with max(--actors) samplers; each row uses the first k of them (weights kept in sync), so
 actor start-up is paid once, and one unmeasured round warms everything up. Per row:
 
@@ -19,6 +19,7 @@ in its reward (``task: benchmarks.scaling:SlowAddition``): a stand-in for an exp
 oracle. Ray gets ``--ray-cpus`` logical CPUs whatever the machine has, so that 4 samplers fit;
 more samplers than cores contend for the same cores, which the table shows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,13 +60,15 @@ def machine_facts() -> list[str]:
     import torch
 
     load = os.getloadavg()
-    facts = [f"command: {shlex.join([sys.executable] + sys.argv)}",
-             f"python {platform.python_version()}, ray {ray.__version__}, torch {torch.__version__}",
-             f"machine: {platform.machine()}, {os.cpu_count()} logical cores, "
-             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start",
-             f"cpu: {_cpu_model()}"]
+    facts = [
+        f"command: {shlex.join([sys.executable] + sys.argv)}",
+        f"python {platform.python_version()}, ray {ray.__version__}, torch {torch.__version__}",
+        f"machine: {platform.machine()}, {os.cpu_count()} logical cores, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start",
+        f"cpu: {_cpu_model()}",
+    ]
     try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
         facts[-1] += f", {mem:.0f} GiB RAM"
     except (ValueError, OSError):
         pass
@@ -86,22 +89,36 @@ def measure(task: str, task_options: dict, args) -> list[dict]:
     import ray
 
     from banel_ray import config as C
-    from banel_ray.driver import Driver
+    from banel_ray.runtime.actors import RayRuntime
+    from banel_ray.runtime.runner import Runner
     from banel_ray.tasks import build
 
     kmax = max(args.actors)
     run_dir = Path(tempfile.mkdtemp(prefix="banel-scaling-"))
-    cfg = C.load(None, [f"task={task}", f"sampler.backend={args.backend}", f"sampler.num_actors={kmax}",
-                        "sampler.num_cpus=0.5", "trainer.num_cpus=0.25", "oracle.num_cpus=0.25",
-                        "budget=1000000", f"samples_per_round={args.per_round}",
-                        f"pool_size={args.pool}", "negative.epochs=1", "generator.epochs=1",
-                        "eval.samples=0", f"run_dir={run_dir}"])
+    cfg = C.load(
+        None,
+        [
+            f"task={task}",
+            f"sampler.backend={args.backend}",
+            f"sampler.num_actors={kmax}",
+            "sampler.num_cpus=0.5",
+            "trainer.num_cpus=0.25",
+            "oracle.num_cpus=0.25",
+            "budget=1000000",
+            f"samples_per_round={args.per_round}",
+            f"pool_size={args.pool}",
+            "negative.epochs=1",
+            "generator.epochs=1",
+            "eval.samples=0",
+            f"run_dir={run_dir}",
+        ],
+    )
     cfg["task_options"] = dict(task_options)
     C.validate(cfg)
     prior = build(task, task_options).prepare(progress=lambda s: None)
     t0 = time.perf_counter()
-    drv = Driver(cfg, run_dir, prior, log=lambda s: None)
-    everyone = list(drv.samplers)
+    drv = Runner.build(cfg, run_dir, RayRuntime(), prior, log=lambda s: None)
+    everyone = list(drv.samplers.handles)
     ray.get([s.sample.remote(8, 1) for s in everyone])  # start-up and first-call costs, not measured
     drv.run_round()  # one round, not measured: the oracle loads its solver, first fit/distil, weights
     startup = time.perf_counter() - t0
@@ -109,22 +126,28 @@ def measure(task: str, task_options: dict, args) -> list[dict]:
     tag = 0
     try:
         for k in args.actors:
-            drv.samplers = everyone[:k]
+            drv.samplers.handles = everyone[:k]
             if drv.version > 0:  # all samplers serve the newest generator
                 ray.get([s.load_weights.remote(drv.version, drv.weights_ref) for s in everyone])
-            ray.get(drv._sample(4 * k, 900_000 + k))  # warm the split path
+            ray.get(drv.samplers.draw(4 * k, 900_000 + k))  # warm the split path
             times = []
             for _ in range(args.repeats):
                 tag += 1
                 t = time.perf_counter()
-                batches = ray.get(drv._sample(args.samples, 1_000_000 + tag))
+                batches = ray.get(drv.samplers.draw(args.samples, 1_000_000 + tag))
                 times.append(time.perf_counter() - t)
-                assert sum(len(b["samples"]) for b in batches) == args.samples
+                assert sum(len(b.samples) for b in batches) == args.samples
             hist = [drv.run_round() for _ in range(args.rounds)]
             paid = sum(m["paid"] for m in hist)
-            rows.append({"k": k, "samples_s": args.samples / statistics.median(times),
-                         "nre_pay_s": paid / sum(m["t_propose_pay"] for m in hist),
-                         "nre_round_s": paid / sum(m["t_round"] for m in hist), "paid": paid})
+            rows.append(
+                {
+                    "k": k,
+                    "samples_s": args.samples / statistics.median(times),
+                    "nre_pay_s": paid / sum(m["t_propose_pay"] for m in hist),
+                    "nre_round_s": paid / sum(m["t_round"] for m in hist),
+                    "paid": paid,
+                }
+            )
     finally:
         drv.samplers = everyone
         drv.shutdown()
@@ -132,15 +155,19 @@ def measure(task: str, task_options: dict, args) -> list[dict]:
 
 
 def table(results: dict, actors: list[int]) -> str:
-    head = (f"{'oracle':<24}{'samplers':>9}{'samples/s':>11}{'ratio':>7}"
-            f"{'NRE/s pay':>11}{'ratio':>7}{'NRE/s round':>13}{'ratio':>7}")
+    head = (
+        f"{'oracle':<24}{'samplers':>9}{'samples/s':>11}{'ratio':>7}"
+        f"{'NRE/s pay':>11}{'ratio':>7}{'NRE/s round':>13}{'ratio':>7}"
+    )
     lines = [head, "-" * len(head)]
     for name, rows in results.items():
         base = rows[0]
         for r in rows:
-            lines.append(f"{name:<24}{r['k']:>9}{r['samples_s']:>11.0f}{r['samples_s'] / base['samples_s']:>6.2f}x"
-                         f"{r['nre_pay_s']:>11.0f}{r['nre_pay_s'] / base['nre_pay_s']:>6.2f}x"
-                         f"{r['nre_round_s']:>13.0f}{r['nre_round_s'] / base['nre_round_s']:>6.2f}x")
+            lines.append(
+                f"{name:<24}{r['k']:>9}{r['samples_s']:>11.0f}{r['samples_s'] / base['samples_s']:>6.2f}x"
+                f"{r['nre_pay_s']:>11.0f}{r['nre_pay_s'] / base['nre_pay_s']:>6.2f}x"
+                f"{r['nre_round_s']:>13.0f}{r['nre_round_s'] / base['nre_round_s']:>6.2f}x"
+            )
     return "\n".join(lines)
 
 
@@ -166,30 +193,40 @@ def main(argv=None) -> int:
     os.chdir(REPO)  # actors find `benchmarks.scaling` through the driver's working directory
     facts = machine_facts()
     print("\n".join(facts), flush=True)
-    ray.init(num_cpus=args.ray_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False)
+    ray.init(num_cpus=args.ray_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     t_all = time.perf_counter()
     results, startups = {}, {}
     try:
         for key, name, task, opts in [
-                ("fast", "addition (fast)", "addition_attack", {}),
-                ("slow", f"slow ({args.delay_ms:g} ms/sample)", "benchmarks.scaling:SlowAddition",
-                 {"delay_ms": args.delay_ms})]:
+            ("fast", "addition (fast)", "addition_attack", {}),
+            (
+                "slow",
+                f"slow ({args.delay_ms:g} ms/sample)",
+                "benchmarks.scaling:SlowAddition",
+                {"delay_ms": args.delay_ms},
+            ),
+        ]:
             if key not in args.oracles:
                 continue
-            print(f"[scaling] {name}: starting {max(args.actors)} {args.backend} samplers, 2 trainers, "
-                  f"1 oracle", flush=True)
+            print(
+                f"[scaling] {name}: starting {max(args.actors)} {args.backend} samplers, 2 trainers, 1 oracle",
+                flush=True,
+            )
             results[name], startups[name] = measure(task, opts, args)
     finally:
         ray.shutdown()
     print()
-    print(f"sampler backend {args.backend}; {args.samples} samples per samples/s measurement (median of "
-          f"{args.repeats}); {args.rounds} distill rounds of m={args.per_round}, pool {args.pool} per row; "
-          f"Ray with {args.ray_cpus} logical CPUs on {os.cpu_count()} cores")
+    print(
+        f"sampler backend {args.backend}; {args.samples} samples per samples/s measurement (median of "
+        f"{args.repeats}); {args.rounds} distill rounds of m={args.per_round}, pool {args.pool} per row; "
+        f"Ray with {args.ray_cpus} logical CPUs on {os.cpu_count()} cores"
+    )
     print(table(results, args.actors))
-    print(f"\nactor start-up and warm-up round (not in the table): "
-          + ", ".join(f"{n} {s:.0f}s" for n, s in startups.items())
-          + f"; total wall time {time.perf_counter() - t_all:.0f}s")
+    print(
+        "\nactor start-up and warm-up round (not in the table): "
+        + ", ".join(f"{n} {s:.0f}s" for n, s in startups.items())
+        + f"; total wall time {time.perf_counter() - t_all:.0f}s"
+    )
     return 0
 
 

@@ -5,10 +5,13 @@ filter's acceptance, the pool's score quantiles, the negative model's held-out N
 are new, the drift from the prior. Rules here look only at those; the study (``tuning.study``)
 scores them post hoc against the true success rate, which the rules never read. No Ray, no torch.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from banel_ray.report import metrics as K
 
 # Signals a rule may read (all positive-free). Derived ones are computed by ``signals``.
 SIGNALS = {
@@ -39,10 +42,10 @@ def signals(m: dict) -> dict:
     n = m.get("paid", 0) + m.get("reused", 0)
     if n:
         out["paid_frac"] = m["paid"] / n
-    for k in ("round", "nres", "paid", "positives"):
+    for k in (K.ROUND, K.NRES, K.PAID, K.SUCCESSES):
         if k in m:
             out[k] = int(m[k])
-    ev = m.get("eval") or {}
+    ev = m.get(K.EVAL) or {}
     if "rate" in ev:  # the truth, for the study; never read by a rule
         out.update(success=float(ev["rate"]), success_lo=float(ev["lo"]), success_hi=float(ev["hi"]))
     return out
@@ -59,6 +62,7 @@ class Rule:
     round: (signal ignored) the round number reaches ``threshold`` (a fixed-length baseline).
     ``min_round``: the rule cannot fire before this round.
     """
+
     name: str
     signal: str
     kind: str
@@ -116,8 +120,14 @@ def regret(history: list[dict], stopped: int) -> dict:
         return {}
     peak_round, peak = max(known, key=lambda x: (x[1], -x[0]))
     at = rates[stopped - 1] if rates[stopped - 1] is not None else math.nan
-    return {"stop_round": stopped, "peak_round": peak_round, "peak": peak, "at_stop": at,
-            "regret": peak - at, "rel_regret": (peak - at) / peak if peak > 0 else 0.0}
+    return {
+        "stop_round": stopped,
+        "peak_round": peak_round,
+        "peak": peak,
+        "at_stop": at,
+        "regret": peak - at,
+        "rel_regret": (peak - at) / peak if peak > 0 else 0.0,
+    }
 
 
 DEFAULT_RULES = (

@@ -1,11 +1,12 @@
 """Ray Tune stoppers over the positive-free rules of ``tuning.signals`` (the rules stay pure)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
 
 from ray.tune import Stopper
 
-from tuning.signals import Rule, SIGNALS, fires
+from tuning.signals import SIGNALS, Rule, fires
 
 
 class RuleStopper(Stopper):

@@ -8,6 +8,7 @@ after its peak. Writes ``report.md`` and ``study.png``. ``--run`` first runs the
   python -m tuning.study --experiment sweeps/study --out results/tuning_study   # report only
   python -m tuning.study --run --config tuning/configs/study.yaml               # sweep, then report
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,14 +37,23 @@ def load_experiment(exp: Path) -> list[dict]:
                 by_round[int(r["round"])] = r
         hist = [by_round[k] for k in sorted(by_round)]
         base = params.get("base") or {}
-        if not hist or (base.get("rounds") and len(hist) < base["rounds"]
-                        and hist[-1].get("nres", 0) < base.get("budget", 0)):
+        if not hist or (
+            base.get("rounds") and len(hist) < base["rounds"] and hist[-1].get("nres", 0) < base.get("budget", 0)
+        ):
             continue  # unfinished (an interrupted sweep): its peak and stop rounds are not known yet
         point = {k: v for k, v in params.items() if k not in SKIP and k != "seed"}
         arm = ", ".join(f"{k}={v}" for k, v in sorted(point.items())) or "base"
         short = "/".join(str(v) for _, v in sorted(point.items())) or "base"
-        trials.append({"dir": d.name, "arm": arm, "short": short, "seed": params.get("seed"), "history": hist,
-                       "base": hist[0].get("base_success")})
+        trials.append(
+            {
+                "dir": d.name,
+                "arm": arm,
+                "short": short,
+                "seed": params.get("seed"),
+                "history": hist,
+                "base": hist[0].get("base_success"),
+            }
+        )
     return trials
 
 
@@ -54,13 +64,18 @@ def decline(hist: list[dict]) -> dict:
         return {}
     pk = int(np.argmax(s))
     last3 = float(np.mean(s[-3:]))
-    return {"peak": s[pk], "peak_round": hist[pk]["round"], "final": s[-1], "last3": last3,
-            "drop": (s[pk] - s[-1]) / s[pk] if s[pk] > 0 else 0.0,
-            "drop_last3": (s[pk] - last3) / s[pk] if s[pk] > 0 else 0.0,
-            "peak_ci": (hist[pk].get("success_lo"), hist[pk].get("success_hi")),
-            # the final round's 95% interval lies wholly below the peak round's: a decline noise
-            # (3,000-sample estimates, a maximum over rounds) does not explain
-            "significant": (hist[-1].get("success_hi") or 1.0) < (hist[pk].get("success_lo") or 0.0)}
+    return {
+        "peak": s[pk],
+        "peak_round": hist[pk]["round"],
+        "final": s[-1],
+        "last3": last3,
+        "drop": (s[pk] - s[-1]) / s[pk] if s[pk] > 0 else 0.0,
+        "drop_last3": (s[pk] - last3) / s[pk] if s[pk] > 0 else 0.0,
+        "peak_ci": (hist[pk].get("success_lo"), hist[pk].get("success_hi")),
+        # the final round's 95% interval lies wholly below the peak round's: a decline noise
+        # (3,000-sample estimates, a maximum over rounds) does not explain
+        "significant": (hist[-1].get("success_hi") or 1.0) < (hist[pk].get("success_lo") or 0.0),
+    }
 
 
 def spearman(a, b) -> float:
@@ -86,25 +101,41 @@ def analyse(trials: list[dict], rules=DEFAULT_RULES) -> dict:
         rs = per_rule[r.name]
         if not rs:
             continue
-        rule_rows.append({"rule": r.name, "n": len(rs), "fired": sum(x["fired"] for x in rs),
-                          "stop_round": np.mean([x["stop_round"] for x in rs]),
-                          "peak_round": np.mean([x["peak_round"] for x in rs]),
-                          "regret": np.mean([x["regret"] for x in rs]),
-                          "rel_regret": np.mean([x["rel_regret"] for x in rs]),
-                          "at_stop": np.mean([x["at_stop"] for x in rs]),
-                          "at_stop_x_base": np.mean([x["at_stop_x_base"] for x in rs]),
-                          "worst_rel": max(x["rel_regret"] for x in rs)})
+        rule_rows.append(
+            {
+                "rule": r.name,
+                "n": len(rs),
+                "fired": sum(x["fired"] for x in rs),
+                "stop_round": np.mean([x["stop_round"] for x in rs]),
+                "peak_round": np.mean([x["peak_round"] for x in rs]),
+                "regret": np.mean([x["regret"] for x in rs]),
+                "rel_regret": np.mean([x["rel_regret"] for x in rs]),
+                "at_stop": np.mean([x["at_stop"] for x in rs]),
+                "at_stop_x_base": np.mean([x["at_stop_x_base"] for x in rs]),
+                "worst_rel": max(x["rel_regret"] for x in rs),
+            }
+        )
     rule_rows.sort(key=lambda x: x["rel_regret"])
     arms = defaultdict(list)
     for t in trials:
-        arms[t["arm"]].append(dict(decline(t["history"]), seed=t["seed"], base=t["base"], dir=t["dir"],
-                                   kl=t["history"][-1].get("kl_to_prior"),
-                                   novel=t["history"][-1].get("novel_frac"),
-                                   wf=t["history"][-1].get("round_well_formed")))
+        arms[t["arm"]].append(
+            dict(
+                decline(t["history"]),
+                seed=t["seed"],
+                base=t["base"],
+                dir=t["dir"],
+                kl=t["history"][-1].get("kl_to_prior"),
+                novel=t["history"][-1].get("novel_frac"),
+                wf=t["history"][-1].get("round_well_formed"),
+            )
+        )
     corr = {}
     for sig in list(SIGNALS) + ["nres"]:
-        vals = [spearman([h.get(sig, math.nan) for h in t["history"]], [h.get("success") for h in t["history"]])
-                for t in trials if all(sig in h and "success" in h for h in t["history"])]
+        vals = [
+            spearman([h.get(sig, math.nan) for h in t["history"]], [h.get("success") for h in t["history"]])
+            for t in trials
+            if all(sig in h and "success" in h for h in t["history"])
+        ]
         vals = [v for v in vals if not math.isnan(v)]
         if vals:
             corr[sig] = (float(np.mean(vals)), len(vals))
@@ -117,54 +148,98 @@ def _f(x, spec=".2e"):
 
 def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    L = [f"# Tuning study: decay schedules and positive-free stop rules", "",
-         f"Generated by `{command}` from the Tune experiments {exp} ({len(trials)} trials). "
-         "True success = evaluation samples drawn from the generator after each round (not NREs, "
-         "never seen by the rules). Regret = peak success over the run's rounds minus success after "
-         "the round a rule stops at; relative regret divides by the peak.", "",
-         "## Does a decay schedule remove the decline?", "",
-         "| schedule | seed | base | peak [95% CI] (round) | final | mean of last 3 | drop final vs peak | "
-         "significant decline | KL to prior (final) | novel frac (final) | well-formed (final) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+    L = [
+        "# Tuning study: decay schedules and positive-free stop rules",
+        "",
+        f"Generated by `{command}` from the Tune experiments {exp} ({len(trials)} trials). "
+        "True success = evaluation samples drawn from the generator after each round (not NREs, "
+        "never seen by the rules). Regret = peak success over the run's rounds minus success after "
+        "the round a rule stops at; relative regret divides by the peak.",
+        "",
+        "## Does a decay schedule remove the decline?",
+        "",
+        "| schedule | seed | base | peak [95% CI] (round) | final | mean of last 3 | drop final vs peak | "
+        "significant decline | KL to prior (final) | novel frac (final) | well-formed (final) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for arm, rows in sorted(res["arms"].items()):
         for r in sorted(rows, key=lambda x: x["seed"]):
             lo, hi = r["peak_ci"]
-            L.append(f"| {arm} | {r['seed']} | {_f(r['base'])} | {_f(r['peak'])} [{_f(lo)}, {_f(hi)}] "
-                     f"({r['peak_round']}) | {_f(r['final'])} | {_f(r['last3'])} | {r['drop']:.0%} | "
-                     f"{'yes' if r['significant'] else 'no'} | "
-                     f"{_f(r['kl'], '.2f')} | {_f(r['novel'], '.2f')} | {_f(r['wf'], '.2f')} |")
-    L += ["", "Mean over seeds:", "", "| schedule | peak | final | final/base | drop final vs peak | "
-          "drop last-3 vs peak | peak round |", "|---|---|---|---|---|---|---|"]
+            L.append(
+                f"| {arm} | {r['seed']} | {_f(r['base'])} | {_f(r['peak'])} [{_f(lo)}, {_f(hi)}] "
+                f"({r['peak_round']}) | {_f(r['final'])} | {_f(r['last3'])} | {r['drop']:.0%} | "
+                f"{'yes' if r['significant'] else 'no'} | "
+                f"{_f(r['kl'], '.2f')} | {_f(r['novel'], '.2f')} | {_f(r['wf'], '.2f')} |"
+            )
+    L += [
+        "",
+        "Mean over seeds:",
+        "",
+        "| schedule | peak | final | final/base | drop final vs peak | drop last-3 vs peak | peak round |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for arm, rows in sorted(res["arms"].items()):
-        m = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
-        fb = np.mean([r["final"] / r["base"] for r in rows if r.get("base")]) if all(r.get("base") for r in rows) else math.nan
-        L.append(f"| {arm} | {_f(m('peak'))} | {_f(m('final'))} | {_f(fb, '.2f')}x | {m('drop'):.0%} | "
-                 f"{m('drop_last3'):.0%} | {m('peak_round'):.1f} |")
-    L += ["", "## Which stop rule loses least?", "",
-          "Over all trials (sorted by mean relative regret). `fired`: trials where the rule stopped "
-          "the run before its last round.", "",
-          "| rule | fired | mean stop round | mean peak round | success at stop | x base | mean regret | "
-          "mean relative regret | worst relative regret |", "|---|---|---|---|---|---|---|---|---|"]
+        m = lambda k, rows=rows: float(np.mean([r[k] for r in rows]))
+        fb = (
+            np.mean([r["final"] / r["base"] for r in rows if r.get("base")])
+            if all(r.get("base") for r in rows)
+            else math.nan
+        )
+        L.append(
+            f"| {arm} | {_f(m('peak'))} | {_f(m('final'))} | {_f(fb, '.2f')}x | {m('drop'):.0%} | "
+            f"{m('drop_last3'):.0%} | {m('peak_round'):.1f} |"
+        )
+    L += [
+        "",
+        "## Which stop rule loses least?",
+        "",
+        "Over all trials (sorted by mean relative regret). `fired`: trials where the rule stopped "
+        "the run before its last round.",
+        "",
+        "| rule | fired | mean stop round | mean peak round | success at stop | x base | mean regret | "
+        "mean relative regret | worst relative regret |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in res["rules"]:
-        L.append(f"| {r['rule']} | {r['fired']}/{r['n']} | {r['stop_round']:.1f} | {r['peak_round']:.1f} | "
-                 f"{_f(r['at_stop'])} | {_f(r['at_stop_x_base'], '.2f')}x | {_f(r['regret'])} | {r['rel_regret']:.1%} | {r['worst_rel']:.1%} |")
+        L.append(
+            f"| {r['rule']} | {r['fired']}/{r['n']} | {r['stop_round']:.1f} | {r['peak_round']:.1f} | "
+            f"{_f(r['at_stop'])} | {_f(r['at_stop_x_base'], '.2f')}x | {_f(r['regret'])} | {r['rel_regret']:.1%} | {r['worst_rel']:.1%} |"
+        )
     arm_names = sorted(res["arms"])
     short = {t["arm"]: t["short"] for t in trials}
-    L += ["", "Mean relative regret per schedule (over seeds):", "",
-          "| rule | " + " | ".join(short[a] for a in arm_names) + " |", "|---|" + "---|" * len(arm_names)]
+    L += [
+        "",
+        "Mean relative regret per schedule (over seeds):",
+        "",
+        "| rule | " + " | ".join(short[a] for a in arm_names) + " |",
+        "|---|" + "---|" * len(arm_names),
+    ]
     for r in res["rules"]:
         rows = res["per_rule"][r["rule"]]
-        L.append(f"| {r['rule']} | " + " | ".join(
-            f"{np.mean([x['rel_regret'] for x in rows if x['arm'] == a]):.0%}" for a in arm_names) + " |")
-    L += ["", "Per trial: round stopped / round of peak success.", "",
-          "| rule | " + " | ".join(f"{t['short']} s{t['seed']}" for t in trials) + " |",
-          "|---|" + "---|" * len(trials)]
+        L.append(
+            f"| {r['rule']} | "
+            + " | ".join(f"{np.mean([x['rel_regret'] for x in rows if x['arm'] == a]):.0%}" for a in arm_names)
+            + " |"
+        )
+    L += [
+        "",
+        "Per trial: round stopped / round of peak success.",
+        "",
+        "| rule | " + " | ".join(f"{t['short']} s{t['seed']}" for t in trials) + " |",
+        "|---|" + "---|" * len(trials),
+    ]
     for r in res["rules"]:
         rows = res["per_rule"][r["rule"]]
         L.append(f"| {r['rule']} | " + " | ".join(f"{x['stop_round']}/{x['peak_round']}" for x in rows) + " |")
-    L += ["", "## How well each signal tracks true success", "",
-          "Mean within-trial Spearman rank correlation between the signal and true success over rounds.",
-          "", "| signal | mean correlation | trials |", "|---|---|---|"]
+    L += [
+        "",
+        "## How well each signal tracks true success",
+        "",
+        "Mean within-trial Spearman rank correlation between the signal and true success over rounds.",
+        "",
+        "| signal | mean correlation | trials |",
+        "|---|---|---|",
+    ]
     for sig, (c, n) in sorted(res["corr"].items(), key=lambda x: -abs(x[1][0])):
         L.append(f"| {sig} | {c:+.2f} | {n} |")
     L += ["", "![study](study.png)", ""]
@@ -176,6 +251,7 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
 
 def plot(trials: list[dict], res: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -188,8 +264,14 @@ def plot(trials: list[dict], res: dict, path: Path) -> None:
             pts = [(h["round"], h[sig]) for h in t["history"] if sig in h]
             if pts:
                 ls = ["-", "--", ":", "-."][int(t["seed"] or 0) % 4]
-                ax.plot(*zip(*pts), ls, color=color[t["arm"]], marker="o", markersize=3,
-                        label=f"{t['short']} seed {t['seed']}")
+                ax.plot(
+                    *zip(*pts),
+                    ls,
+                    color=color[t["arm"]],
+                    marker="o",
+                    markersize=3,
+                    label=f"{t['short']} seed {t['seed']}",
+                )
             if sig == "success" and t.get("base"):
                 ax.axhline(t["base"], color="grey", lw=0.5)
         ax.set_title(sig + (" (true, evaluation samples)" if sig == "success" else " (positive-free)"))
@@ -202,12 +284,18 @@ def plot(trials: list[dict], res: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tuning.study", description=__doc__.split("\n\n")[0])
-    p.add_argument("--experiment", action="append", help="Tune experiment folder, repeatable "
-                   "(default: sweeps/study and sweeps/study_fast)")
+    p.add_argument(
+        "--experiment",
+        action="append",
+        help="Tune experiment folder, repeatable (default: sweeps/study and sweeps/study_fast)",
+    )
     p.add_argument("--out", default="results/tuning_study", help="report folder (default results/tuning_study)")
     p.add_argument("--run", action="store_true", help="run the sweep (--config) first")
-    p.add_argument("--config", action="append", help="sweep file for --run, one per --experiment "
-                   "(default: tuning/configs/study.yaml and study_fast.yaml)")
+    p.add_argument(
+        "--config",
+        action="append",
+        help="sweep file for --run, one per --experiment (default: tuning/configs/study.yaml and study_fast.yaml)",
+    )
     a = p.parse_args(argv)
     exps = [Path(e) for e in a.experiment or ["sweeps/study", "sweeps/study_fast"]]
     configs = a.config or ["tuning/configs/study.yaml", "tuning/configs/study_fast.yaml"]
@@ -216,6 +304,7 @@ def main(argv=None) -> int:
             print("error: --run needs one --config per --experiment", file=sys.stderr)
             return 2
         from tuning import sweep
+
         for exp, conf in zip(exps, configs):
             if sweep.main(["--config", conf, "--name", exp.name, "--storage", str(exp.parent)]) == 2:
                 return 2

@@ -4,9 +4,9 @@ A sweep file (YAML) names a BaNEL config, overrides, a search space over BaNEL k
 scheduler (fifo, asha: compare trials at equal NRE spend; pbt: schedule search by exploiting and
 perturbing trials between rounds). ``--restore EXPERIMENT_DIR`` continues an interrupted sweep.
 """
+
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from banel_ray import config as C
+from banel_ray.cli import Parser, fail
 from tuning.trainable import TUNE_ONLY
 
 SWEEP_KEYS = {
@@ -37,26 +38,20 @@ SWEEP_KEYS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def _search_value(key: str, spec):
     """A Tune search-space object for one BaNEL key, every literal value checked by config.py."""
     from ray import tune
 
     if isinstance(spec, list):
-        return tune.grid_search([C._coerce(key, v) for v in spec])
+        return tune.grid_search([C.coerce(key, v) for v in spec])
     if isinstance(spec, dict) and len(spec) == 1:
-        (kind, args), = spec.items()
+        ((kind, args),) = spec.items()
         if kind == "choice" and isinstance(args, list):
-            return tune.choice([C._coerce(key, v) for v in args])
+            return tune.choice([C.coerce(key, v) for v in args])
         if kind in ("uniform", "loguniform") and isinstance(args, list) and len(args) == 2:
-            lo, hi = (C._coerce(key, v) for v in args)
+            lo, hi = (C.coerce(key, v) for v in args)
             return getattr(tune, kind)(lo, hi)
-    return C._coerce(key, spec)  # a fixed value
+    return C.coerce(key, spec)  # a fixed value
 
 
 def load_sweep(path: str | None, sets: list[str]) -> dict:
@@ -76,21 +71,19 @@ def load_sweep(path: str | None, sets: list[str]) -> dict:
     base = C.load(base_file)
     layers = list(C._flatten(sw.get("set") or {}).items()) + [C.parse_set(x) for x in sets]
     for k, v in layers:
-        if k.startswith("task_options."):
-            base["task_options"] = dict(base["task_options"], **{k.split(".", 1)[1]: v})
-        else:
-            base[k] = C._coerce(k, v)
+        C.override(base, k, v)
     sw["base"] = C.validate(dict(base, run_dir=""))
     if sw.get("scheduler", "fifo") not in ("fifo", "asha", "pbt"):
         raise C.ConfigError(f"'scheduler' must be one of fifo, asha, pbt, got {sw['scheduler']!r}")
     if sw.get("mode", "max") not in ("max", "min"):
         raise C.ConfigError(f"'mode' must be max or min, got {sw['mode']!r}")
     from tuning.signals import rule_by_name
+
     for name in sw.get("stop_rules") or []:
         try:
             rule_by_name(name)
         except KeyError as e:
-            raise C.ConfigError(str(e.args[0]))
+            raise C.ConfigError(str(e.args[0])) from None
     search = sw.get("search") or {}
     if not isinstance(search, dict):
         raise C.ConfigError("'search' must map BaNEL keys to lists or {choice|uniform|loguniform: [...]}")
@@ -98,7 +91,7 @@ def load_sweep(path: str | None, sets: list[str]) -> dict:
     seeds = sw.get("seeds") or [sw["base"]["seed"]]
     sw["param_space"]["seed"] = _search_value("seed", list(seeds))
     for k, vs in ((sw.get("pbt") or {}).get("mutations") or {}).items():
-        [C._coerce(k, v) for v in (vs if isinstance(vs, list) else [vs])]
+        [C.coerce(k, v) for v in (vs if isinstance(vs, list) else [vs])]
     return sw
 
 
@@ -107,8 +100,8 @@ def build_tuner(sw: dict, restore: str | None = None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
-    from tuning.stoppers import RuleStopper
     from tuning.signals import rule_by_name
+    from tuning.stoppers import RuleStopper
     from tuning.trainable import banel_trial, trial_resources
 
     storage = str(Path(sw.get("storage") or "sweeps").resolve())
@@ -116,37 +109,52 @@ def build_tuner(sw: dict, restore: str | None = None):
     exp = Path(restore).resolve() if restore else Path(storage) / name
     trainable = tune.with_resources(banel_trial, trial_resources)
     if restore:
-        return tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True,
-                                  resume_errored=True), exp
+        return tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True), exp
     metric, mode = sw.get("metric", "success"), sw.get("mode", "max")
     kind = sw.get("scheduler", "fifo")
     budget = sw["base"]["budget"]
     if kind == "asha":
         a = sw.get("asha") or {}
         # max_t past the budget: a trial that spends its budget ends itself (and writes its summary)
-        sched = ASHAScheduler(time_attr="nres", max_t=budget + sw["base"]["samples_per_round"],
-                              grace_period=a.get("grace_nres", 2 * sw["base"]["samples_per_round"]),
-                              reduction_factor=a.get("reduction_factor", 2))
+        sched = ASHAScheduler(
+            time_attr="nres",
+            max_t=budget + sw["base"]["samples_per_round"],
+            grace_period=a.get("grace_nres", 2 * sw["base"]["samples_per_round"]),
+            reduction_factor=a.get("reduction_factor", 2),
+        )
     elif kind == "pbt":
         p = sw.get("pbt") or {}
-        muts = {k: [C._coerce(k, v) for v in vs] for k, vs in (p.get("mutations") or {}).items()}
-        sched = PopulationBasedTraining(time_attr="nres", perturbation_interval=p.get(
-            "interval_nres", 2 * sw["base"]["samples_per_round"]), hyperparam_mutations=muts)
+        muts = {k: [C.coerce(k, v) for v in vs] for k, vs in (p.get("mutations") or {}).items()}
+        sched = PopulationBasedTraining(
+            time_attr="nres",
+            perturbation_interval=p.get("interval_nres", 2 * sw["base"]["samples_per_round"]),
+            hyperparam_mutations=muts,
+        )
     else:
         sched = FIFOScheduler()
     rules = [rule_by_name(n) for n in sw.get("stop_rules") or []]
-    param_space = dict(sw["param_space"], base=sw["base"], runs_root=str(exp / "runs"),
-                       trial_cpus=float(sw.get("trial_cpus", 0.25)))
+    param_space = dict(
+        sw["param_space"], base=sw["base"], runs_root=str(exp / "runs"), trial_cpus=float(sw.get("trial_cpus", 0.25))
+    )
     tuner = tune.Tuner(
-        trainable, param_space=param_space,
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=sched,
-                                    num_samples=int(sw.get("num_samples", 1)),
-                                    max_concurrent_trials=int(sw.get("max_concurrent_trials", 0)) or None),
-        run_config=tune.RunConfig(name=exp.name, storage_path=str(exp.parent),
-                                  stop=RuleStopper(rules) if rules else None,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                                  failure_config=tune.FailureConfig(max_failures=1),
-                                  verbose=1))
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            scheduler=sched,
+            num_samples=int(sw.get("num_samples", 1)),
+            max_concurrent_trials=int(sw.get("max_concurrent_trials", 0)) or None,
+        ),
+        run_config=tune.RunConfig(
+            name=exp.name,
+            storage_path=str(exp.parent),
+            stop=RuleStopper(rules) if rules else None,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=1,
+        ),
+    )
     return tuner, exp
 
 
@@ -159,17 +167,23 @@ def init_ray(num_cpus: int = 0) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus or None, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False)
+        ray.init(num_cpus=num_cpus or None, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
 
 
 def main(argv=None) -> int:
-    p = _Parser(prog="python -m tuning.sweep", description=__doc__.split("\n\n")[0],
-                epilog="sweep file keys:\n" + "\n".join(f"  {k:<22} {v}" for k, v in SWEEP_KEYS.items()),
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="python -m tuning.sweep",
+        description=__doc__.split("\n\n")[0],
+        epilog="sweep file keys:\n" + "\n".join(f"  {k:<22} {v}" for k, v in SWEEP_KEYS.items()),
+    )
     p.add_argument("--config", metavar="SWEEP_YAML", help="sweep file (default: tuning/configs/quick_sweep.yaml)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a BaNEL key for every trial (e.g. --set rounds=4)")
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a BaNEL key for every trial (e.g. --set rounds=4)",
+    )
     p.add_argument("--name", help="experiment name (folder under storage)")
     p.add_argument("--storage", help="folder for Tune experiments (default: sweeps/)")
     p.add_argument("--restore", metavar="EXPERIMENT_DIR", help="continue an interrupted sweep")
@@ -181,25 +195,35 @@ def main(argv=None) -> int:
         if a.restore and not (Path(a.restore) / "tuner.pkl").exists():
             raise C.ConfigError(f"--restore: {a.restore} is not a Tune experiment folder (no tuner.pkl)")
     except C.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     for k in ("name", "storage"):
         if getattr(a, k):
             sw[k] = getattr(a, k)
     if a.dry_run:
-        print(yaml.safe_dump({"search": {k: str(v) for k, v in sw["param_space"].items()},
-                              "scheduler": sw.get("scheduler", "fifo")}, sort_keys=True), end="")
+        print(
+            yaml.safe_dump(
+                {"search": {k: str(v) for k, v in sw["param_space"].items()}, "scheduler": sw.get("scheduler", "fifo")},
+                sort_keys=True,
+            ),
+            end="",
+        )
         return 0
     init_ray(int(sw.get("ray_num_cpus", 0)))
     tuner, exp = build_tuner(sw, a.restore)
-    print(f"[tuning] experiment {exp} (after an interruption: python -m tuning.sweep --config "
-          f"{a.config or default} --restore {exp})", flush=True)
+    print(
+        f"[tuning] experiment {exp} (after an interruption: python -m tuning.sweep --config "
+        f"{a.config or default} --restore {exp})",
+        flush=True,
+    )
     grid = tuner.fit()
     print(f"[tuning] {len(grid)} trials, {grid.num_errors} errored; results in {exp}", flush=True)
     try:
         best = grid.get_best_result(scope="all")
-        print(f"[tuning] best trial by {sw.get('metric', 'success')} (any round): "
-              f"{ {k: v for k, v in best.config.items() if k not in TUNE_ONLY} }", flush=True)
+        print(
+            f"[tuning] best trial by {sw.get('metric', 'success')} (any round): "
+            f"{ {k: v for k, v in best.config.items() if k not in TUNE_ONLY} }",
+            flush=True,
+        )
     except RuntimeError:  # no trial reported the metric
         pass
     return 0 if grid.num_errors == 0 else 1

@@ -10,6 +10,7 @@ restore, that folder is used when it is at least as far along as Tune's checkpoi
 every paid result, also of a round paid after the last report); otherwise (another node, or PBT
 handing over another trial's state) the Tune checkpoint is unpacked into a fresh folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,8 @@ def banel_config(config: dict) -> dict:
     """The validated BaNEL config of a trial: ``config["base"]`` with the trial's dotted keys."""
     cfg = dict(config["base"])
     for k, v in config.items():
-        if k in TUNE_ONLY:
-            continue
-        if k.startswith("task_options."):
-            cfg["task_options"] = dict(cfg["task_options"], **{k.split(".", 1)[1]: v})
-        else:
-            cfg[k] = C._coerce(k, v)
+        if k not in TUNE_ONLY:
+            C.override(cfg, k, v)
     return C.validate(cfg)
 
 
@@ -45,18 +42,20 @@ def trial_resources(config: dict):
     """
     from ray import tune
 
+    from banel_ray.methods import get
+    from banel_ray.runtime.job import cpus_needed
+
     c = banel_config(config)
-    n = c["sampler.num_actors"]
-    cpu = n * c["sampler.num_cpus"] + 2 * c["trainer.num_cpus"] + c["oracle.num_cpus"]
-    gpu = n * c["sampler.num_gpus"] + 2 * c["trainer.num_gpus"]
+    cpu = cpus_needed(c)
+    gpu = c["sampler.num_actors"] * c["sampler.num_gpus"] + len(get(c["method"]).trainer_roles) * c["trainer.num_gpus"]
     actors = {k: v for k, v in (("CPU", cpu), ("GPU", gpu)) if v > 0}
     return tune.PlacementGroupFactory([{"CPU": config.get("trial_cpus", 0.25)}] + ([actors] if actors else []))
 
 
 def _round_of(run_dir: Path) -> int:
-    from banel_ray.checkpoint import read_state
+    from banel_ray.runtime.checkpoint import CheckpointStore
 
-    st = read_state(run_dir) if (run_dir / "config.json").exists() else None
+    st = CheckpointStore(run_dir / "checkpoints").runner_state() if (run_dir / "config.json").exists() else None
     return st["round"] if st else 0
 
 
@@ -105,7 +104,7 @@ def banel_trial(config: dict) -> None:
     from ray import tune
 
     from banel_ray import report
-    from banel_ray.run import run
+    from banel_ray.runtime.job import run
     from tuning.signals import signals
 
     ctx = tune.get_context()
@@ -119,8 +118,9 @@ def banel_trial(config: dict) -> None:
     def flat(m: dict) -> dict:
         out = signals(m)
         if not base_rate:
-            from banel_ray.checkpoint import read_state
-            st = read_state(run_dir) or {}
+            from banel_ray.runtime.checkpoint import CheckpointStore
+
+            st = CheckpointStore(run_dir / "checkpoints").runner_state() or {}
             base_rate["v"] = (st.get("base") or {}).get("rate")
         if base_rate.get("v") is not None:
             out["base_success"] = base_rate["v"]

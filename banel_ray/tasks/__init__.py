@@ -1,4 +1,5 @@
 """Task registry. A user's own task: ``task: my_pkg.my_module:MyTask`` (a Task subclass)."""
+
 from __future__ import annotations
 
 import importlib
@@ -9,12 +10,15 @@ BUILTIN = {
     "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
     "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",
     "gsm_hard": "banel_ray.tasks.gsm_hard:GsmHard",
+    "callable": "banel_ray.reward_plugins:CallableTask",
 }
+# class paths of earlier versions, so their configs and run folders still resolve
+RENAMED = {"banel_ray.oracles:CallableTask": "banel_ray.reward_plugins:CallableTask"}
 
 
 def resolve(name: str) -> type[Task]:
     """Find a task class by registry name or ``module:Class`` path. Raises KeyError/ImportError."""
-    path = BUILTIN.get(name, name)
+    path = BUILTIN.get(name, RENAMED.get(name, name))
     if ":" not in path:
         raise KeyError(name)
     mod, cls = path.split(":", 1)

@@ -10,15 +10,15 @@ Both models are trained deterministically (fixed seeds, fresh synthetic batches,
 cached as HF folders; checkpoints shipped in ``banel_ray/assets`` seed the cache so a first run
 does not spend an hour training the solver. ``python -m banel_ray.tasks.addition --help`` rebuilds them.
 """
+
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -49,8 +49,8 @@ def random_operands(rng: np.random.Generator, n: int, max_digits: int) -> list[t
     out = []
     lens = rng.integers(1, max_digits + 1, size=(n, 2))
     for la, lb in lens:
-        a = int(rng.integers(10 ** (la - 1) if la > 1 else 0, 10 ** la))
-        b = int(rng.integers(10 ** (lb - 1) if lb > 1 else 0, 10 ** lb))
+        a = int(rng.integers(10 ** (la - 1) if la > 1 else 0, 10**la))
+        b = int(rng.integers(10 ** (lb - 1) if lb > 1 else 0, 10**lb))
         out.append((a, b))
     return out
 
@@ -59,7 +59,7 @@ def parse_query(ids: Sequence[int], max_digits: int) -> tuple[str, str] | None:
     """(a, b) digit strings if the completion is a well-formed query ending in EOS, else None."""
     if not ids or ids[-1] != EOS:
         return None
-    m = re.fullmatch(r"(\d{1,%d})\+(\d{1,%d})=" % (max_digits, max_digits), decode(ids[:-1]))
+    m = re.fullmatch(rf"(\d{{1,{max_digits}}})\+(\d{{1,{max_digits}}})=", decode(ids[:-1]))
     return (m.group(1), m.group(2)) if m else None
 
 
@@ -73,6 +73,36 @@ def carry_chain(a: str, b: str) -> int:
         run = run + 1 if carry else 0
         best = max(best, run)
     return best
+
+
+REWARDS = ("exact", "numeric")
+
+
+def answer_is_wrong(answer: str, a: str, b: str, reward: str) -> bool:
+    """The one reward criterion of the addition attack (the task, its benchmark and the docs all
+    call this). ``exact``: the answer must be exactly the canonical decimal sum the solver was
+    trained to write (``str(int(a) + int(b))``), so "01594001" for ``97+01593904=`` is wrong.
+    ``numeric``: any digit string with the right value is right (the reward before 2026-12)."""
+    if reward == "exact":
+        return answer != str(int(a) + int(b))
+    if reward == "numeric":
+        return not answer.isdigit() or int(answer) != int(a) + int(b)
+    raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
+
+
+def has_leading_zero(a: str, b: str) -> bool:
+    return (len(a) > 1 and a[0] == "0") or (len(b) > 1 and b[0] == "0")
+
+
+def mode_of(a: str, b: str, max_digits: int) -> str:
+    """One coarse category per well-formed query, for the regime measurements and the per-round
+    mechanism metrics: leading_zero (the paper's main failure mode), carry_chain (a long run of
+    carries), other."""
+    if has_leading_zero(a, b):
+        return "leading_zero"
+    if carry_chain(a, b) >= max(4, max_digits // 2):
+        return "carry_chain"
+    return "other"
 
 
 def pattern_of(a: str, b: str, max_digits: int) -> str:
@@ -91,9 +121,21 @@ def pattern_of(a: str, b: str, max_digits: int) -> str:
 class AdditionAttack(Task):
     name = "addition_attack"
 
-    def __init__(self, max_digits: int = 8, solver: str = "", prior: str = "",
-                 cache_dir: str = "", prior_steps: int = 3000, solver_steps: int = 16000,
-                 threads: int = 1):
+    def __init__(
+        self,
+        max_digits: int = 8,
+        solver: str = "",
+        prior: str = "",
+        cache_dir: str = "",
+        prior_steps: int = 3000,
+        solver_steps: int = 16000,
+        threads: int = 1,
+        reward: str = "numeric",
+    ):
+        msg = self.check_options({"reward": reward})
+        if msg:
+            raise ValueError(msg)
+        self.reward = reward
         self.max_digits = int(max_digits)
         self.solver_path = solver
         self.prior_path = prior
@@ -139,11 +181,13 @@ class AdditionAttack(Task):
     def _load_solver(self):
         if self._solver is None:
             from banel_ray.models import load_model
+
             self._solver = load_model(self.solver_dir())
         return self._solver
 
     def solver_answers(self, queries: Sequence[tuple[str, str]]) -> list[str]:
         from banel_ray.models import greedy_batch
+
         prompts = [(BOS,) + encode(f"{a}+{b}=") for a, b in queries]
         outs = greedy_batch(self._load_solver(), prompts, self.max_digits + 3, EOS, PAD)
         return [decode(o) for o in outs]
@@ -155,9 +199,15 @@ class AdditionAttack(Task):
         if idx:
             answers = self.solver_answers([parsed[i] for i in idx])
             for i, ans in zip(idx, answers):
-                a, b = parsed[i]
-                out[i] = int(not ans.isdigit() or int(ans) != int(a) + int(b))
+                out[i] = int(answer_is_wrong(ans, *parsed[i], self.reward))
         return out
+
+    @staticmethod
+    def check_options(options: dict) -> str | None:
+        r = options.get("reward", "exact")
+        if r not in REWARDS:
+            return f"'task_options.reward' must be one of {', '.join(REWARDS)}, got {r!r}"
+        return None
 
     # ---- reporting ----------------------------------------------------------------------------
     def render(self, completion: Sequence[int]) -> str:
@@ -167,23 +217,48 @@ class AdditionAttack(Task):
         q = parse_query(completion, self.max_digits)
         return pattern_of(*q, self.max_digits) if q else "malformed"
 
+    def mode(self, completion: Sequence[int]) -> str:
+        q = parse_query(completion, self.max_digits)
+        return mode_of(*q, self.max_digits) if q else "malformed"
+
     def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
         parsed = [parse_query(c, self.max_digits) for c in completions]
         ok = [q for q in parsed if q]
-        lz = sum(1 for a, b in ok if (len(a) > 1 and a[0] == "0") or (len(b) > 1 and b[0] == "0"))
+        lz = sum(1 for a, b in ok if has_leading_zero(a, b))
         n = max(len(completions), 1)
-        return {"well_formed": len(ok) / n, "leading_zero": lz / n,
-                "mean_length": float(np.mean([len(c) for c in completions])) if completions else 0.0}
+        return {
+            "well_formed": len(ok) / n,
+            "leading_zero": lz / n,
+            "mean_length": float(np.mean([len(c) for c in completions])) if completions else 0.0,
+        }
 
 
 # ---- deterministic pre-training --------------------------------------------------------------
 
-def _train_stream(out: Path, arch: dict, make_batch, steps: int, lr: float, seed: int,
-                  label: str, progress, eval_fn=None, save_every: int = 0, stop_after: int = 0,
-                  threads: int = 1):
-    """Train on fresh synthetic batches with AdamW + warmup/cosine; resumable from out.tmp-ckpt."""
+
+def _train_stream(
+    out: Path,
+    arch: dict,
+    make_batch,
+    steps: int,
+    lr: float,
+    seed: int,
+    label: str,
+    progress,
+    eval_fn=None,
+    save_every: int = 0,
+    stop_after: int = 0,
+    threads: int = 1,
+    ema: float = 0.0,
+):
+    """Train on fresh synthetic batches with AdamW + warmup/cosine.
+
+    ``ema`` > 0 keeps an exponential moving average of the weights (decay ``ema`` per step); the
+    saved and evaluated model is then the average, which removes much of the last steps' noise.
+    """
     import torch
-    from banel_ray.models import build_llama, cosine_lr, save_model, set_threads, _pad, _token_logprobs
+
+    from banel_ray.models import build_llama, cosine_lr, pad_pairs, save_model, set_threads, token_logprobs
 
     set_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -191,38 +266,150 @@ def _train_stream(out: Path, arch: dict, make_batch, steps: int, lr: float, seed
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     rng = np.random.default_rng(seed)
+    avg = None
+    if ema > 0:
+        import copy
+
+        avg = copy.deepcopy(model)
+        avg.eval()
     t0 = time.time()
     end = min(steps, stop_after) if stop_after else steps
     for step in range(end):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, lr)
-        ids, attn, target = _pad(make_batch(rng), PAD)
-        lp, mask = _token_logprobs(model, ids, attn, target)
+        ids, attn, target = pad_pairs(make_batch(rng), PAD)
+        lp, mask = token_logprobs(model, ids, attn, target)
         loss = -lp.sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if avg is not None:
+            with torch.no_grad():
+                d = min(ema, (1 + step) / (10 + step))  # short warm-up of the average
+                for pa, pm in zip(avg.parameters(), model.parameters()):
+                    pa.mul_(d).add_(pm.detach(), alpha=1 - d)
         last = step + 1 == end
         if progress and (step % 100 == 0 or last):
-            progress(f"[{label}] step {step + 1}/{end} loss {float(loss):.4f} "
-                     f"({time.time() - t0:.0f}s)")
+            progress(f"[{label}] step {step + 1}/{end} loss {float(loss):.4f} ({time.time() - t0:.0f}s)")
         if (save_every and (step + 1) % save_every == 0) or last:
             model.eval()
-            info = {"label": label, "steps": step + 1, "planned_steps": steps, "lr": lr, "seed": seed,
-                    "arch": arch, "seconds": round(time.time() - t0, 1)}
+            keep = avg if avg is not None else model
+            info = {
+                "label": label,
+                "steps": step + 1,
+                "planned_steps": steps,
+                "lr": lr,
+                "seed": seed,
+                "arch": arch,
+                "seconds": round(time.time() - t0, 1),
+                "ema": ema,
+            }
             if eval_fn:
-                info.update(eval_fn(model))
+                info.update(eval_fn(keep))
                 if progress:
                     progress(f"[{label}] eval at step {step + 1}: {info}")
-            save_model(model, out if last else out.with_name(out.name + f"-step{step + 1}"), info)
+            save_model(keep, out if last else out.with_name(out.name + f"-step{step + 1}"), info)
             model.train()
     model.eval()
-    return model
+    return avg if avg is not None else model
+
+
+def hard_operands(rng: np.random.Generator, n: int, max_digits: int) -> list[tuple[int, int]]:
+    """Queries where the solver errs most: long operands with a long carry chain (a digit pair
+    that carries, then a run of pairs summing to 9 that pass the carry on). Training mixes them in
+    (``hard_frac``); the held-out error is always measured on ``random_operands``, the query law."""
+    out = []
+    for _ in range(n):
+        la = int(rng.integers(max(1, max_digits - 1), max_digits + 1))
+        lb = int(rng.integers(1, max_digits + 1))
+        if rng.random() < 0.5:
+            la, lb = lb, la
+        m = min(la, lb)
+        a = rng.integers(0, 10, size=la)
+        b = rng.integers(0, 10, size=lb)
+        if m >= 2:  # digit i counts from the right
+            c = int(rng.integers(0, m - 1))
+            run = int(rng.integers(1, m - c))
+            da = int(rng.integers(1, 10))
+            a[la - 1 - c], b[lb - 1 - c] = da, int(rng.integers(10 - da, 10))
+            for i in range(c + 1, c + 1 + run):
+                d = int(rng.integers(0, 10))
+                a[la - 1 - i], b[lb - 1 - i] = d, 9 - d
+        if la > 1 and a[0] == 0:
+            a[0] = int(rng.integers(1, 10))
+        if lb > 1 and b[0] == 0:
+            b[0] = int(rng.integers(1, 10))
+        out.append((int("".join(map(str, a))), int("".join(map(str, b)))))
+    return out
+
+
+def solver_error(task: AdditionAttack, n: int = 200_000, seed: int = 777, batch: int = 20_000) -> dict:
+    """The solver's error on ``n`` fresh queries of its own training law (no leading zeros), under
+    the task's reward criterion, with a 95% Clopper-Pearson interval."""
+    from banel_ray.algorithms.stats import clopper_pearson
+
+    rng = np.random.default_rng(seed)
+    wrong = 0
+    for start in range(0, n, batch):
+        ops = [(str(a), str(b)) for a, b in random_operands(rng, min(batch, n - start), task.max_digits)]
+        answers = task.solver_answers(ops)
+        wrong += sum(answer_is_wrong(ans, a, b, task.reward) for ans, (a, b) in zip(answers, ops))
+    lo, hi = clopper_pearson(wrong, n)
+    return {"n": n, "errors": wrong, "rate": wrong / n, "lo": lo, "hi": hi, "seed": seed, "reward": task.reward}
+
+
+def measure_regime(
+    task: AdditionAttack, n: int = 1_000_000, seed: int = 424242, batch: int = 20_000, progress=None
+) -> dict:
+    """The prior's base success rate under the task's own reward (``task.rewards``), decomposed by
+    mode: each mode's share of the draws, P(success | mode) and its share of the successes, all
+    with 95% Clopper-Pearson intervals. Shipped beside the prior as ``regime.json``."""
+    from banel_ray.algorithms.stats import clopper_pearson
+    from banel_ray.models import load_model, sample
+
+    prior = load_model(task.prior_dir())
+    counts: dict[str, list[int]] = {}
+    t0 = time.time()
+    for i, start in enumerate(range(0, n, batch)):
+        draws = sample(prior, task.prompt, min(batch, n - start), task.max_new_tokens, task.eos_id, seed=seed + i)
+        for s, r in zip(draws, task.rewards(draws)):
+            c = counts.setdefault(task.mode(s), [0, 0])
+            c[0] += 1
+            c[1] += r
+        if progress:
+            progress(f"[regime] {start + len(draws):,}/{n:,} draws ({time.time() - t0:.0f}s)")
+    k = sum(c[1] for c in counts.values())
+    lo, hi = clopper_pearson(k, n)
+    modes = {}
+    for m, (n_m, k_m) in sorted(counts.items()):
+        s_lo, s_hi = clopper_pearson(n_m, n)
+        p_lo, p_hi = clopper_pearson(k_m, n_m)
+        w_lo, w_hi = clopper_pearson(k_m, k) if k else (0.0, 1.0)
+        modes[m] = {
+            "draws": n_m,
+            "successes": k_m,
+            "share": n_m / n,
+            "share_ci": [s_lo, s_hi],
+            "p_success": k_m / n_m if n_m else 0.0,
+            "p_success_ci": [p_lo, p_hi],
+            "success_share": k_m / k if k else 0.0,
+            "success_share_ci": [w_lo, w_hi],
+        }
+    return {
+        "samples": n,
+        "seed": seed,
+        "reward": task.reward,
+        "max_digits": task.max_digits,
+        "base": {"k": k, "n": n, "rate": k / n, "lo": lo, "hi": hi},
+        "modes": modes,
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def solver_accuracy(model, max_digits: int, n: int = 2000, seed: int = 12345) -> float:
     from banel_ray.models import greedy_batch
+
     rng = np.random.default_rng(seed)
     ops = random_operands(rng, n, max_digits)
     prompts = [(BOS,) + encode(f"{a}+{b}=") for a, b in ops]
@@ -230,47 +417,154 @@ def solver_accuracy(model, max_digits: int, n: int = 2000, seed: int = 12345) ->
     return float(np.mean([decode(o) == str(a + b) for o, (a, b) in zip(outs, ops)]))
 
 
-def train_solver(out: Path, max_digits: int, steps: int, batch: int = 128, lr: float = 1.5e-3,
-                 seed: int = 1, progress=print, save_every: int = 0, stop_after: int = 0,
-                 threads: int = 1):
+def train_solver(
+    out: Path,
+    max_digits: int,
+    steps: int,
+    batch: int = 128,
+    lr: float = 1.5e-3,
+    seed: int = 1,
+    progress=print,
+    save_every: int = 0,
+    stop_after: int = 0,
+    threads: int = 1,
+    hard_frac: float = 0.0,
+    ema: float = 0.0,
+    eval_n: int = 2000,
+    arch: dict | None = None,
+):
+    """``hard_frac`` of each batch comes from ``hard_operands``; ``ema``: see ``_train_stream``."""
+    n_hard = int(round(batch * hard_frac))
+
     def make_batch(rng):
-        return [((BOS,) + encode(f"{a}+{b}="), encode(str(a + b)) + (EOS,))
-                for a, b in random_operands(rng, batch, max_digits)]
+        ops = random_operands(rng, batch - n_hard, max_digits) + hard_operands(rng, n_hard, max_digits)
+        return [((BOS,) + encode(f"{a}+{b}="), encode(str(a + b)) + (EOS,)) for a, b in ops]
 
-    return _train_stream(Path(out), SOLVER_ARCH, make_batch, steps, lr, seed, "solver", progress,
-                         eval_fn=lambda m: {"accuracy": solver_accuracy(m, max_digits)},
-                         save_every=save_every, stop_after=stop_after, threads=threads)
+    return _train_stream(
+        Path(out),
+        arch or SOLVER_ARCH,
+        make_batch,
+        steps,
+        lr,
+        seed,
+        "solver",
+        progress,
+        eval_fn=lambda m: {"accuracy": solver_accuracy(m, max_digits, n=eval_n)},
+        save_every=save_every,
+        stop_after=stop_after,
+        threads=threads,
+        ema=ema,
+    )
 
 
-def train_prior(out: Path, max_digits: int, steps: int, batch: int = 128, lr: float = 2e-3,
-                seed: int = 2, progress=print, threads: int = 1):
+def train_prior(
+    out: Path,
+    max_digits: int,
+    steps: int,
+    batch: int = 128,
+    lr: float = 2e-3,
+    seed: int = 2,
+    progress=print,
+    threads: int = 1,
+    save_every: int = 0,
+    stop_after: int = 0,
+):
+    """The attacker prior: the query strings of the solver's training law (never a leading zero).
+    How long it trains sets how often it still writes one (an under-trained prior is looser)."""
+
     def make_batch(rng):
-        return [((BOS,), encode(f"{a}+{b}=") + (EOS,))
-                for a, b in random_operands(rng, batch, max_digits)]
+        return [((BOS,), encode(f"{a}+{b}=") + (EOS,)) for a, b in random_operands(rng, batch, max_digits)]
 
-    return _train_stream(Path(out), PRIOR_ARCH, make_batch, steps, lr, seed, "prior", progress,
-                         threads=threads)
+    return _train_stream(
+        Path(out),
+        PRIOR_ARCH,
+        make_batch,
+        steps,
+        lr,
+        seed,
+        "prior",
+        progress,
+        threads=threads,
+        save_every=save_every,
+        stop_after=stop_after,
+    )
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m banel_ray.tasks.addition",
-                                description="Rebuild the addition task's solver or attacker prior "
-                                            "(deterministic for a given seed and thread count).")
-    p.add_argument("which", choices=["solver", "prior"])
-    p.add_argument("--out", required=True, help="output HF folder")
+    from banel_ray.cli import Parser
+
+    p = Parser(
+        prog="python -m banel_ray.tasks.addition",
+        description="Rebuild the addition task's solver or attacker prior "
+        "(deterministic for a given seed and thread count).",
+    )
+    p.add_argument(
+        "which",
+        choices=["solver", "prior", "regime", "solver-error"],
+        help="solver / prior: train one; regime: measure the prior's base rate by mode "
+        "(--samples draws, written to --out as JSON); solver-error: the solver's error "
+        "on --samples fresh in-distribution queries",
+    )
+    p.add_argument("--out", required=True, help="output HF folder (solver, prior) or JSON file")
     p.add_argument("--max-digits", type=int, default=8)
     p.add_argument("--steps", type=int, default=16000, help="planned steps (sets the LR schedule)")
     p.add_argument("--stop-after", type=int, default=0, help="stop early at this step (0: run all)")
     p.add_argument("--save-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--hard-frac",
+        type=float,
+        default=0.0,
+        help="solver: fraction of each batch with long carry chains (0: the query law only)",
+    )
+    p.add_argument("--ema", type=float, default=0.0, help="solver: weight-average decay per step (0: off)")
+    p.add_argument("--eval-n", type=int, default=2000, help="solver: held-out queries per checkpoint")
+    p.add_argument("--lr", type=float, default=1.5e-3, help="solver: peak learning rate")
+    p.add_argument("--layers", type=int, default=SOLVER_ARCH["layers"], help="solver: transformer layers")
+    p.add_argument("--samples", type=int, default=1_000_000, help="regime / solver-error: draws")
+    p.add_argument("--reward", default="exact", choices=REWARDS, help="regime / solver-error: the criterion")
+    p.add_argument("--prior", default="", help="regime: the prior folder (default: the task's)")
+    p.add_argument("--solver", default="", help="regime / solver-error: the solver folder (default: the task's)")
+    p.add_argument("--seed", type=int, default=424242, help="regime / solver-error: seed of the draws")
     a = p.parse_args(argv)
+    if a.which in ("regime", "solver-error"):
+        from banel_ray.models import set_threads
+
+        set_threads(a.threads)
+        task = AdditionAttack(max_digits=a.max_digits, reward=a.reward, prior=a.prior, solver=a.solver)
+        if a.which == "regime":
+            res = measure_regime(task, a.samples, a.seed, progress=lambda s: print(s, flush=True))
+            res.update(prior=str(task.prior_dir()), solver=str(task.solver_dir()))
+        else:
+            res = dict(solver_error(task, a.samples, a.seed), solver=str(task.solver_dir()))
+        Path(a.out).write_text(json.dumps(res, indent=2, sort_keys=True))
+        print(json.dumps(res, indent=2, sort_keys=True))
+        return 0
     if a.which == "solver":
-        train_solver(Path(a.out), a.max_digits, a.steps, save_every=a.save_every,
-                     stop_after=a.stop_after, threads=a.threads,
-                     progress=lambda s: print(s, flush=True))
+        train_solver(
+            Path(a.out),
+            a.max_digits,
+            a.steps,
+            save_every=a.save_every,
+            stop_after=a.stop_after,
+            threads=a.threads,
+            hard_frac=a.hard_frac,
+            ema=a.ema,
+            eval_n=a.eval_n,
+            lr=a.lr,
+            arch=dict(SOLVER_ARCH, layers=a.layers),
+            progress=lambda s: print(s, flush=True),
+        )
     else:
-        train_prior(Path(a.out), a.max_digits, a.steps, threads=a.threads,
-                    progress=lambda s: print(s, flush=True))
+        train_prior(
+            Path(a.out),
+            a.max_digits,
+            a.steps,
+            threads=a.threads,
+            save_every=a.save_every,
+            stop_after=a.stop_after,
+            progress=lambda s: print(s, flush=True),
+        )
     print(json.dumps(json.loads((Path(a.out) / "banel_ray.json").read_text())))
     return 0
 

@@ -4,9 +4,10 @@ A task is rebuilt from ``(name, options)`` inside every actor that needs it, so 
 to construct; heavy state (models) loads lazily. Samples are completions: tuples of token ids
 drawn after ``prompt`` (EOS included when the model emitted it).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class Task:
@@ -25,11 +26,34 @@ class Task:
         """The expensive oracle: 1 for a success, 0 for a failure."""
         raise NotImplementedError
 
+    def reward_plugin(self):
+        """A plug-in oracle (``reward_plugins``) the reward service pays instead of ``rewards``,
+        or None (the default: ``rewards`` is the oracle)."""
+        return None
+
+    # whether evaluation_rewards is free (no paid oracle behind it): success-rate estimates need it
+    free_evaluation: bool = True
+
+    def evaluation_rewards(self, completions: Sequence[Sequence[int]]) -> list[int]:
+        """Rewards for success-rate estimates (the evaluator role; never NREs). Built-in tasks'
+        rewards are local and free, so by default the same as ``rewards``."""
+        return self.rewards(completions)
+
+    @staticmethod
+    def check_options(options: dict) -> str | None:
+        """A one-line error for bad ``task_options`` (checked before anything starts), or None."""
+        return None
+
     def render(self, completion: Sequence[int]) -> str:
         return " ".join(map(str, completion))
 
     def pattern(self, completion: Sequence[int]) -> str:
         return "success"
+
+    def mode(self, completion: Sequence[int]) -> str:
+        """A coarse category of a sample (e.g. the addition task's leading_zero / carry_chain /
+        other / malformed): runs report each mode's share and P(success | mode)."""
+        return "all"
 
     def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
         return {"mean_length": sum(map(len, completions)) / max(len(completions), 1)}

@@ -9,25 +9,26 @@
 The data (``banel_ray/data/gsm_hard/gsmhardv2.jsonl``, PAL / reasoning-machines, licence beside it)
 ships with the package. Tokenizer and prompt load lazily: actors rebuild the task cheaply.
 """
+
 from __future__ import annotations
 
 import functools
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from banel_ray.tasks.base import Task
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "gsm_hard" / "gsmhardv2.jsonl"
-INSTRUCTION = ("Solve the problem step by step. End with a line of the form "
-               "\"The answer is N.\" where N is a number.")
+INSTRUCTION = 'Solve the problem step by step. End with a line of the form "The answer is N." where N is a number.'
 
 _NUM = r"[-+]?\d+(?:\.\d+)?"
 # explicit final-answer markers, last one wins: "the answer is 12", "answer: 12", "#### 12", "\boxed{12}"
-_MARKERS = re.compile(r"(?:answer\s*(?:is|:|=)\s*(?:[^\d\-+\n]{0,12}?)|####\s*|\\boxed\{\s*)(" + _NUM + ")",
-                      re.IGNORECASE)
+_MARKERS = re.compile(
+    r"(?:answer\s*(?:is|:|=)\s*(?:[^\d\-+\n]{0,12}?)|####\s*|\\boxed\{\s*)(" + _NUM + ")", re.IGNORECASE
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,14 +83,15 @@ def is_correct(answer: str | None, target: float) -> bool:
         return True
     err = abs(x - target)
     d = len(answer.split(".", 1)[1]) if "." in answer else 0
-    return d >= 1 and err <= 0.5 * 10 ** -d + 1e-9 and err <= 1e-3 * abs(target)
+    return d >= 1 and err <= 0.5 * 10**-d + 1e-9 and err <= 1e-3 * abs(target)
 
 
 class GsmHard(Task):
     name = "gsm_hard"
 
-    def __init__(self, question: int = 143, model: str = "", max_new_tokens: int = 256,
-                 system: str = "", cache_dir: str = ""):
+    def __init__(
+        self, question: int = 143, model: str = "", max_new_tokens: int = 256, system: str = "", cache_dir: str = ""
+    ):
         msg = self.check_options({"question": question, "max_new_tokens": max_new_tokens})
         if msg:
             raise ValueError(msg)
@@ -121,6 +123,7 @@ class GsmHard(Task):
         if self.model_path:
             return Path(self.model_path)
         from banel_ray.llm import smollm2_dir
+
         return smollm2_dir(self.cache_dir or None, progress)
 
     def prepare(self, progress=print) -> str:
@@ -129,11 +132,13 @@ class GsmHard(Task):
     @functools.cached_property
     def tokenizer(self):
         from banel_ray.llm import load_tokenizer
+
         return load_tokenizer(self.model_dir())
 
     @functools.cached_property
     def prompt(self) -> tuple[int, ...]:
         from banel_ray.llm import chat_prompt_ids
+
         return chat_prompt_ids(self.tokenizer, f"{self.text}\n{INSTRUCTION}", self.system)
 
     @functools.cached_property
@@ -172,6 +177,8 @@ class GsmHard(Task):
     def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
         n = max(len(completions), 1)
         answers = [self.answer(c) for c in completions]
-        return {"finished": sum(1 for c in completions if c and c[-1] == self.eos_id) / n,
-                "answered": sum(1 for a in answers if a is not None) / n,
-                "mean_length": sum(map(len, completions)) / n}
+        return {
+            "finished": sum(1 for c in completions if c and c[-1] == self.eos_id) / n,
+            "answered": sum(1 for a in answers if a is not None) / n,
+            "mean_length": sum(map(len, completions)) / n,
+        }

@@ -18,6 +18,7 @@ and summing probabilities with log-sum-exp, as the paper does (no Monte-Carlo, n
 Data: MNIST, Y. LeCun, C. Cortes, C. J. C. Burges, CC BY-SA 3.0 (see assets/mnist/LICENSE-MNIST.md).
 ``python -m banel_ray.tasks.mnist data|oracle|prior --out ...`` rebuilds the shipped assets.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,20 +27,20 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from banel_ray.tasks.base import Task
 
 PAD, BOS, EOS = 0, 1, 2
-OFFSET = 3                      # code index c is token c + OFFSET
+OFFSET = 3  # code index c is token c + OFFSET
 SIDE, QUAD, K, V = 14, 7, 4, 64  # 14x14 image, four 7x7 quadrants, 64 patches per quadrant
 VOCAB_SIZE = OFFSET + V
 TARGET = 6
-MIN_PROB = 0.99                 # reward 1 iff the classifier gives class 6 at least this probability
-HIDDEN = 256                    # classifier hidden units
+MIN_PROB = 0.99  # reward 1 iff the classifier gives class 6 at least this probability
+HIDDEN = 256  # classifier hidden units
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "mnist"
 SHARED_MNIST = "../shared/data/mnist/mnist_full_uint8.npz"  # the issue's location, from the repo root
@@ -47,6 +48,7 @@ PRIOR_ARCH = dict(hidden=64, layers=2, heads=2, intermediate=256, max_positions=
 
 
 # ---- images and codes ------------------------------------------------------------------------
+
 
 def downsample(x28: np.ndarray) -> np.ndarray:
     """(n, 28, 28) uint8 -> (n, 14, 14) uint8, mean of each 2x2 block."""
@@ -70,7 +72,7 @@ def encode(x14: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     p = patches(x14).astype(np.float64)
     cb = codebook.astype(np.float64)
     # squared distances |p|^2 - 2 p.c + |c|^2, per quadrant: (n, 4, V)
-    d = (p ** 2).sum(-1)[..., None] - 2 * np.einsum("nqd,qvd->nqv", p, cb) + (cb ** 2).sum(-1)[None]
+    d = (p**2).sum(-1)[..., None] - 2 * np.einsum("nqd,qvd->nqv", p, cb) + (cb**2).sum(-1)[None]
     return d.argmin(-1)
 
 
@@ -95,9 +97,10 @@ def load_data(path: Path | None = None) -> dict:
         return {k: d[k] for k in d.files}
 
 
-# ---- the oracle ----------------------------------------------------------------------------
+# ---- the classifier (the oracle) ----------------------------------------------------------------------------
 
-class Oracle:
+
+class Classifier:
     """Codebook + MLP classifier (float64 numpy; no torch needed to pay for a sample)."""
 
     def __init__(self, path: Path | None = None):
@@ -105,8 +108,9 @@ class Oracle:
             self.codebook = d["codebook"].astype(np.float32)
             self.w1, self.b1 = d["w1"].astype(np.float64), d["b1"].astype(np.float64)
             self.w2, self.b2 = d["w2"].astype(np.float64), d["b2"].astype(np.float64)
-        self.digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in
-                                              (self.codebook, self.w1, self.b1, self.w2, self.b2))).hexdigest()[:16]
+        self.digest = hashlib.sha256(
+            b"".join(np.ascontiguousarray(a).tobytes() for a in (self.codebook, self.w1, self.b1, self.w2, self.b2))
+        ).hexdigest()[:16]
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         x = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
@@ -156,14 +160,14 @@ class MnistZeroToSix(Task):
         self.prompt = (BOS,)
         self.eos_id, self.pad_id = EOS, PAD
         self.max_new_tokens = K
-        self._oracle = None
+        self._classifier = None
         self._success = None
 
     @property
-    def oracle(self) -> Oracle:
-        if self._oracle is None:
-            self._oracle = Oracle()
-        return self._oracle
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            self._classifier = Classifier()
+        return self._classifier
 
     # ---- models -------------------------------------------------------------------------------
     def prior_dir(self, progress=print) -> Path:
@@ -174,7 +178,7 @@ class MnistZeroToSix(Task):
         info = shipped / "banel_ray.json"
         if info.exists() and json.loads(info.read_text()).get("epochs") == self.prior_epochs:
             return shipped
-        out = self.cache_dir / f"mnist_prior_e{self.prior_epochs}_{self.oracle.digest}"
+        out = self.cache_dir / f"mnist_prior_e{self.prior_epochs}_{self.classifier.digest}"
         if not (out / "model.safetensors").exists():
             progress(f"[mnist] training the prior on zeros ({self.prior_epochs} epochs, cached in {out})")
             train_prior(out, self.prior_epochs, progress=progress, threads=self.threads)
@@ -189,16 +193,16 @@ class MnistZeroToSix(Task):
         oracle (assets/mnist/six_codes.npz), else computed once (about a minute) and cached."""
         if self._success is None:
             shipped = ASSETS / "six_codes.npz"
-            path = self.cache_dir / f"mnist_six_codes_{self.oracle.digest}.npz"
+            path = self.cache_dir / f"mnist_six_codes_{self.classifier.digest}.npz"
             for p in (shipped, path):
                 if p.exists():
                     with np.load(p) as d:
-                        if str(d["digest"]) == self.oracle.digest:
-                            self._success = np.unpackbits(d["bits"])[: V ** K].reshape((V,) * K).astype(bool)
+                        if str(d["digest"]) == self.classifier.digest:
+                            self._success = np.unpackbits(d["bits"])[: V**K].reshape((V,) * K).astype(bool)
                             return self._success
-            progress(f"[mnist] classifying all {V ** K:,} codes once (a few minutes; cached in {path})")
-            self._success = self.oracle.six_table()
-            save_six_codes(path, self._success, self.oracle.digest)
+            progress(f"[mnist] classifying all {V**K:,} codes once (a few minutes; cached in {path})")
+            self._success = self.classifier.six_table()
+            save_six_codes(path, self._success, self.classifier.digest)
         return self._success
 
     # ---- reward and exact rate ------------------------------------------------------------------
@@ -206,15 +210,16 @@ class MnistZeroToSix(Task):
         valid, codes = codes_of(completions)
         out = np.zeros(len(completions), dtype=np.int64)
         if valid.any():
-            out[valid] = self.oracle.is_six(decode(codes[valid], self.oracle.codebook))
+            out[valid] = self.classifier.is_six(decode(codes[valid], self.classifier.codebook))
         return out.tolist()
 
     def success_rate(self, model) -> dict:
-        from banel_ray.enumerate import all_logprobs, exact_estimate
         from banel_ray.models import set_threads
+        from banel_ray.models.exact_rate import all_logprobs, exact_estimate
+
         set_threads(self.threads)
         logp = all_logprobs(model, self.prompt, range(OFFSET, VOCAB_SIZE), K)
-        est = exact_estimate(logp, self.success_table(), f"exact over {V ** K:,} codes")
+        est = exact_estimate(logp, self.success_table(), f"exact over {V**K:,} codes")
         est["n_success_codes"] = int(self.success_table().sum())
         return est
 
@@ -225,25 +230,30 @@ class MnistZeroToSix(Task):
 
     def pattern(self, completion: Sequence[int]) -> str:
         valid, codes = codes_of([completion])
-        return f"class-{int(self.oracle.classify_codes(codes)[0])}" if valid[0] else "malformed"
+        return f"class-{int(self.classifier.classify_codes(codes)[0])}" if valid[0] else "malformed"
 
     def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
         valid, codes = codes_of(completions)
         n = max(len(completions), 1)
-        d = {"well_formed": float(valid.sum()) / n, "mean_length": float(np.mean([len(c) for c in completions])) if completions else 0.0}
+        d = {
+            "well_formed": float(valid.sum()) / n,
+            "mean_length": float(np.mean([len(c) for c in completions])) if completions else 0.0,
+        }
         if valid.any():
-            cls = self.oracle.classify_codes(codes[valid])
+            cls = self.classifier.classify_codes(codes[valid])
             d["class_0"] = float((cls == 0).sum()) / n
             d["class_6"] = float((cls == TARGET).sum()) / n
-            d["success"] = float(self.oracle.is_six(decode(codes[valid], self.oracle.codebook)).sum()) / n
+            d["success"] = float(self.classifier.is_six(decode(codes[valid], self.classifier.codebook)).sum()) / n
         return d
 
     def save_sample_grid(self, path: Path, posterior: Sequence[Sequence[int]], seed: int = 0) -> Path:
         """PNG: prior samples (left) beside the given posterior samples (right), class in corner."""
         from banel_ray.models import load_model, sample
+
         prior = sample(load_model(self.prior_dir()), self.prompt, len(posterior), K, EOS, seed=seed)
-        return save_grid(path, [("prior p0 (zeros only)", prior), ("BaNEL generator (end of run)", posterior)],
-                         self.oracle)
+        return save_grid(
+            path, [("prior p0 (zeros only)", prior), ("BaNEL generator (end of run)", posterior)], self.classifier
+        )
 
 
 def save_six_codes(path: Path, success: np.ndarray, digest: str) -> None:
@@ -253,24 +263,30 @@ def save_six_codes(path: Path, success: np.ndarray, digest: str) -> None:
     tmp.replace(path)
 
 
-def save_grid(path: Path, panels, oracle: Oracle, cols: int = 8) -> Path:
+def save_grid(path: Path, panels, classifier: Classifier, cols: int = 8) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5.6))
     for ax, (title, comps) in zip(np.atleast_1d(axes), panels):
         valid, codes = codes_of(comps)
-        imgs = decode(codes, oracle.codebook)
+        imgs = decode(codes, classifier.codebook)
         imgs[~valid] = 0.5  # malformed: grey
-        cls, six = oracle.classify(imgs), oracle.is_six(imgs) & valid
+        cls, six = classifier.classify(imgs), classifier.is_six(imgs) & valid
         rows = math.ceil(len(comps) / cols)
         canvas = np.ones((rows * (SIDE + 1), cols * (SIDE + 1)))
         for i, im in enumerate(imgs):
             r, c = divmod(i, cols)
-            canvas[r * (SIDE + 1): r * (SIDE + 1) + SIDE, c * (SIDE + 1): c * (SIDE + 1) + SIDE] = 1 - im
-            ax.text(c * (SIDE + 1) + 0.5, r * (SIDE + 1) + 2.5, "x" if not valid[i] else str(cls[i]),
-                    color="red" if six[i] else "tab:blue", fontsize=7)
+            canvas[r * (SIDE + 1) : r * (SIDE + 1) + SIDE, c * (SIDE + 1) : c * (SIDE + 1) + SIDE] = 1 - im
+            ax.text(
+                c * (SIDE + 1) + 0.5,
+                r * (SIDE + 1) + 2.5,
+                "x" if not valid[i] else str(cls[i]),
+                color="red" if six[i] else "tab:blue",
+                fontsize=7,
+            )
         ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{title}\n{int(six.sum())}/{len(comps)} successes (red: p(6) >= {MIN_PROB})", fontsize=10)
         ax.axis("off")
@@ -283,18 +299,21 @@ def save_grid(path: Path, panels, oracle: Oracle, cols: int = 8) -> Path:
 
 # ---- rebuilding the shipped assets (deterministic) -------------------------------------------
 
+
 def build_data(mnist_full: Path, out: Path) -> dict:
     with np.load(mnist_full) as d:
         x_train, y_train, x_test, y_test = d["x_train"], d["y_train"], d["x_test"], d["y_test"]
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, zeros=downsample(x_train[y_train == 0]), x_test=downsample(x_test),
-                        y_test=y_test.astype(np.uint8))
+    np.savez_compressed(
+        out, zeros=downsample(x_train[y_train == 0]), x_test=downsample(x_test), y_test=y_test.astype(np.uint8)
+    )
     return {"zeros": int((y_train == 0).sum()), "test": len(y_test)}
 
 
 def kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> np.ndarray:
     """Lloyd's algorithm with k-means++ seeding (torch, deterministic for a given seed)."""
     import torch
+
     g = torch.Generator().manual_seed(seed)
     X = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     centres = [X[int(torch.randint(len(X), (1,), generator=g))]]
@@ -315,6 +334,7 @@ def kmeans(x: np.ndarray, k: int, iters: int, seed: int) -> np.ndarray:
 def build_oracle(mnist_full: Path, out: Path, epochs: int = 15, seed: int = 0, progress=print) -> dict:
     """Codebook (k-means per quadrant, no labels) and the MLP classifier of decoded images."""
     import torch
+
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
     with np.load(mnist_full) as d:
@@ -332,7 +352,7 @@ def build_oracle(mnist_full: Path, out: Path, epochs: int = 15, seed: int = 0, p
     for ep in range(epochs):
         perm = torch.randperm(len(X), generator=g)
         for i in range(0, len(X), 128):
-            b = perm[i: i + 128]
+            b = perm[i : i + 128]
             loss = torch.nn.functional.cross_entropy(net(X[b]), Y[b])
             opt.zero_grad()
             loss.backward()
@@ -340,58 +360,101 @@ def build_oracle(mnist_full: Path, out: Path, epochs: int = 15, seed: int = 0, p
         progress(f"[mnist] classifier epoch {ep + 1}/{epochs} loss {float(loss):.4f} ({time.time() - t0:.0f}s)")
     w = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, codebook=codebook, w1=w["0.weight"].T.copy(), b1=w["0.bias"],
-                        w2=w["2.weight"].T.copy(), b2=w["2.bias"])
-    o = Oracle(out)
-    info = {"decoded_test_accuracy": float((o.classify_codes(encode(x_test, codebook)) == y_test).mean()),
-            "raw_test_accuracy": float((o.classify(x_test / 255.0) == y_test).mean()),
-            "epochs": epochs, "seed": seed, "hidden": HIDDEN, "digest": o.digest,
-            "seconds": round(time.time() - t0, 1)}
+    np.savez_compressed(
+        out, codebook=codebook, w1=w["0.weight"].T.copy(), b1=w["0.bias"], w2=w["2.weight"].T.copy(), b2=w["2.bias"]
+    )
+    o = Classifier(out)
+    info = {
+        "decoded_test_accuracy": float((o.classify_codes(encode(x_test, codebook)) == y_test).mean()),
+        "raw_test_accuracy": float((o.classify(x_test / 255.0) == y_test).mean()),
+        "epochs": epochs,
+        "seed": seed,
+        "hidden": HIDDEN,
+        "digest": o.digest,
+        "seconds": round(time.time() - t0, 1),
+    }
     out.with_suffix(".json").write_text(json.dumps(info, indent=2, sort_keys=True))
-    progress(f"[mnist] classifying all {V ** K:,} codes (a few minutes)")
+    progress(f"[mnist] classifying all {V**K:,} codes (a few minutes)")
     save_six_codes(out.with_name("six_codes.npz"), o.six_table(), o.digest)
     return info
 
 
-def train_prior(out: Path, epochs: int, lr: float = 2e-3, batch_size: int = 64, seed: int = 3,
-                progress=print, threads: int = 1, oracle: Oracle | None = None):
+def train_prior(
+    out: Path,
+    epochs: int,
+    lr: float = 2e-3,
+    batch_size: int = 64,
+    seed: int = 3,
+    progress=print,
+    threads: int = 1,
+    classifier: Classifier | None = None,
+):
     """The prior: a small Llama fitted to the codes of the training zeros (nothing else)."""
     import torch
+
     from banel_ray.models import build_llama, mean_nll, save_model, set_threads, train_mle
 
     set_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    oracle = oracle or Oracle()
+    classifier = classifier or Classifier()
     data = load_data()
     t0 = time.time()
-    codes = encode(data["zeros"], oracle.codebook)
+    codes = encode(data["zeros"], classifier.codebook)
     # the 2% of zeros whose code the oracle does not call a 0 (0.5% it calls a 6) are left out:
     # a prior that copied them would start with a success rate of 5e-3, which sampling can see
-    codes = codes[oracle.classify_codes(codes) == 0]
+    codes = codes[classifier.classify_codes(codes) == 0]
     pairs = [((BOS,), tuple(int(c) + OFFSET for c in row)) for row in codes]
-    test0 = [((BOS,), tuple(int(c) + OFFSET for c in row))
-             for row in encode(data["x_test"][data["y_test"] == 0], oracle.codebook)]
+    test0 = [
+        ((BOS,), tuple(int(c) + OFFSET for c in row))
+        for row in encode(data["x_test"][data["y_test"] == 0], classifier.codebook)
+    ]
     model = build_llama(VOCAB_SIZE, seed=seed, **PRIOR_ARCH)
-    losses = train_mle(model, pairs, epochs, lr, batch_size, seed,
-                       progress=(lambda e, n, l: progress(f"[mnist prior] epoch {e}/{n} NLL {l:.4f} "
-                                                          f"({time.time() - t0:.0f}s)")) if progress else None)
-    info = {"label": "mnist_prior", "epochs": epochs, "zeros": len(pairs), "lr": lr, "batch_size": batch_size, "seed": seed,
-            "arch": PRIOR_ARCH, "train_nll": losses[-1], "test_zero_nll": mean_nll(model, test0),
-            "oracle_digest": oracle.digest, "seconds": round(time.time() - t0, 1)}
+    losses = train_mle(
+        model,
+        pairs,
+        epochs,
+        lr,
+        batch_size,
+        seed,
+        progress=(lambda e, n, l: progress(f"[mnist prior] epoch {e}/{n} NLL {l:.4f} ({time.time() - t0:.0f}s)"))
+        if progress
+        else None,
+    )
+    info = {
+        "label": "mnist_prior",
+        "epochs": epochs,
+        "zeros": len(pairs),
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "arch": PRIOR_ARCH,
+        "train_nll": losses[-1],
+        "test_zero_nll": mean_nll(model, test0),
+        "oracle_digest": classifier.digest,
+        "seconds": round(time.time() - t0, 1),
+    }
     save_model(model, out, info)
     return model
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m banel_ray.tasks.mnist",
-                                description="Rebuild the MNIST 0-to-6 assets (deterministic, one thread).")
-    p.add_argument("which", choices=["data", "oracle", "prior"],
-                   help="data: 14x14 zeros + test set (.npz); oracle: codebook + classifier (.npz, with six_codes.npz "
-                        "beside it); "
-                        "prior: the zeros-only Llama (HF folder)")
+    p = argparse.ArgumentParser(
+        prog="python -m banel_ray.tasks.mnist",
+        description="Rebuild the MNIST 0-to-6 assets (deterministic, one thread).",
+    )
+    p.add_argument(
+        "which",
+        choices=["data", "oracle", "prior"],
+        help="data: 14x14 zeros + test set (.npz); oracle: codebook + classifier (.npz, with six_codes.npz "
+        "beside it); "
+        "prior: the zeros-only Llama (HF folder)",
+    )
     p.add_argument("--out", required=True)
-    p.add_argument("--mnist", default=str(SHARED_MNIST),
-                   help="full MNIST uint8 .npz (x_train, y_train, x_test, y_test); data and oracle only")
+    p.add_argument(
+        "--mnist",
+        default=str(SHARED_MNIST),
+        help="full MNIST uint8 .npz (x_train, y_train, x_test, y_test); data and oracle only",
+    )
     p.add_argument("--epochs", type=int, default=0, help="oracle: 15, prior: 100 when 0")
     a = p.parse_args(argv)
     say = lambda s: print(s, flush=True)  # noqa: E731

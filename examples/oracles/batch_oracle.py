@@ -7,13 +7,14 @@ could not be evaluated (it is retried alone, and recorded as an error if it keep
 
 In a run config (with this folder on ``PYTHONPATH``)::
 
-    task: banel_ray.oracles:CallableTask
+    task: banel_ray.reward_plugins:CallableTask
     task_options:
       base: addition_attack
       oracle: {kind: batch, fn: "batch_oracle:rewards", batch_size: 64}
 
 Run the demo: ``.venv/bin/python examples/oracles/batch_oracle.py``
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,15 +34,20 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import batch_oracle  # the module as the config path names it (so CALLS is the one used)
 
-    from banel_ray.oracle import RewardOracle
+    from banel_ray.actors.reward_service import RewardService
+    from banel_ray.records import SampleBatch
 
     with tempfile.TemporaryDirectory() as d:
-        o = RewardOracle("banel_ray.oracles:CallableTask",
-                         {"oracle": {"kind": "batch", "fn": "batch_oracle:rewards", "batch_size": 3}},
-                         f"{d}/ledger.sqlite", budget=100, retries=2, backoff_s=0.0)
-        r = o.evaluate(1, {"samples": [(1, 2, 1), (1, 2), (), (4, 4, 4), (5, 6, 5), (1, 2)], "version": 0})
-        print(f"rewards {r['rewards']} paid {r['paid']} errors {r['errors']} "
-              f"calls of sizes {batch_oracle.CALLS}")
+        o = RewardService(
+            "banel_ray.reward_plugins:CallableTask",
+            {"oracle": {"kind": "batch", "fn": "batch_oracle:rewards", "batch_size": 3}},
+            f"{d}/ledger.sqlite",
+            budget=100,
+            retries=2,
+            backoff_s=0.0,
+        )
+        r = o.pay(1, SampleBatch([(1, 2, 1), (1, 2), (), (4, 4, 4), (5, 6, 5), (1, 2)]))
+        print(f"rewards {r.rewards} paid {r.paid} errors {r.errors} calls of sizes {batch_oracle.CALLS}")
         o.close()
 
 

@@ -5,14 +5,15 @@ This file also holds a tiny test server (``http.server``, bound to 127.0.0.1 onl
 
 In a run config::
 
-    task: banel_ray.oracles:CallableTask
+    task: banel_ray.reward_plugins:CallableTask
     task_options:
       base: addition_attack
       oracle: {kind: http, url: "http://127.0.0.1:8000/rewards", timeout_s: 10, batch_size: 32}
 
 Serve: ``.venv/bin/python examples/oracles/http_oracle.py --serve 8000``
-Demo (server in a thread, client through ``RewardOracle``): ``.venv/bin/python examples/oracles/http_oracle.py``
+Demo (server in a thread, client through ``RewardService``): ``.venv/bin/python examples/oracles/http_oracle.py``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,7 @@ def reward(sample) -> int:
 
 class Handler(BaseHTTPRequestHandler):
     reward_fn = staticmethod(reward)
-    fail_next = 0          # answer 503 to the next n requests (tests)
+    fail_next = 0  # answer 503 to the next n requests (tests)
     requests = 0
 
     def do_POST(self):  # noqa: N802 - http.server's name
@@ -73,18 +74,26 @@ def main(argv: list[str] | None = None) -> None:
         print(f"serving http://127.0.0.1:{srv.server_address[1]}/rewards")
         srv.serve_forever()
         return
-    from banel_ray.oracle import RewardOracle
+    from banel_ray.actors.reward_service import RewardService
+    from banel_ray.records import SampleBatch
 
     srv, url = serve()
     try:
         with tempfile.TemporaryDirectory() as d:
-            o = RewardOracle("banel_ray.oracles:CallableTask",
-                             {"oracle": {"kind": "http", "url": url, "timeout_s": 5}},
-                             f"{d}/ledger.sqlite", budget=10, timeout_s=10, backoff_s=0.05)
+            o = RewardService(
+                "banel_ray.reward_plugins:CallableTask",
+                {"oracle": {"kind": "http", "url": url, "timeout_s": 5}},
+                f"{d}/ledger.sqlite",
+                budget=10,
+                timeout_s=10,
+                backoff_s=0.05,
+            )
             Handler.fail_next = 1  # the first request fails: retried
-            r = o.evaluate(1, {"samples": [(5, 1), (1, 5), (9, 2, 3), (4,)], "version": 0})
-            print(f"{url}: rewards {r['rewards']} paid {r['paid']} errors {r['errors']} "
-                  f"requests {Handler.requests} attempts {[x['attempt'] for x in o.ledger_rows()]}")
+            r = o.pay(1, SampleBatch([(5, 1), (1, 5), (9, 2, 3), (4,)]))
+            print(
+                f"{url}: rewards {r.rewards} paid {r.paid} errors {r.errors} "
+                f"requests {Handler.requests} attempts {[x['attempt'] for x in o.ledger_rows()]}"
+            )
             o.close()
     finally:
         srv.shutdown()

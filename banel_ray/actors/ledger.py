@@ -1,0 +1,307 @@
+"""The NRE ledger: every paid reward evaluation, durable before its result is used.
+
+SQLite in WAL mode with ``synchronous=FULL``: one file in the run folder, readable with any SQLite
+client, safe against a killed process. The sample's hash is the primary key, so a sample can be
+recorded (and paid for) at most once; a retried call finds its stored reward.
+
+Rows and their ``status``:
+
+- ``pending``: budget reserved (``charged=1``) and committed *before* the oracle is called. The row
+  names the call that reserved it (``call_id``, an idempotency key: the Ray task id inside the
+  actor, stable across Ray task retries) and the oracle process (``owner``).
+- ``ok``: evaluated; ``reward`` is 0 or 1; ``charged=1``.
+- ``error``: every attempt failed; ``reward`` is NULL (an error is not a negative); ``charged`` is 1
+  or 0 as the oracle's ``charge_errors`` says. An uncharged error row may be reserved again.
+- ``lost``: a pending row whose oracle process died mid-call, closed without re-evaluation
+  (``pending_rule='charge'``): charged, reward NULL.
+
+``attempt`` counts the oracle calls made for the sample, over all calls and processes.
+
+Schema version 2 (``PRAGMA user_version``); a version-1 file (no ``call_id``/``owner``/``updated``)
+is migrated in place with ``ALTER TABLE ... ADD COLUMN`` when opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+SCHEMA_VERSION = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS evaluations (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    key      TEXT UNIQUE NOT NULL,
+    sample   TEXT NOT NULL,
+    reward   INTEGER,
+    status   TEXT NOT NULL,
+    charged  INTEGER NOT NULL,
+    round    INTEGER,
+    version  INTEGER,
+    attempt  INTEGER,
+    error    TEXT,
+    time     REAL NOT NULL,
+    call_id  TEXT,
+    owner    TEXT,
+    updated  REAL
+);
+"""
+# columns added after version 1: (name, SQL type)
+ADDED_COLUMNS = [("call_id", "TEXT"), ("owner", "TEXT"), ("updated", "REAL")]
+INDEXES = """
+CREATE INDEX IF NOT EXISTS evaluations_status ON evaluations(status);
+CREATE INDEX IF NOT EXISTS evaluations_charged ON evaluations(charged);
+"""
+COLUMNS = "seq, key, sample, reward, status, charged, round, version, attempt, error, time, call_id, owner, updated"
+
+# what ``reserve`` decides for each distinct key of a call
+NEW, RETRY, ADOPT = "new", "retry", "adopt"  # this call evaluates the sample
+LIVE = "live"  # another call of this process is evaluating it
+STORED = "stored"  # a final row exists (ok, charged error, lost)
+UNPAID = "unpaid"  # no budget left
+EVALUATE = (NEW, RETRY, ADOPT)
+
+
+def sample_key(sample: Sequence[int]) -> str:
+    """Idempotency key of a sample: sha256 of its token ids."""
+    return hashlib.sha256(json.dumps(list(sample), separators=(",", ":")).encode()).hexdigest()
+
+
+class Ledger:
+    """One connection, guarded by a lock, so threads of a threaded actor may share the ledger.
+
+    Every write is one ``BEGIN IMMEDIATE`` transaction, committed (and fsynced) on return. Several
+    processes may read the file; the reservation protocol assumes one oracle process writes it.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+
+    # ---- schema ------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(SCHEMA)
+                have = {r[1] for r in self.db.execute("PRAGMA table_info(evaluations)")}
+                for name, typ in ADDED_COLUMNS:
+                    if name not in have:
+                        self.db.execute(f"ALTER TABLE evaluations ADD COLUMN {name} {typ}")
+                for stmt in INDEXES.strip().split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        with self.lock:
+            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    # ---- reads -------------------------------------------------------------------------------
+    def lookup_rows(self, keys: Iterable[str]) -> dict[str, dict]:
+        """Full rows (as dicts, ``sample`` decoded) for the keys already in the ledger."""
+        keys = list(dict.fromkeys(keys))
+        out = {}
+        with self.lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                q = f"SELECT {COLUMNS} FROM evaluations WHERE key IN ({','.join('?' * len(chunk))})"
+                for d in self._dicts(self.db.execute(q, chunk)):
+                    out[d["key"]] = d
+        return out
+
+    def spent(self) -> int:
+        """NREs charged so far, reservations of calls in flight included."""
+        with self.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM evaluations WHERE charged=1").fetchone()[0])
+
+    def successes(self) -> int:
+        """Distinct paid samples with reward 1."""
+        with self.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM evaluations WHERE status='ok' AND reward=1").fetchone()[0])
+
+    def pending(self) -> list[dict]:
+        with self.lock:
+            return self._dicts(
+                self.db.execute(f"SELECT {COLUMNS} FROM evaluations WHERE status='pending' ORDER BY seq")
+            )
+
+    def rows(self) -> list[dict]:
+        with self.lock:
+            return self._dicts(self.db.execute(f"SELECT {COLUMNS} FROM evaluations ORDER BY seq"))
+
+    @staticmethod
+    def _dicts(cur) -> list[dict]:
+        cols = [d[0] for d in cur.description]
+        out = []
+        for row in cur:
+            d = dict(zip(cols, row))
+            d["sample"] = tuple(json.loads(d["sample"]))
+            out.append(d)
+        return out
+
+    # ---- writes ------------------------------------------------------------------------------
+    def _tx(self, fn: Callable):
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn()
+                self.db.execute("COMMIT")
+                return out
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def record(self, rows: Sequence[dict]) -> None:
+        """Insert final rows in one transaction (committed and fsynced on return); a key already
+        present is left as it is, so a retried write cannot pay twice."""
+        now = time.time()
+        self._tx(
+            lambda: self.db.executemany(
+                "INSERT OR IGNORE INTO evaluations (key, sample, reward, status, charged, round, "
+                "version, attempt, error, time, call_id, owner, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        r["key"],
+                        json.dumps(list(r["sample"])),
+                        r.get("reward"),
+                        r.get("status", "ok"),
+                        int(r.get("charged", 1)),
+                        r.get("round"),
+                        r.get("version"),
+                        r.get("attempt", 1),
+                        r.get("error"),
+                        r.get("time", now),
+                        r.get("call_id"),
+                        r.get("owner"),
+                        now,
+                    )
+                    for r in rows
+                ],
+            )
+        )
+
+    def reserve(
+        self, items: Sequence[tuple], budget: int, call_id: str, owner: str, live: Callable[[str], bool]
+    ) -> dict[str, str]:
+        """Decide, in one transaction, who evaluates each of ``items`` ((key, sample, round,
+        version), distinct keys, in order) and reserve budget for the new ones.
+
+        - no row: ``new`` (a pending, charged row is inserted) while budget is left, else ``unpaid``;
+        - pending and ``live(key)``: ``live`` (the caller waits for that evaluation);
+        - pending and not live (its process died): ``adopt``; the row keeps its single charge and
+          is taken over by this call (``call_id``/``owner`` rewritten);
+        - uncharged error: ``retry`` (charged again, as pending) while budget is left, else ``unpaid``;
+        - anything else: ``stored``.
+
+        Budget is counted inside the transaction, so concurrent reservations never exceed it.
+        """
+
+        def run():
+            now = time.time()
+            rows = self.lookup_rows([it[0] for it in items])
+            room = int(budget) - self.spent()
+            plan = {}
+            for key, sample, round_, version in items:
+                row = rows.get(key)
+                if row is None:
+                    if room > 0:
+                        room -= 1
+                        self.db.execute(
+                            "INSERT INTO evaluations (key, sample, reward, status, charged, round, version, "
+                            "attempt, error, time, call_id, owner, updated) "
+                            "VALUES (?,?,NULL,'pending',1,?,?,0,NULL,?,?,?,?)",
+                            (key, json.dumps(list(sample)), round_, version, now, call_id, owner, now),
+                        )
+                        plan[key] = NEW
+                    else:
+                        plan[key] = UNPAID
+                elif row["status"] == "pending":
+                    if live(key):
+                        plan[key] = LIVE
+                    else:
+                        self.db.execute(
+                            "UPDATE evaluations SET call_id=?, owner=?, updated=? WHERE key=?",
+                            (call_id, owner, now, key),
+                        )
+                        plan[key] = ADOPT
+                elif row["status"] == "error" and not row["charged"]:
+                    if room > 0:
+                        room -= 1
+                        self.db.execute(
+                            "UPDATE evaluations SET status='pending', charged=1, call_id=?, "
+                            "owner=?, updated=? WHERE key=?",
+                            (call_id, owner, now, key),
+                        )
+                        plan[key] = RETRY
+                    else:
+                        plan[key] = UNPAID
+                else:
+                    plan[key] = STORED
+            return plan
+
+        return self._tx(run)
+
+    def complete(self, results: Sequence[dict]) -> None:
+        """Close pending rows: each result has key, reward (None: failed), error, attempts (calls
+        made now, added to ``attempt``) and charged (for failures). Committed on return."""
+        now = time.time()
+        self._tx(
+            lambda: self.db.executemany(
+                "UPDATE evaluations SET reward=?, status=?, charged=?, error=?, attempt=COALESCE(attempt,0)+?, "
+                "time=?, updated=? WHERE key=? AND status='pending'",
+                [
+                    (
+                        r["reward"],
+                        "ok" if r["reward"] is not None else "error",
+                        1 if r["reward"] is not None else int(r.get("charged", 0)),
+                        r.get("error"),
+                        int(r.get("attempts", 1)),
+                        now,
+                        now,
+                        r["key"],
+                    )
+                    for r in results
+                ],
+            )
+        )
+
+    def close_pending(self, note: str) -> int:
+        """Mark every pending row ``lost`` (charged, reward NULL): the ``charge`` rule for rows whose
+        process died mid-call. Returns how many."""
+        now = time.time()
+        cur = self._tx(
+            lambda: self.db.execute(
+                "UPDATE evaluations SET status='lost', charged=1, reward=NULL, error=?, updated=? "
+                "WHERE status='pending'",
+                (note, now),
+            )
+        )
+        return cur.rowcount
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the main file, so ``ledger.sqlite`` alone holds every row
+        (a copy of that one file is then the whole ledger)."""
+        with self.lock:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self.lock:
+            try:
+                self.checkpoint()
+            finally:
+                self.db.close()

@@ -1,0 +1,353 @@
+"""BaNEL's trainer roles: the negative model p_phi_t and the generator g_t.
+
+``NegativeTrainer`` fits p_phi_t (a full copy of g_t, or a LoRA adapter on a copy) by maximum
+likelihood on the round's failures and scores fresh candidates with s(x) = log g_t(x) - log p_phi_t(x);
+in sequential mode it keeps every past p_phi (Algorithm 1) and rejects candidates before they are
+paid for. ``GeneratorTrainer`` filters the scored pool and distils what is left into g_{t+1}.
+Both use ``banel_ray.models`` for every log-likelihood, so the ratio's two terms share one
+numerical path. Each writes its own checkpoint shard and restores itself from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from banel_ray import tasks
+from banel_ray.algorithms import banel as alg
+from banel_ray.models import (
+    copy_model,
+    load_model,
+    load_state,
+    lora_copy,
+    mean_nll,
+    merge_lora,
+    sequence_logprobs,
+    sequence_logprobs_and_min,
+    set_threads,
+    state_dict,
+    train_mle,
+    trainable_params,
+)
+from banel_ray.records import PaidBatch, SampleBatch, ScoredPool
+from banel_ray.runtime import checkpoint as ckpt
+from banel_ray.runtime import seeds
+
+
+class TrainerRole:
+    """What every trainer holds: the task, the frozen prior p0 and the generator g_t it serves.
+
+    ``trainer``: the ``trainer.*`` section (threads, device, dtype, gradient checkpointing);
+    ``checkpoints``: the run's checkpoint folder, read at start (resume, or a restart).
+    """
+
+    role = "trainer"
+
+    def __init__(
+        self,
+        task_name: str,
+        task_options: dict,
+        prior_dir: str,
+        seed: int = 0,
+        trainer=None,
+        checkpoints: str | None = None,
+    ):
+        from banel_ray.config import SECTIONS
+
+        t = trainer if trainer is not None else SECTIONS["trainer"]()
+        set_threads(t.threads)
+        self.task = tasks.build(task_name, task_options)
+        self.prior = load_model(prior_dir, dtype=t.dtype, device=t.device)  # p0, frozen
+        if t.grad_checkpointing:  # recompute activations in backward: LLM training memory (copies inherit it)
+            self.prior.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.generator = copy_model(self.prior)  # g_t
+        self.generator_version = 0
+        self.seed = seed
+        self.store = ckpt.CheckpointStore(checkpoints) if checkpoints else None
+        if self.store and self.store.latest():
+            self.restore()
+
+    def restore(self) -> None:
+        """Take g_t from the last complete checkpoint (subclasses add their own shard)."""
+        found = self.store.generator()
+        if found:
+            self.set_generator(*found)
+
+    def sees(self, path: str, token: str) -> bool:
+        return ckpt.sees(path, token)
+
+    def _pairs(self, samples):
+        return [(self.task.prompt, tuple(s)) for s in samples]
+
+    def _logp(self, model, samples):
+        return sequence_logprobs(model, self._pairs(samples), pad_id=self.task.pad_id)
+
+    def set_generator(self, version: int, weights: dict) -> int:
+        if version != self.generator_version:
+            load_state(self.generator, weights)
+            self.generator_version = version
+        return self.generator_version
+
+    def success_rate(self) -> dict | None:
+        """g_t's success rate computed by the task (exact enumeration), or None if it has none."""
+        return self.task.success_rate(self.generator)
+
+
+class NegativeTrainer(TrainerRole):
+    """``negative``, ``score``, ``support``: those config sections."""
+
+    role = "negative"
+
+    def __init__(self, *a, negative=None, score=None, support=None, **k):
+        from banel_ray.config import SECTIONS
+
+        self.cfg = negative if negative is not None else SECTIONS["negative"]()
+        self.score_cfg = score if score is not None else SECTIONS["score"]()
+        self.support_cfg = support if support is not None else SECTIONS["support"]()
+        self.negative_model = None
+        self.negatives: list[tuple[int, ...]] = []  # all negatives so far (negative.data=all)
+        self.regions: list[tuple[dict, float]] = []  # sequential mode: (p_phi weights, log tau)
+        super().__init__(*a, **k)
+        self.support_threshold = self._support_threshold()
+
+    def _support_threshold(self) -> float | None:
+        """The per-token floor of the support control: a constant, or read off the prior's own
+        draws (deterministic, so a restarted trainer finds the same floor)."""
+        c = self.support_cfg
+        if c.kind == "none":
+            return None
+        if c.quantile <= 0:
+            return float(c.threshold)
+        from banel_ray.models import sample
+
+        draws = sample(
+            self.prior,
+            self.task.prompt,
+            c.calibration,
+            self.task.max_new_tokens,
+            self.task.eos_id,
+            seed=seeds.support_calibration(self.seed),
+        )
+        _, least, _ = sequence_logprobs_and_min(self.prior, self._pairs(draws), pad_id=self.task.pad_id)
+        return alg.support_threshold(least, c.quantile)
+
+    def _lora(self) -> dict | None:
+        c = self.cfg
+        if c.lora_r <= 0:
+            return None
+        return {
+            "r": c.lora_r,
+            "alpha": c.lora_alpha,
+            "dropout": c.lora_dropout,
+            "targets": [t.strip() for t in c.lora_targets.split(",") if t.strip()],
+        }
+
+    def fit(self, round_: int, paid: PaidBatch) -> dict:
+        """Fit p_phi_t on failures (reward 0). Successes and unpaid/failed evaluations are never used.
+
+        With ``negative.lora.r`` > 0, a LoRA adapter on a copy of g_t is trained instead of all
+        its weights, then merged, so scoring and regions see a plain model.
+        """
+        import resource
+
+        c = self.cfg
+        t = time.perf_counter()
+        negs = paid.failures()
+        self.negatives += negs
+        train_set = list(dict.fromkeys(self.negatives)) if c.data == "all" else negs
+        tr, ho = alg.split_holdout(len(train_set), c.holdout, seeds.holdout(self.seed, round_))
+        tr_pairs = self._pairs([train_set[i] for i in tr])
+        ho_pairs = self._pairs([train_set[i] for i in ho])
+        lora = self._lora()
+        self.negative_model = None  # free the last round's p_phi before copying g_t (or p0)
+        start = self.prior if c.init == "prior" else self.generator
+        self.negative_model = lora_copy(start, **lora) if lora else copy_model(start)
+        n_train = trainable_params(self.negative_model)
+        losses = train_mle(
+            self.negative_model,
+            tr_pairs,
+            c.epochs,
+            c.lr,
+            c.batch_size,
+            seeds.negative_fit(self.seed, round_),
+            pad_id=self.task.pad_id,
+        )
+        self.negative_model = merge_lora(self.negative_model)
+        return {
+            "neg_count": len(train_set),
+            "neg_train_nll": losses[-1] if losses else float("nan"),
+            "neg_trainable_params": n_train,
+            "neg_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "neg_heldout_nll": mean_nll(self.negative_model, ho_pairs, pad_id=self.task.pad_id),
+            "gen_heldout_nll": mean_nll(self.generator, ho_pairs, pad_id=self.task.pad_id),
+            "t_fit_actor": time.perf_counter() - t,
+        }
+
+    def score(self, *batches: SampleBatch) -> ScoredPool:
+        """Scores of pool candidates, log g_t - log p_phi_t (or log p0 - log p_phi_t); the samples
+        travel on with them. The support control sets -inf where p0 finds a token nearly impossible."""
+        samples = [tuple(s) for b in batches for s in b.samples]
+        numerator = self.prior if self.score_cfg.numerator == "prior" else self.generator
+        lg, lengths = self._logp(numerator, samples)
+        ln, _ = self._logp(self.negative_model, samples)
+        scores = alg.sequence_scores(lg, ln, lengths, self.score_cfg.length_norm)
+        info = {}
+        if self.support_threshold is not None and samples:
+            _, least, _ = sequence_logprobs_and_min(self.prior, self._pairs(samples), pad_id=self.task.pad_id)
+            inside = alg.support_mask(least, self.support_threshold)
+            scores = alg.apply_support(scores, inside)
+            info = {"support_threshold": self.support_threshold, "support_rejected": float(1 - inside.mean())}
+        return ScoredPool(samples=samples, scores=scores, info=info)
+
+    # ---- Algorithm 1 (sequential) ----------------------------------------------------------------
+    def add_region(self, factor: float | None, log_tau: float | None, *calib: SampleBatch) -> dict:
+        """Freeze p_phi_t as a rejection region. With a filter factor, its threshold is the score
+        quantile that keeps 1/f of a calibration pool from p0 (so each region rejects 1 - 1/f)."""
+        samples = [tuple(s) for b in calib for s in b.samples]
+        if factor is not None:
+            s = self._region_scores(self.negative_model, samples)
+            k = alg.keep_count(len(s), factor)
+            log_tau = float(np.sort(s)[::-1][k - 1]) if len(s) else 0.0
+        self.regions.append((state_dict(self.negative_model), float(log_tau)))
+        return {"regions": len(self.regions), "region_log_tau": float(log_tau)}
+
+    def _region_scores(self, model, samples):
+        l0, lengths = self._logp(self.prior, samples)
+        ln, _ = self._logp(model, samples)
+        return alg.sequence_scores(l0, ln, lengths, self.score_cfg.length_norm)
+
+    def accept(self, limit: int, *batches: SampleBatch):
+        """Keep (up to ``limit``) candidates that no past region rejects; costs no NREs.
+
+        Returns (batch, (kept, passed)): two refs with num_returns=2; the driver reads only counts.
+        """
+        samples = [tuple(s) for b in batches for s in b.samples]
+        version = batches[0].version if batches else 0
+        if self.regions and samples:
+            rows = []
+            m = copy_model(self.prior)
+            for weights, log_tau in self.regions:
+                load_state(m, weights)
+                rows.append(self._region_scores(m, samples) - log_tau)
+            mask = alg.sequential_accept(np.stack(rows), 0.0)
+            samples = [s for s, k in zip(samples, mask) if k]
+        passed = len(samples)
+        samples = samples[:limit]
+        return SampleBatch(samples=samples, version=version), (len(samples), passed)
+
+    # ---- checkpoint shard ------------------------------------------------------------------------
+    def save_shard(self, folder: str) -> dict:
+        """Negatives so far and every region (sequential mode), into ``folder``."""
+        from pathlib import Path
+
+        d = Path(folder)
+        d.mkdir(parents=True, exist_ok=True)
+        for i, (w, _) in enumerate(self.regions):
+            ckpt.save_tensors(d / f"region_{i:04d}.safetensors", w)
+        ckpt.write_json(
+            d / "negative.json",
+            {"negatives": [list(x) for x in self.negatives], "region_log_taus": [t for _, t in self.regions]},
+        )
+        ckpt.fsync_dir(d)
+        return {"negatives": len(self.negatives), "regions": len(self.regions)}
+
+    def restore(self) -> None:
+        super().restore()
+        d = self.store.shard(self.role)
+        if d is None:
+            return
+        st = json.loads((d / "negative.json").read_text())
+        self.negatives = [tuple(s) for s in st["negatives"]]
+        self.regions = [
+            (ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t))
+            for i, t in enumerate(st["region_log_taus"])
+        ]
+
+
+class GeneratorTrainer(TrainerRole):
+    """``generator``: the ``generator.*`` section; ``filter_kind``: quantile or threshold."""
+
+    role = "generator"
+
+    def __init__(self, *a, generator=None, filter_kind: str = "quantile", use_positives: bool = False, **k):
+        from banel_ray.config import SECTIONS
+
+        self.cfg = generator if generator is not None else SECTIONS["generator"]()
+        self.filter_kind, self.use_positives = filter_kind, use_positives
+        super().__init__(*a, **k)
+
+    def weights(self) -> dict:
+        return state_dict(self.generator)
+
+    def distil(
+        self,
+        round_: int,
+        version: int,
+        filter_value: float,
+        lr: float,
+        scored: ScoredPool,
+        paid: PaidBatch | None = None,
+    ):
+        """Filter the scored pool (top 1/f, or s >= log tau) and fit g_{t+1} on what is kept.
+
+        Returns (new weights, metrics): two object refs when called with num_returns=2.
+        """
+        c = self.cfg
+        t = time.perf_counter()
+        s = np.asarray(scored.scores)
+        mask = (
+            alg.quantile_filter(s, filter_value)
+            if self.filter_kind == "quantile"
+            else alg.threshold_filter(s, np.log(filter_value))
+        )
+        kept = [x for x, k in zip(scored.samples, mask) if k]
+        if self.use_positives and paid is not None:
+            kept += [tuple(x) for x, r in zip(paid.samples, paid.rewards) if r == 1]
+        if c.reset:
+            self.generator = copy_model(self.prior)
+        losses = (
+            train_mle(
+                self.generator,
+                self._pairs(kept),
+                c.epochs,
+                lr,
+                c.batch_size,
+                seeds.generator_update(self.seed, round_),
+                pad_id=self.task.pad_id,
+                anchor=self.prior if c.kl_coef > 0 else None,
+                kl_coef=c.kl_coef,
+            )
+            if kept
+            else []
+        )
+        self.generator_version = version
+        fin = s[np.isfinite(s)]
+        q = np.quantile(fin, [0.1, 0.5, 0.9]) if len(fin) else [np.nan] * 3
+        metrics = {
+            "acceptance": float(mask.mean()) if len(mask) else 0.0,
+            "kept": len(kept),
+            "score_pos_frac": float((s >= 0).mean()) if len(s) else 0.0,  # what tau = 1 keeps
+            "score_q10": float(q[0]),
+            "score_q50": float(q[1]),
+            "score_q90": float(q[2]),
+            "distil_loss": losses[-1] if losses else float("nan"),
+            "t_distil_actor": time.perf_counter() - t,
+            **scored.info,
+        }
+        if kept:
+            lg, _ = self._logp(self.generator, kept)
+            l0, _ = self._logp(self.prior, kept)
+            metrics["kl_to_prior"] = alg.kl_estimate(lg, l0)
+        return state_dict(self.generator), metrics
+
+    def save_shard(self, folder: str) -> dict:
+        """g_t's weights into ``folder`` (the file the samplers load after a restart)."""
+        from pathlib import Path
+
+        d = Path(folder)
+        d.mkdir(parents=True, exist_ok=True)
+        ckpt.save_tensors(d / "weights.safetensors", state_dict(self.generator))
+        ckpt.fsync_dir(d)
+        return {"weights": f"{self.role}/weights.safetensors", "version": self.generator_version}

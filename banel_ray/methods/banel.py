@@ -1,0 +1,136 @@
+"""BaNEL (Lee, Amos & Fanti, arXiv 2510.09596): learn a model of the failures, reject what looks
+like one, and never train on a success.
+
+* ``BanelDistill`` (``method: banel``, the paper's Algorithm 2): each round p_phi_t is fitted on the
+  round's failures, a fresh pool from g_t is scored by s(x) = log g_t(x) - log p_phi_t(x), the top
+  1/f (or s >= log tau) is kept and distilled into g_{t+1}, which the samplers then serve.
+* ``BanelSequential`` (``method: banel_sequential`` or ``mode: sequential``, Algorithm 1): every
+  p_phi is kept as a rejection region; candidates are drawn from p0 and rejected before they are
+  paid for; nothing is distilled.
+
+Knobs: ``filter.*`` (kind, factor f or tau, decay schedule), ``negative.*`` (epochs, lr, data,
+LoRA), ``generator.*`` (epochs, lr and its schedule, reset), ``score.length_norm``; the scores,
+filters and schedules themselves are pure code in ``algorithms.banel``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from banel_ray.actors.trainers import GeneratorTrainer, NegativeTrainer
+from banel_ray.algorithms import banel as alg
+from banel_ray.methods.base import Method
+from banel_ray.records import Update
+from banel_ray.runtime import seeds
+
+
+class _Banel(Method):
+    def filter_value(self, t: int) -> float:
+        c = self.ctx.rc.filter
+        start = c.factor if c.kind == "quantile" else c.tau
+        return alg.schedule_value(c.schedule, start, c.end, t, self.ctx.cfg["rounds"], c.step_every, c.gamma)
+
+    def _start_negative(self):
+        rc = self.ctx.rc
+        self.negative = self.ctx.spawn_trainer(
+            NegativeTrainer, negative=rc.negative, score=rc.score, support=rc.support
+        )
+        self.trainers["negative"] = self.negative
+
+    def _fit(self, t: int, paid_ref, m: dict) -> None:
+        from banel_ray.faults import crash_point
+
+        t1 = time.perf_counter()
+        fit_ref = self.negative.fit.remote(t + 1, paid_ref)
+        crash_point("mid_training", t + 1)
+        m.update(self.rt.get(fit_ref))
+        m["t_fit"] = time.perf_counter() - t1
+
+
+class BanelDistill(_Banel):
+    name = "banel"
+    trainer_roles = ("negative", "generator")
+    generator_role = "generator"
+
+    def start(self) -> None:
+        rc = self.ctx.rc
+        self._start_negative()
+        self.generator = self.ctx.spawn_trainer(
+            GeneratorTrainer, generator=rc.generator, filter_kind=rc.filter.kind, use_positives=rc.use_positives
+        )
+        self.trainers["generator"] = self.generator
+        self.pool = None
+
+    def prefetch(self, round_: int) -> None:
+        # the pool depends only on g_t: queue it now, so the samplers draw it while the oracle pays
+        # and p_phi is fitted (the overlap a one-process loop cannot have)
+        self.pool = self.ctx.samplers.draw(self.ctx.cfg["pool_size"], seeds.POOL + round_)
+
+    def generator_lr(self, t: int) -> float:
+        c = self.ctx.rc.generator
+        return alg.schedule_value(c.schedule, c.lr, c.lr_end, t, self.ctx.cfg["rounds"], c.step_every, c.gamma)
+
+    def learn(self, t: int, paid_ref, version: int, m: dict) -> Update:
+        self._fit(t, paid_ref, m)
+        m["filter_value"] = value = self.filter_value(t)
+        # 4. score a fresh pool (no NREs); 5-6. filter and distil into g_{t+1}
+        t2 = time.perf_counter()
+        m["generator_lr"] = lr = self.generator_lr(t)
+        scored_ref = self.negative.score.remote(*self.pool)
+        weights_ref, met_ref = self.generator.distil.options(num_returns=2).remote(
+            t + 1, version, value, lr, scored_ref, paid_ref
+        )
+        ack = self.negative.set_generator.remote(version, weights_ref)
+        m.update(self.rt.get(met_ref))
+        m["t_distil"] = time.perf_counter() - t2
+        return Update(version=version, weights=weights_ref, metrics={"pending": [ack]})
+
+    def computed_rate(self):
+        return self.generator.success_rate.remote()
+
+    def weights_ref(self):
+        return self.generator.weights.remote()
+
+
+class BanelSequential(_Banel):
+    name = "banel_sequential"
+    trainer_roles = ("negative",)
+
+    def start(self) -> None:
+        self._start_negative()
+        self.accept_rate = 1.0
+
+    def accepted(self, n: int, tag: int, cap_factor: int = 64) -> list:
+        """Draw from p0 and keep what no past region rejects, up to n (no NREs). Only counts reach
+        the driver; the accepted samples stay where they are (the object store)."""
+        got, passed, refs, drawn, rate = 0, 0, [], 0, 1.0
+        while got < n and drawn < cap_factor * n:
+            batch = max(int((n - got) / max(rate, 1.0 / cap_factor) * 1.2), n - got, 16)
+            ref, count = self.negative.accept.options(num_returns=2).remote(
+                n - got, *self.ctx.samplers.draw(batch, seeds.accept_batch(tag, len(refs)))
+            )
+            k, p = self.rt.get(count)
+            refs.append(ref)
+            got, passed, drawn = got + k, passed + p, drawn + batch
+            rate = max(passed / drawn, 1e-6)
+        self.accept_rate = passed / max(drawn, 1)
+        return refs
+
+    def propose(self, round_: int) -> list:
+        return self.accepted(self.ctx.cfg["samples_per_round"], seeds.PROPOSE + round_)
+
+    def learn(self, t: int, paid_ref, version: int, m: dict) -> None:
+        m["pre_oracle_acceptance"] = self.accept_rate  # of this round's proposals
+        self._fit(t, paid_ref, m)
+        m["filter_value"] = value = self.filter_value(t)
+        # 4-5. the fitted p_phi becomes one more rejection region (Algorithm 1, no distillation)
+        t2 = time.perf_counter()
+        fac = value if self.ctx.rc.filter.kind == "quantile" else None
+        tau = None if fac else math.log(value)
+        calib = self.ctx.samplers.draw(self.ctx.cfg["pool_size"], seeds.POOL + t)
+        m.update(self.rt.get(self.negative.add_region.remote(fac, tau, *calib)))
+        m["t_distil"] = time.perf_counter() - t2
+
+    def eval_draws(self, n: int, tag: int) -> list:
+        return self.accepted(n, tag)

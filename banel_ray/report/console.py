@@ -1,0 +1,119 @@
+"""What the user reads: the progress line per round, the closing table, ``metrics.jsonl`` and
+TensorBoard scalars (x axis: NREs)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+
+def fmt_rate(est: dict | None) -> str:
+    if not est:
+        return "n/a"
+    if "k" not in est:  # computed by the task (e.g. exact enumeration), not sampled
+        s = est.get("sampled")
+        return f"{est['rate']:.3e} [{est['lo']:.3e}, {est['hi']:.3e}] ({est.get('method', 'computed')})" + (
+            f"; sampled {s['k']}/{s['n']}" if s else ""
+        )
+    return f"{est['rate']:.2e} [{est['lo']:.2e}, {est['hi']:.2e}] ({est['k']}/{est['n']})"
+
+
+def progress_line(m: dict, budget: int) -> str:
+    parts = [
+        f"round {m['round']:>3}",
+        f"NREs {m['nres']:>6}/{budget}",
+        f"paid {m['paid']:>4}",
+        f"succ {m.get('successes', 0):>3}",
+    ]
+    if "acceptance" in m:
+        parts.append(f"accept {m['acceptance']:.3f}")
+    if "pre_oracle_acceptance" in m:
+        parts.append(f"pre-oracle accept {m['pre_oracle_acceptance']:.3f}")
+    if "neg_train_nll" in m:
+        parts.append(f"neg NLL {m['neg_train_nll']:.3f}/{m['neg_heldout_nll']:.3f}")
+    if "bonus_mean" in m:  # a policy-gradient baseline
+        parts.append(f"reward {m['reward_mean']:.3f} bonus {m['bonus_mean']:.3f}")
+    if "kl_to_prior" in m:
+        parts.append(f"KL {m['kl_to_prior']:.3f}")
+    if "round_well_formed" in m:
+        parts.append(f"ok {m['round_well_formed']:.2f}")
+    if m.get("eval"):
+        parts.append(f"success {m['eval']['rate']:.2e}")
+    times = " ".join(f"{k[2:]} {m[k]:.1f}s" for k in ("t_propose_pay", "t_fit", "t_distil") if k in m)
+    line = " | ".join(parts) + f" | {times}"
+    if m.get("novel_frac", 1.0) < 0.5:  # a positive-free sign of collapse
+        line += (
+            f"\n  warning: only {m['novel_frac']:.0%} of this round's samples are new: the generator "
+            f"is collapsing onto what it already proposed (the best round so far is kept in the summary)"
+        )
+    return line
+
+
+class MetricsWriter:
+    """metrics.jsonl plus TensorBoard scalars, x-axis = cumulative NREs."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        except Exception:  # TensorBoard is optional at run time
+            self.tb = None
+
+    def write(self, m: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(m, default=float) + "\n")
+        if self.tb:
+            step = int(m.get("nres", 0))
+            for k, v in m.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+            if m.get("eval"):
+                self.tb.add_scalar("success_rate", m["eval"]["rate"], step)
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb:
+            self.tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    p = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+
+def closing_table(summary: dict) -> str:
+    b, f, best = summary.get("base"), summary.get("final"), summary.get("best")
+    lines = [
+        "",
+        "=" * 78,
+        f"{summary.get('method', 'banel')} on {summary['task']} ({summary['mode']}), run folder {summary['run_dir']}",
+        "-" * 78,
+        f"{'base success rate':<26}{fmt_rate(b)}",
+        f"{'final success rate':<26}{fmt_rate(f)}",
+        f"{'best success rate':<26}{fmt_rate(best)}" + (f"  (round {summary.get('best_round')})" if best else ""),
+        f"{'improvement (final/base)':<26}{summary.get('improvement_final', float('nan')):.2f}x",
+        f"{'improvement (best/base)':<26}{summary.get('improvement_best', float('nan')):.2f}x",
+        f"{'NREs spent':<26}{summary['nres']} of {summary['budget']}",
+        f"{'successes paid for':<26}{summary['successes']} distinct",
+        f"{'wall time':<26}{summary['wall_s']:.0f} s",
+    ]
+    if summary.get("sample_grid"):
+        lines.append(f"{'sample grid':<26}{summary['sample_grid']}")
+    found = summary.get("found", [])
+    if found:
+        pats = Counter(x["pattern"] for x in found)
+        lines.append(f"{'success patterns':<26}" + ", ".join(f"{p}: {n}" for p, n in pats.most_common()))
+        lines.append("successes found (first 8): " + "  ".join(x["sample"] for x in found[:8]))
+    ev = (f or {}).get("successes") or []
+    if ev:
+        pats = Counter(summary.get("final_patterns", {}))
+        if pats:
+            lines.append(f"{'final-model patterns':<26}" + ", ".join(f"{p}: {n}" for p, n in pats.most_common(6)))
+        lines.append("final-model successes (first 8): " + "  ".join(ev[:8]))
+    lines.append("=" * 78)
+    return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""Names of the metrics a run writes (``metrics.jsonl`` per round, ``summary.json`` per run),
+shared by the runner, the report, ``tuning`` and ``compare`` so they cannot drift apart."""
+
+# per round
+ROUND = "round"  # 1-based round number
+NRES = "nres"  # NREs charged so far (cumulative)
+PAID = "paid"  # NREs charged this round
+REUSED = "reused"  # proposals answered from the ledger (free)
+ORACLE_ERRORS = "oracle_errors"  # proposals whose evaluation failed this round
+SUCCESSES = "successes"  # distinct paid samples with reward 1 (this round; summary: in all)
+DISTINCT_FRAC = "distinct_frac"  # distinct fraction of the round's proposals
+NOVEL_FRAC = "novel_frac"  # fraction of distinct proposals never proposed before
+SUCCESSES_SO_FAR = "successes_so_far"  # distinct paid samples with reward 1, all rounds so far
+NEGATIVE_MODES = "negative_modes"  # {mode: share} of the round's distinct paid failures
+FOUND = "found"  # the successes paid for: [{"sample", "pattern"}]
+EVAL = "eval"  # success-rate estimate (every eval.every rounds, and the last)
+
+# inside an estimate (EVAL, summary base/final/best)
+RATE, LO, HI, K_SUCC, N_DRAWS = "rate", "lo", "hi", "k", "n"
+EVAL_SUCCESSES = "successes"  # the first successes drawn, rendered
+EVAL_PATTERNS = "patterns"  # {pattern: count} over every success drawn
+EVAL_MODES = "modes"  # {mode: {share, n, k, p_success}} over every draw

@@ -1,0 +1,95 @@
+"""One run from a validated config: write the config, prepare the task, start the runtime (Ray or
+in process), build the Runner, run it, stop what it started, print the closing table. What
+``python -m banel_ray.run``, ``compare`` (through the CLI) and Tune trials call."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from banel_ray import config as C
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def init_ray(cfg: dict) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    addr = cfg["ray.address"] or os.environ.get("RAY_ADDRESS", "")
+    if ray.is_initialized():
+        return
+    if addr:
+        ray.init(address=addr, log_to_driver=False)
+    else:  # a private local instance, bound to loopback, no dashboard
+        ray.init(
+            num_cpus=cfg["ray.num_cpus"] or None,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
+
+
+def cpus_needed(cfg: dict) -> float:
+    """CPUs the roles reserve: samplers, the method's trainers, the reward service, the evaluator."""
+    from banel_ray.methods import get
+
+    trainers = len(get(cfg["method"]).trainer_roles)
+    return (
+        cfg["sampler.num_actors"] * cfg["sampler.num_cpus"]
+        + trainers * cfg["trainer.num_cpus"]
+        + cfg["oracle.num_cpus"]
+        + cfg["eval.num_cpus"]
+    )
+
+
+def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
+    """Run (or resume) a method. ``on_round(metrics, run_dir)`` is called after each round's
+    checkpoint (e.g. a Tune trial reports there); it may return True to stop after that round."""
+    import yaml
+
+    from banel_ray import methods, report, tasks
+    from banel_ray.runtime.actors import LocalRuntime, RayRuntime
+    from banel_ray.runtime.runner import Runner
+
+    # every module the driver needs, before Ray starts: under `ray job submit` the job's files are
+    # unpacked per node, and on a test cluster of two nodes on one machine into one shared folder,
+    # which a second node may be rewriting while a late import reads it
+    methods.get(cfg["method"])
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(C.nest(cfg), sort_keys=True))
+    task = tasks.build(cfg["task"], cfg["task_options"])
+    log(f"[banel_ray] task {cfg['task']}: preparing models (cached after the first run)")
+    prior_dir = task.prepare(progress=log)
+    if cfg["runtime"] == "local":
+        rt = LocalRuntime()
+        log(f"[banel_ray] run folder {run_dir} | in process (no Ray) | sampler backend {cfg['sampler.backend']}")
+    else:
+        import ray
+
+        init_ray(cfg)
+        have = ray.cluster_resources().get("CPU", 0)
+        log(
+            f"[banel_ray] run folder {run_dir} | Ray {ray.__version__} with {int(have)} CPUs | "
+            f"sampler backend {cfg['sampler.backend']}"
+        )
+        need = cpus_needed(cfg)
+        if need > have and not (cfg["ray.address"] or os.environ.get("RAY_ADDRESS")):
+            raise C.ConfigError(
+                f"the actors need {need:g} CPUs but the local Ray instance has {have:g}; "
+                f"lower sampler.num_actors or the *.num_cpus keys"
+            )
+        rt = RayRuntime()
+    runner = Runner.build(cfg, run_dir, rt, prior_dir, log=log)
+    try:
+        summary = runner.run(resume=resume, on_round=on_round)
+    finally:
+        runner.shutdown()
+    log(report.closing_table(summary))
+    return summary

@@ -1,0 +1,348 @@
+"""The Runner: one run's whole lifecycle, for any method, on Ray or in process.
+
+``Runner.build`` starts the roles every method shares (the reward service, which owns the NRE
+budget and the ledger; the evaluator; the samplers) and the method's own trainers; ``run`` then
+does resume, the base evaluation, the rounds (propose, pay, learn, update the samplers), the
+evaluation cadence, a checkpoint after every round (each role writes its shard, the runner the
+manifest), a per-round hook (Tune reports there) and the summary. Samples, scores and weights move
+between roles as references; the runner reads only counts and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from banel_ray import config as C
+from banel_ray import methods, tasks
+from banel_ray.actors.evaluator import Evaluator
+from banel_ray.actors.reward_service import RewardService
+from banel_ray.actors.sampler import Sampler
+from banel_ray.algorithms import stats
+from banel_ray.faults import crash_point
+from banel_ray.methods.base import Context, SamplerPool
+from banel_ray.report import metrics as K
+from banel_ray.runtime import seeds
+from banel_ray.runtime.checkpoint import CheckpointStore
+
+
+class Runner:
+    def __init__(
+        self,
+        cfg: dict,
+        run_dir: Path,
+        rt,
+        task,
+        prior_dir: str,
+        reward,
+        evaluator,
+        samplers: SamplerPool,
+        method,
+        store: CheckpointStore,
+        log: Callable[[str], None] = print,
+    ):
+        self.cfg, self.rc, self.run_dir, self.rt = cfg, C.sections(cfg), Path(run_dir), rt
+        self.task, self.prior_dir, self.log = task, prior_dir, log
+        self.reward, self.evaluator, self.samplers, self.method, self.store = reward, evaluator, samplers, method, store
+        self.round = 0
+        self.version = 0
+        self.weights_ref = None
+        self.history: list[dict] = []
+        self.seen: set[tuple] = set()
+        self.base: dict | None = None
+
+    # ---- construction ----------------------------------------------------------------------------
+    @classmethod
+    def build(cls, cfg: dict, run_dir: Path, rt, prior_dir: str, log: Callable[[str], None] = print) -> Runner:
+        """Start every role of a run on ``rt`` (``RayRuntime`` or ``LocalRuntime``)."""
+        rc = C.sections(cfg)
+        run_dir = Path(run_dir)
+        task = tasks.build(cfg["task"], cfg["task_options"])
+        store = CheckpointStore(rc.checkpoint.dir or run_dir / "checkpoints")
+        topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
+        # The reward service runs on the driver's node: its ledger.sqlite then sits in the run folder
+        # the driver writes, also on a cluster without shared storage, and a restarted service finds
+        # it again. Started first, so it gets its CPUs there before samplers and trainers fill the node.
+        reward = rt.spawn(
+            RewardService,
+            "reward_service",
+            num_cpus=rc.oracle.num_cpus,
+            pin_here=True,
+            ledger_path=str(run_dir / "ledger.sqlite"),
+            budget=cfg["budget"],
+            settings=rc.oracle,
+            threads=rc.trainer.threads,
+            **topts,
+        )
+        evaluator = rt.spawn(Evaluator, "evaluator", num_cpus=rc.eval.num_cpus, threads=rc.trainer.threads, **topts)
+        s = rc.sampler
+        handles = [
+            rt.spawn(
+                Sampler,
+                "sampler",
+                num_cpus=s.num_cpus,
+                num_gpus=s.num_gpus,
+                backend=s.backend,
+                model_dir=prior_dir,
+                seed=seeds.sampler_actor(cfg["seed"], i),
+                checkpoints=str(store.root),
+                kv_cache_mb=s.kv_cache_mb,
+                threads=s.threads,
+                dtype=s.dtype,
+                gpu_memory_utilization=s.gpu_memory_utilization,
+                **topts,
+            )
+            for i in range(s.num_actors)
+        ]
+        pool = SamplerPool(rt, handles, cfg["seed"])
+        ctx = Context(
+            cfg=cfg, rc=rc, rt=rt, task=task, prior_dir=prior_dir, samplers=pool, checkpoints=str(store.root), log=log
+        )
+        method = methods.get(cfg["method"])(ctx)
+        method.start()
+        runner = cls(cfg, run_dir, rt, task, prior_dir, reward, evaluator, pool, method, store, log)
+        runner.check_storage()
+        return runner
+
+    def roles(self) -> list:
+        return [self.reward, self.evaluator, *self.samplers.handles, *self.method.trainers.values()]
+
+    def check_storage(self) -> None:
+        """Every role that restores from checkpoints must see the checkpoint folder."""
+        path, token = self.store.probe()
+        handles = [*self.samplers.handles, *self.method.trainers.values()]
+        seen = self.rt.get([h.sees.remote(path, token) for h in handles])
+        if not all(seen):
+            raise C.ConfigError(
+                f"the checkpoint folder {self.store.root} is not visible from every node; "
+                f"set checkpoint.dir (or run_dir) to storage all nodes share"
+            )
+
+    # ---- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, tag: int) -> dict:
+        """Success rate of the current generator (posterior), no NREs: eval.samples draws scored by
+        the evaluator (Clopper-Pearson), or computed by the task where it can (the sampled estimate
+        is then kept beside it under "sampled")."""
+        n = self.cfg["eval.samples"]
+        t = time.perf_counter()
+        ref = self.method.computed_rate()
+        computed = self.rt.get(ref) if ref is not None else None
+        if n <= 0 and not computed:
+            return {}
+        est: dict = {}
+        if n > 0:
+            res = self.rt.get(self.evaluator.estimate.remote(*self.method.eval_draws(n, seeds.EVAL + tag)))
+            est = stats.Estimate(res.k, res.n).as_dict()
+            est[K.EVAL_SUCCESSES] = [self.task.render(s) for s in res.successes[:20]]
+            est[K.EVAL_PATTERNS] = dict(res.patterns.most_common())
+            est[K.EVAL_MODES] = {
+                mode: {"share": n_m / max(res.n, 1), "n": n_m, "k": k_m, "p_success": k_m / n_m if n_m else 0.0}
+                for mode, (n_m, k_m) in sorted(res.modes.items())
+            }
+            est.update({f"eval_{k}": v for k, v in res.diagnostics.items()})
+        if computed:
+            sampled = {k: est.pop(k) for k in ("k", "n", "rate", "lo", "hi") if k in est}
+            est.update(computed, **({"sampled": sampled} if sampled else {}))
+        est["t_eval"] = time.perf_counter() - t
+        return est
+
+    # ---- one round -------------------------------------------------------------------------------
+    def sync_samplers(self) -> None:
+        """Give the current generator weights to any sampler behind (e.g. restarted after a crash)."""
+        versions = self.samplers.versions()
+        behind = [h for h, v in zip(self.samplers.handles, versions) if v != self.version]
+        if behind and self.weights_ref is not None:
+            self.rt.get([h.load_weights.remote(self.version, self.weights_ref) for h in behind])
+
+    def run_round(self) -> dict:
+        t = self.round
+        self.sync_samplers()
+        m: dict = {K.ROUND: t + 1, "version": self.version}
+        t0 = time.perf_counter()
+        batches = self.method.propose(t)  # 1. propose
+        self.method.prefetch(t)
+        crash_point("mid_sampling", t + 1)
+        # 2. pay (refs go straight to the reward service; the wait covers sampling and paying)
+        paid_ref = self.reward.pay.remote(t + 1, *batches, call_id=f"round-{t + 1}")
+        crash_point("mid_oracle", t + 1)
+        paid = self.rt.get(paid_ref)
+        m["t_propose_pay"] = time.perf_counter() - t0
+        keys = [tuple(s) for s in paid.samples]
+        m.update(
+            {
+                K.NRES: paid.spent,
+                K.PAID: paid.paid,
+                K.REUSED: paid.reused,
+                K.ORACLE_ERRORS: paid.errors,
+                K.SUCCESSES: paid.new_successes,
+                K.DISTINCT_FRAC: len(set(keys)) / max(len(keys), 1),
+                K.NOVEL_FRAC: sum(1 for k in set(keys) if k not in self.seen) / max(len(set(keys)), 1),
+            }
+        )
+        self.seen.update(keys)
+        m.update({f"round_{k}": v for k, v in self.task.diagnostics(paid.samples).items()})
+        negatives = paid.failures()
+        if negatives:  # what the negative model learns from, by mode
+            modes = [self.task.mode(s) for s in negatives]
+            m[K.NEGATIVE_MODES] = {x: modes.count(x) / len(modes) for x in sorted(set(modes))}
+        m[K.SUCCESSES_SO_FAR] = (
+            self.history[-1].get(K.SUCCESSES_SO_FAR, 0) if self.history else 0
+        ) + paid.new_successes
+        m[K.FOUND] = [{"sample": self.task.render(s), "pattern": self.task.pattern(s)} for s in paid.successes()]
+        update = self.method.learn(t, paid_ref, self.version + 1, m)  # 3-6. the method's own step
+        if update is not None:
+            self.version = update.version
+            acks = self.samplers.load(self.version, update.weights) + list(update.metrics.get("pending", []))
+            self.rt.get(acks)
+            self.weights_ref = update.weights
+        m["sampler_versions"] = self.samplers.versions()
+        self.round += 1
+        m["t_round"] = time.perf_counter() - t0
+        return m
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "round": self.round,
+            "version": self.version,
+            "history": self.history,
+            "seen": [list(s) for s in self.seen],
+            "base": self.base,
+        }
+
+    def checkpoint(self, evaluated: bool) -> Path:
+        """Every stateful role writes its shard; once all have answered, the manifest is written and
+        the checkpoint published. The ledger's log is folded into its file."""
+        tmp = self.store.begin(self.round)
+        roles = dict(self.method.trainers)
+        acks = self.rt.get([h.save_shard.remote(str(tmp / role)) for role, h in roles.items()])
+        shards = dict(zip(roles, acks))
+        gw = shards.get(self.method.generator_role, {}).get("weights") if self.method.generator_role else None
+        c = self.rc.checkpoint
+        path = self.store.commit(
+            tmp,
+            self.round,
+            self.version,
+            self.state(),
+            shards,
+            gw,
+            evaluated,
+            keep=c.keep,
+            keep_evaluated=c.keep_evaluated,
+        )
+        self.rt.get(self.reward.checkpoint.remote())
+        return path
+
+    def restore(self) -> bool:
+        """Continue from the last complete checkpoint (the roles restored their shards when they
+        started). Returns whether there was one."""
+        st = self.store.runner_state()
+        if not st:
+            return False
+        self.round, self.version, self.history = st["round"], st["version"], st["history"]
+        self.seen = {tuple(s) for s in st["seen"]}
+        self.base = st.get("base")
+        if self.version > 0:  # for samplers that fall behind later: the trainer's copy, by ref
+            self.weights_ref = self.method.weights_ref()
+        return True
+
+    # ---- the run ---------------------------------------------------------------------------------
+    def run(self, resume: bool = False, on_round=None) -> dict:
+        """Run (or resume) rounds until ``rounds`` or the budget. ``on_round(metrics, run_dir)`` is
+        called after each round's checkpoint; it may return True to stop after that round."""
+        from banel_ray import report
+
+        t_start = time.time()
+        if resume:
+            done = self.store.runner_state()["round"] if self.store.runner_state() else 0
+            kept = [m for m in report.read_metrics(self.run_dir) if m[K.ROUND] <= done]  # a cut-short round is redone
+            (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(m, default=float) + "\n" for m in kept))
+            if self.restore():
+                self.log(f"[banel_ray] resumed after round {self.round} (generator version {self.version})")
+            settled = self.rt.get(self.reward.resolve_pending.remote())  # settled by oracle.pending_rule
+            if settled:
+                self.log(f"[banel_ray] settled {settled} evaluations left pending by the killed run")
+        writer = report.MetricsWriter(self.run_dir)
+        if self.base is None:
+            t = time.perf_counter()
+            self.base = self.evaluate(-1)
+            if self.base:
+                self.log(
+                    f"[banel_ray] base success rate {report.fmt_rate(self.base)} "
+                    f"({time.perf_counter() - t:.0f}s; not NREs)"
+                )
+        budget, every = self.cfg["budget"], self.cfg["eval.every"]
+        while self.round < self.cfg["rounds"]:
+            # stop once a completed round has spent the budget (a round cut short by a crash is
+            # redone even if it had already paid: its evaluations come back from the ledger, free)
+            if self.history and self.history[-1][K.NRES] >= budget:
+                self.log(f"[banel_ray] NRE budget {budget} spent: stopping")
+                break
+            m = self.run_round()
+            last = self.round >= self.cfg["rounds"] or m[K.NRES] >= budget
+            if every and (self.round % every == 0) or last:
+                m[K.EVAL] = self.evaluate(self.round)
+            self.history.append(m)
+            writer.write(m)
+            self.log(report.progress_line(m, budget))
+            self.checkpoint(evaluated=bool(m.get(K.EVAL)))
+            if on_round is not None and on_round(m, self.run_dir):
+                self.log(f"[banel_ray] stopped by on_round after round {self.round}")
+                break
+        writer.close()
+        return self.summary(time.time() - t_start)
+
+    def summary(self, wall_s: float) -> dict:
+        from banel_ray import report
+
+        grid = None
+        if self.task.grid_samples:  # the task draws its prior samples beside these from the final generator
+            refs = self.method.eval_draws(self.task.grid_samples, seeds.GRID)
+            grid = self.task.save_sample_grid(
+                self.run_dir / "samples.png", [tuple(s) for b in self.rt.get(refs) for s in b.samples]
+            )
+        hist = self.history
+        evals = [(m[K.ROUND], m[K.EVAL]) for m in hist if m.get(K.EVAL)]
+        final = evals[-1][1] if evals else None
+        best_round, best = max(evals, key=lambda e: e[1]["rate"]) if evals else (None, None)
+        found = list({x["sample"]: x for m in hist for x in m.get(K.FOUND, [])}.values())
+        base = self.base
+        ev = self.rt.get(self.evaluator.stats.remote())
+        summary = {
+            "task": self.cfg["task"],
+            "method": self.cfg["method"],
+            "mode": self.cfg["mode"],
+            "run_dir": str(self.run_dir),
+            "budget": self.cfg["budget"],
+            K.NRES: self.rt.get(self.reward.spent.remote()),
+            "rounds": self.round,
+            "base": base,
+            "final": final,
+            "best": best,
+            "best_round": best_round,
+            "improvement_final": stats.improvement_factor(final["rate"], base["rate"]) if final and base else math.nan,
+            "improvement_best": stats.improvement_factor(best["rate"], base["rate"]) if best and base else math.nan,
+            K.SUCCESSES: self.rt.get(self.reward.successes.remote()),
+            "found": found[:200],
+            "final_patterns": (final or {}).get(K.EVAL_PATTERNS, {}),
+            "wall_s": wall_s,
+            **ev,
+            "ledger_rows": len(self.rt.get(self.reward.ledger_rows.remote())),
+            "sample_grid": str(grid) if grid else None,
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        report.plot(self.run_dir, base, hist)
+        return summary
+
+    def shutdown(self) -> None:
+        """Stop every role this run started (the reward service closes its ledger first)."""
+        try:
+            self.rt.get(self.reward.close.remote())
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            pass
+        self.method.shutdown()
+        for h in [self.reward, self.evaluator, *self.samplers.handles]:
+            self.rt.kill(h)

@@ -1,0 +1,90 @@
+"""Configuration and bad input: one line naming the key and what is allowed, exit 2, no actor started."""
+
+import dataclasses
+import pickle
+
+import pytest
+
+from banel_ray import config as C
+
+
+def test_defaults_validate_and_set_overrides():
+    cfg = C.load(None, ["filter.factor=4", "rounds=3", "generator.reset=true", "run_dir=123"])
+    assert cfg["filter.factor"] == 4.0 and isinstance(cfg["filter.factor"], float)
+    assert cfg["rounds"] == 3 and cfg["generator.reset"] is True
+    assert cfg["run_dir"] == "123"
+
+
+def test_exponent_without_dot_is_a_float():
+    # YAML 1.1 reads '1e-3' as a string; a float key must still take it
+    cfg = C.load(None, ["generator.lr=1e-3", "negative.lr=2E-4"])
+    assert cfg["generator.lr"] == 1e-3 and cfg["negative.lr"] == 2e-4
+    with pytest.raises(C.ConfigError, match="generator.lr"):
+        C.load(None, ["generator.lr=fast"])
+
+
+def test_yaml_nested_and_dotted(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("filter: {factor: 8}\nnegative.epochs: 3\ntask_options: {max_digits: 8}\n")
+    cfg = C.load(str(p), ["task_options.max_digits=8"])
+    assert cfg["filter.factor"] == 8.0 and cfg["negative.epochs"] == 3
+    assert cfg["task_options"] == {"max_digits": 8}
+
+
+@pytest.mark.parametrize(
+    "sets,needle",
+    [
+        (["filter.facter=2"], "unknown key 'filter.facter'; allowed: filter.end, filter.factor"),
+        (["rounds=abc"], "'rounds' must be int, got 'abc'"),
+        (["filter.factor=0.5"], "'filter.factor' must be >= 1.0, got 0.5"),
+        (["mode=greedy"], "'mode' must be one of distill, sequential"),
+        (["method=ppo"], "'method' must be one of banel, banel_sequential"),
+        (["mode=sequential", "method=rnd"], "'mode' sequential is BaNEL's Algorithm 1"),
+        (["filter.factor=nan"], "'filter.factor' must be a finite number"),
+        (["generator.lr=inf"], "'generator.lr' must be a finite number"),
+        (["task=nope"], "unknown task 'nope'; allowed: addition_attack"),
+        (["task_options.digits=3"], "unknown key 'task_options.digits' for task addition_attack"),
+        (["task_options.solver=/no/such/dir"], "'task_options.solver' folder not found"),
+        (["rounds"], "--set expects key.path=value"),
+    ],
+)
+def test_bad_values_name_the_key(sets, needle):
+    with pytest.raises(C.ConfigError) as e:
+        C.load(None, sets)
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_and_bad_files(tmp_path):
+    with pytest.raises(C.ConfigError, match="config file not found"):
+        C.load(str(tmp_path / "none.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(C.ConfigError, match="must hold a mapping"):
+        C.load(str(bad))
+
+
+def test_sequential_mode_is_an_alias_of_the_method():
+    a = C.load(None, ["mode=sequential"])
+    b = C.load(None, ["method=banel_sequential"])
+    assert a["method"] == b["method"] == "banel_sequential" and a["mode"] == b["mode"] == "sequential"
+    assert C.load(None, [])["method"] == "banel" and C.load(None, [])["mode"] == "distill"
+
+
+def test_typed_sections_carry_the_validated_values():
+    rc = C.sections(C.load(None, ["negative.epochs=7", "negative.lora.r=4", "filter.factor=3"]))
+    assert rc.negative.epochs == 7 and rc.negative.lora_r == 4 and rc.filter.factor == 3.0
+    assert rc.rounds == 6 and rc.task == "addition_attack"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rc.negative.epochs = 1
+    assert type(rc.negative).__name__ == "NegativeConfig" and type(rc.negative).__module__ == "banel_ray.config"
+    assert pickle.loads(pickle.dumps(rc.negative)) == rc.negative  # travels to actors
+
+
+def test_override_layers_task_options_and_checks_keys():
+    cfg = C.defaults()
+    C.override(cfg, "task_options.max_digits", 8)
+    C.override(cfg, "task_options.prior_steps", 600)
+    assert cfg["task_options"] == {"max_digits": 8, "prior_steps": 600}
+    with pytest.raises(C.ConfigError, match="unknown key 'nope'"):
+        C.override(cfg, "nope", 1)

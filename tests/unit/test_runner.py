@@ -1,0 +1,185 @@
+"""The Runner with in-process actors (no Ray): rounds, checkpoints, kill-and-resume, and resumed
+policy-gradient state, on the shipped addition models at tiny scale (seconds)."""
+
+import json
+import sqlite3
+
+import pytest
+
+from banel_ray import config as C
+from banel_ray import tasks
+from banel_ray.runtime import runner as runner_mod
+from banel_ray.runtime.actors import LocalRuntime
+from banel_ray.runtime.runner import Runner
+
+TINY = [
+    "rounds=3",
+    "budget=50",
+    "samples_per_round=20",
+    "pool_size=40",
+    "eval.samples=40",
+    "eval.every=2",
+    "negative.epochs=1",
+    "generator.epochs=1",
+    "sampler.backend=torch",
+    "runtime=local",
+]
+
+
+@pytest.fixture(scope="module")
+def prior_dir():
+    return tasks.build("addition_attack", {}).prepare(progress=lambda s: None)
+
+
+def run_local(prior_dir, run_dir, *sets, resume=False):
+    cfg = C.load(None, TINY + [f"run_dir={run_dir}", *sets])
+    r = Runner.build(cfg, run_dir, LocalRuntime(), prior_dir, log=lambda s: None)
+    try:
+        return r.run(resume=resume)
+    finally:
+        r.shutdown()
+
+
+def ledger(run_dir):
+    db = sqlite3.connect(str(run_dir / "ledger.sqlite"))
+    try:
+        return db.execute(
+            "SELECT sample, reward, status, charged, round, version FROM evaluations ORDER BY seq"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def test_rounds_pay_within_budget_and_each_role_writes_its_shard(tmp_path, prior_dir):
+    s = run_local(prior_dir, tmp_path / "r")
+    rows = ledger(tmp_path / "r")
+    hist = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert s["nres"] == 50 == len(rows) and len({r[0] for r in rows}) == 50
+    assert [m["nres"] for m in hist] == [20, 40, 50] and [m["sampler_versions"] for m in hist] == [[1], [2], [3]]
+    assert {(r[4], r[5]) for r in rows} == {(1, 0), (2, 1), (3, 2)}  # samples carry their version
+    assert [bool(m.get("eval")) for m in hist] == [False, True, True] and s["base"]["n"] == 40
+    assert s["successes"] == sum(r[1] == 1 for r in rows) and s["eval_draws"] == 3 * 40
+    ck = tmp_path / "r" / "checkpoints"
+    man = json.loads((ck / "round_0003" / "manifest.json").read_text())
+    assert (ck / "LATEST").read_text() == "round_0003" and man["version"] == 3 and man["complete"]
+    assert (
+        set(man["shards"]) == {"negative", "generator"} and man["generator_weights"] == "generator/weights.safetensors"
+    )
+    assert (ck / "round_0003" / "generator" / "weights.safetensors").exists()
+    assert sorted(p.name for p in ck.glob("round_*")) == ["round_0002", "round_0003"]  # last 2 (+ evaluated)
+    # the ledger is one self-contained file after the run (its write-ahead log folded in)
+    assert (
+        not (tmp_path / "r" / "ledger.sqlite-wal").exists()
+        or (tmp_path / "r" / "ledger.sqlite-wal").stat().st_size == 0
+    )
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("point", ["mid_oracle:2", "mid_checkpoint:2"])
+def test_killed_and_resumed_in_process_equals_uninterrupted(tmp_path, prior_dir, monkeypatch, point):
+    full = run_local(prior_dir, tmp_path / "full")
+
+    def crash(name, round_):
+        if f"{name}:{round_}" == point:
+            raise Killed(point)
+
+    monkeypatch.setattr(runner_mod, "crash_point", crash)
+    monkeypatch.setattr("banel_ray.runtime.checkpoint.crash_point", crash)
+    with pytest.raises(Killed):
+        run_local(prior_dir, tmp_path / "cut")
+    monkeypatch.undo()
+    s = run_local(prior_dir, tmp_path / "cut", resume=True)
+    assert ledger(tmp_path / "cut") == ledger(tmp_path / "full")  # same samples, rewards, rounds, versions
+    assert s["nres"] == full["nres"] and s["final"]["k"] == full["final"]["k"]
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("method", ["reinforce", "rnd", "count"])
+def test_resumed_policy_gradient_continues_its_optimiser_and_bonus(tmp_path, prior_dir, method):
+    """Resumed after round 2, rounds 3 and 4 draw exactly what an uninterrupted run draws: the
+    weights, the AdamW moments and the bonus state all came back (round 3's update would differ
+    with a fresh optimiser or bonus, and round 4's samples with it)."""
+    sets = [
+        f"method={method}",
+        "eval.samples=0",
+        "pg.lr=0.003",
+        "rnd.coef=5",
+        "count.coef=5",
+        "rounds=4",
+        "budget=80",
+        "task=callable",
+        "task_options.base=addition_attack",
+        "task_options.oracle=banel_ray.reward_plugins:parity",
+    ]  # a dense reward: every update moves
+    run_local(prior_dir, tmp_path / "full", *sets)
+    run_local(prior_dir, tmp_path / "part", *sets, "rounds=2")
+    man = json.loads((tmp_path / "part" / "checkpoints" / "round_0002" / "manifest.json").read_text())
+    assert set(man["shards"]) == {"policy"}
+    shard = tmp_path / "part" / "checkpoints" / "round_0002" / "policy"
+    assert (shard / "optimizer.safetensors").exists() and (shard / "policy.json").exists()
+    cfg = C.load(None, TINY + [f"run_dir={tmp_path / 'part'}", *sets])
+    r = Runner.build(cfg, tmp_path / "part", LocalRuntime(), prior_dir, log=lambda s: None)
+    try:
+        r.run(resume=True)
+    finally:
+        r.shutdown()
+    assert ledger(tmp_path / "part") == ledger(tmp_path / "full")
+
+
+def test_a_sequential_run_keeps_regions_and_never_distils(tmp_path, prior_dir):
+    s = run_local(prior_dir, tmp_path / "seq", "mode=sequential", "rounds=2", "eval.every=0")
+    hist = [json.loads(x) for x in (tmp_path / "seq" / "metrics.jsonl").read_text().splitlines()]
+    assert hist[0]["pre_oracle_acceptance"] == 1.0 and hist[1]["regions"] == 2
+    assert [m["sampler_versions"] for m in hist] == [[0], [0]] and s["method"] == "banel_sequential"
+    man = json.loads((tmp_path / "seq" / "checkpoints" / "round_0002" / "manifest.json").read_text())
+    assert set(man["shards"]) == {"negative"} and man["generator_weights"] is None
+    assert len(list((tmp_path / "seq" / "checkpoints" / "round_0002" / "negative").glob("region_*"))) == 2
+
+
+def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, prior_dir, monkeypatch):
+    """CONTRIBUTING.md's example method (examples/methods/longest_first.py), registered by the test."""
+    from pathlib import Path
+
+    from banel_ray.methods.registry import METHODS
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "methods"))
+    monkeypatch.setitem(METHODS, "longest_first", ("longest_first:LongestFirst", "pay the longest of 2m"))
+    s = run_local(prior_dir, tmp_path / "lf", "method=longest_first", "eval.samples=0", "rounds=2")
+    rows = ledger(tmp_path / "lf")
+    base = run_local(prior_dir, tmp_path / "rs", "method=random", "eval.samples=0", "rounds=2")
+    mean_len = lambda rs: sum(len(json.loads(r[0])) for r in rs) / len(rs)
+    assert s["method"] == "longest_first" and s["nres"] == base["nres"] == 40
+    assert mean_len(rows) > mean_len(ledger(tmp_path / "rs")) + 1  # it paid for the longest draws
+    assert {r[5] for r in rows} == {0}  # it learns nothing: the samplers keep p0
+
+
+def test_in_process_run_pays_for_what_the_ray_run_paid(tmp_path, prior_dir):
+    """LocalRuntime and RayRuntime are the same run: the ledger of this in-process run equals the
+    one the Ray version wrote before the Runner refactor (tests/integration/golden.json)."""
+    from helpers import golden, ledger_rows
+
+    cfg = C.load(
+        None,
+        [
+            "rounds=3",
+            "budget=100",
+            "samples_per_round=40",
+            "pool_size=120",
+            "eval.samples=300",
+            "eval.every=1",
+            "negative.epochs=2",
+            "generator.epochs=1",
+            "sampler.backend=torch",
+            "runtime=local",
+            f"run_dir={tmp_path / 'r'}",
+        ],
+    )
+    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_dir, log=lambda s: None)
+    try:
+        r.run()
+    finally:
+        r.shutdown()
+    assert ledger_rows(tmp_path / "r") == golden("distill_torch")
