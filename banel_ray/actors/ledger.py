@@ -15,10 +15,28 @@ Rows and their ``status``:
 - ``lost``: a pending row whose oracle process died mid-call, closed without re-evaluation
   (``pending_rule='charge'``): charged, reward NULL.
 
-``attempt`` counts the oracle calls made for the sample, over all calls and processes.
+``attempt`` counts the oracle calls made for the sample, over all calls and processes; it is
+incremented (and committed) *before* each call, so a call cut short by a crash is still counted.
 
-Schema version 2 (``PRAGMA user_version``); a version-1 file (no ``call_id``/``owner``/``updated``)
-is migrated in place with ``ALTER TABLE ... ADD COLUMN`` when opened.
+One writer: opening a ``Ledger`` takes the lease (table ``lease``: a fencing token, incremented by
+every new writer, and its owner). Every write transaction first checks that the token is still its
+own; a stale writer (an old reward service still running after a new one opened the file) gets
+``StaleWriter`` and changes nothing, and since attempts are counted in a fenced write before each
+call, it makes no further oracle call either.
+
+Self-contained file: every write transaction is folded from the write-ahead log into
+``ledger.sqlite`` right after its commit (``PRAGMA wal_checkpoint(PASSIVE)``), and fully, log
+truncated, after every round and at close; a copy of ``ledger.sqlite`` alone then holds every
+committed row (a process killed between a commit and its fold leaves that one transaction in
+``ledger.sqlite-wal``, which SQLite applies when the ledger is next opened, here or by ``sqlite3``).
+``python -m banel_ray.ledger_export RUN_DIR`` writes the rows as CSV or JSON lines.
+
+``counters`` holds named running totals kept beside the rows (``eval_sent``: evaluation draws sent
+to the paid oracle for success-rate estimates; never NREs).
+
+Schema version 3 (``PRAGMA user_version``); a version-1 file (no ``call_id``/``owner``/``updated``)
+is migrated in place with ``ALTER TABLE ... ADD COLUMN`` when opened; version 2 gains the ``lease``
+and ``counters`` tables.
 """
 
 from __future__ import annotations
@@ -31,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -49,6 +67,16 @@ CREATE TABLE IF NOT EXISTS evaluations (
     call_id  TEXT,
     owner    TEXT,
     updated  REAL
+);
+CREATE TABLE IF NOT EXISTS lease (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    token    INTEGER NOT NULL,
+    owner    TEXT,
+    time     REAL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name     TEXT PRIMARY KEY,
+    value    INTEGER NOT NULL
 );
 """
 # columns added after version 1: (name, SQL type)
@@ -72,14 +100,18 @@ def sample_key(sample: Sequence[int]) -> str:
     return hashlib.sha256(json.dumps(list(sample), separators=(",", ":")).encode()).hexdigest()
 
 
+class StaleWriter(RuntimeError):
+    """This ledger's lease was taken by a newer writer: it may no longer write."""
+
+
 class Ledger:
     """One connection, guarded by a lock, so threads of a threaded actor may share the ledger.
 
-    Every write is one ``BEGIN IMMEDIATE`` transaction, committed (and fsynced) on return. Several
-    processes may read the file; the reservation protocol assumes one oracle process writes it.
+    Every write is one ``BEGIN IMMEDIATE`` transaction, fenced by the lease, committed (and
+    fsynced) on return. Several processes may read the file; one writes it (the lease holder).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, owner: str = ""):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
@@ -87,13 +119,18 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self._migrate()
+        self.checkpoint()  # a log a killed writer left behind: folded in now
+        self.owner = owner
+        self.token = self._take_lease(owner)
 
     # ---- schema ------------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                self.db.execute(SCHEMA)
+                for stmt in SCHEMA.strip().split(";"):
+                    if stmt.strip():
+                        self.db.execute(stmt)
                 have = {r[1] for r in self.db.execute("PRAGMA table_info(evaluations)")}
                 for name, typ in ADDED_COLUMNS:
                     if name not in have:
@@ -106,6 +143,29 @@ class Ledger:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+
+    def _take_lease(self, owner: str) -> int:
+        """Become the one writer: the next fencing token, with this owner and the time."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute("SELECT token FROM lease WHERE id=1").fetchone()
+                token = (row[0] if row else 0) + 1
+                self.db.execute(
+                    "INSERT OR REPLACE INTO lease (id, token, owner, time) VALUES (1, ?, ?, ?)",
+                    (token, owner, time.time()),
+                )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return token
+
+    def lease(self) -> dict:
+        """The current lease: token and owner (``host:pid:id`` of the reward service holding it)."""
+        with self.lock:
+            row = self.db.execute("SELECT token, owner, time FROM lease WHERE id=1").fetchone()
+        return {"token": row[0], "owner": row[1], "time": row[2]} if row else {}
 
     def schema_version(self) -> int:
         with self.lock:
@@ -134,6 +194,21 @@ class Ledger:
         with self.lock:
             return int(self.db.execute("SELECT COUNT(*) FROM evaluations WHERE status='ok' AND reward=1").fetchone()[0])
 
+    def attempts(self) -> int:
+        """Oracle calls made for paid samples, counted per sample over all calls and processes."""
+        with self.lock:
+            return int(self.db.execute("SELECT COALESCE(SUM(attempt), 0) FROM evaluations").fetchone()[0])
+
+    def errors(self) -> int:
+        """Samples whose every attempt failed (status ``error``; not negatives)."""
+        with self.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM evaluations WHERE status='error'").fetchone()[0])
+
+    def counter(self, name: str) -> int:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
     def pending(self) -> list[dict]:
         with self.lock:
             return self._dicts(
@@ -156,15 +231,24 @@ class Ledger:
 
     # ---- writes ------------------------------------------------------------------------------
     def _tx(self, fn: Callable):
+        """``fn`` in one write transaction, refused unless this ledger still holds the lease; the
+        commit is folded into the main file at once (a copy of that file alone is complete)."""
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                row = self.db.execute("SELECT token, owner FROM lease WHERE id=1").fetchone()
+                if row is None or row[0] != self.token:
+                    raise StaleWriter(
+                        f"ledger {self.path}: lease {self.token} of {self.owner or 'this writer'} was taken by "
+                        f"{row[1] if row else 'nobody'} (lease {row[0] if row else '-'}); this writer may no longer write"
+                    )
                 out = fn()
                 self.db.execute("COMMIT")
-                return out
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            return out
 
     def record(self, rows: Sequence[dict]) -> None:
         """Insert final rows in one transaction (committed and fsynced on return); a key already
@@ -256,13 +340,38 @@ class Ledger:
 
         return self._tx(run)
 
-    def complete(self, results: Sequence[dict]) -> None:
-        """Close pending rows: each result has key, reward (None: failed), error, attempts (calls
-        made now, added to ``attempt``) and charged (for failures). Committed on return."""
+    def count_attempts(self, keys: Sequence[str]) -> None:
+        """Count one more oracle call for each pending sample of ``keys``, committed before the call
+        is made (so no call goes uncounted, crash or not; a stale writer is refused here, before
+        it calls the oracle)."""
         now = time.time()
         self._tx(
             lambda: self.db.executemany(
-                "UPDATE evaluations SET reward=?, status=?, charged=?, error=?, attempt=COALESCE(attempt,0)+?, "
+                "UPDATE evaluations SET attempt=COALESCE(attempt,0)+1, updated=? WHERE key=? AND status='pending'",
+                [(now, k) for k in keys],
+            )
+        )
+
+    def take_counter(self, name: str, n: int, limit: int) -> int:
+        """Add up to ``n`` to counter ``name`` without passing ``limit``; returns how much was added
+        (a reservation, committed before what it counts is done)."""
+
+        def run():
+            row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
+            have = int(row[0]) if row else 0
+            grant = max(0, min(int(n), int(limit) - have))
+            self.db.execute("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", (name, have + grant))
+            return grant
+
+        return self._tx(run)
+
+    def complete(self, results: Sequence[dict]) -> None:
+        """Close pending rows: each result has key, reward (None: failed), error and charged (for
+        failures); attempts were counted before each call (``count_attempts``). Committed on return."""
+        now = time.time()
+        self._tx(
+            lambda: self.db.executemany(
+                "UPDATE evaluations SET reward=?, status=?, charged=?, error=?, "
                 "time=?, updated=? WHERE key=? AND status='pending'",
                 [
                     (
@@ -270,7 +379,6 @@ class Ledger:
                         "ok" if r["reward"] is not None else "error",
                         1 if r["reward"] is not None else int(r.get("charged", 0)),
                         r.get("error"),
-                        int(r.get("attempts", 1)),
                         now,
                         now,
                         r["key"],

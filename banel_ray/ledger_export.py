@@ -1,0 +1,102 @@
+"""``python -m banel_ray.ledger_export RUN_DIR``: every paid evaluation of a run as CSV or JSON lines.
+
+One row per ledger row, in payment order: ``seq``, ``sample`` (token ids, space-separated in CSV, a
+list in JSON), ``reward`` (1, 0, or empty/null: not evaluated), ``status`` (ok, error, pending,
+lost), ``charged`` (1: counted as an NRE), ``round``, ``version`` (generator weights that drew it),
+``attempt`` (oracle calls made for it), ``error``, ``time`` (UTC, ISO 8601), ``call_id``, ``owner``.
+
+The ledger is opened read-only, so this is safe while a run is writing it. Examples::
+
+    python -m banel_ray.ledger_export runs/addition_attack-20261127-120000 > ledger.csv
+    python -m banel_ray.ledger_export runs/addition_attack-20261127-120000 --format jsonl --out ledger.jsonl
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+from banel_ray.cli import Parser, fail
+
+COLUMNS = (
+    "seq",
+    "sample",
+    "reward",
+    "status",
+    "charged",
+    "round",
+    "version",
+    "attempt",
+    "error",
+    "time",
+    "call_id",
+    "owner",
+)
+
+
+def _iso(t) -> str | None:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat() if t is not None else None
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Ledger rows as plain values (``sample`` a list of ints, ``time`` ISO 8601). Raises
+    ``sqlite3.Error`` for a file that is not a ledger."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        db.execute("SELECT 1 FROM sqlite_master").fetchall()
+    except sqlite3.OperationalError:  # a write-ahead log without its index: open it normally
+        db = sqlite3.connect(str(path), timeout=30.0)
+    try:
+        cur = db.execute(f"SELECT {', '.join(COLUMNS)} FROM evaluations ORDER BY seq")
+        rows = [dict(zip(COLUMNS, r)) for r in cur]
+    finally:
+        db.close()
+    for r in rows:
+        r["sample"] = json.loads(r["sample"])
+        r["time"] = _iso(r["time"])
+    return rows
+
+
+def write(rows: list[dict], fmt: str, out) -> None:
+    if fmt == "jsonl":
+        for r in rows:
+            out.write(json.dumps(r) + "\n")
+        return
+    w = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "sample": " ".join(map(str, r["sample"]))})
+
+
+def main(argv=None) -> int:
+    p = Parser(prog="python -m banel_ray.ledger_export", description=__doc__.split("\n\n")[0].strip())
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder (or its ledger.sqlite)")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="csv (default) or jsonl")
+    p.add_argument("--out", metavar="FILE", help="write here instead of to standard output")
+    args = p.parse_args(argv)
+    path = Path(args.run)
+    path = path / "ledger.sqlite" if path.is_dir() else path
+    if not path.is_file():
+        return fail(f"no ledger at {path}; allowed: a run folder holding ledger.sqlite, or the file itself")
+    try:
+        rows = read_rows(path)
+    except sqlite3.Error as e:
+        return fail(f"{path} is not a readable ledger ({e})")
+    if args.out:
+        try:
+            with open(args.out, "w", newline="") as f:
+                write(rows, args.format, f)
+        except OSError as e:
+            return fail(f"cannot write {args.out} ({e.strerror or e})")
+        print(f"{len(rows)} rows -> {args.out}", file=sys.stderr)
+    else:
+        write(rows, args.format, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

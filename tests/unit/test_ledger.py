@@ -1,0 +1,113 @@
+"""The ledger file: one writer (lease and fencing), attempts counted before calls, one
+self-contained file even after a SIGKILL, and the export command."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from banel_ray import ledger_export
+from banel_ray.actors.ledger import Ledger, StaleWriter, sample_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def reserve(led, samples, call="c"):
+    return led.reserve([(sample_key(s), s, 1, 0) for s in samples], 100, call, led.owner, lambda k: False)
+
+
+def test_a_new_writer_fences_the_old_one(tmp_path):
+    old = Ledger(tmp_path / "l.sqlite", owner="old")
+    reserve(old, [(1,)])
+    new = Ledger(tmp_path / "l.sqlite", owner="new")
+    assert new.lease()["token"] == old.token + 1 and new.lease()["owner"] == "new"
+    for write in (
+        lambda: reserve(old, [(2,)]),
+        lambda: old.count_attempts([sample_key((1,))]),
+        lambda: old.complete([{"key": sample_key((1,)), "reward": 1, "error": None}]),
+        lambda: old.close_pending("x"),
+        lambda: old.take_counter("eval_sent", 5, 10),
+    ):
+        with pytest.raises(StaleWriter, match="lease 1 of old was taken by new"):
+            write()
+    rows = new.rows()
+    assert [(r["sample"], r["status"], r["attempt"]) for r in rows] == [((1,), "pending", 0)]  # untouched
+    assert new.counter("eval_sent") == 0
+    reserve(new, [(2,)])  # the lease holder writes
+    assert new.spent() == 2
+
+
+def test_attempts_are_counted_before_the_call_and_counters_cap(tmp_path):
+    led = Ledger(tmp_path / "l.sqlite")
+    reserve(led, [(1,), (2,)])
+    led.count_attempts([sample_key((1,)), sample_key((2,))])
+    led.count_attempts([sample_key((2,))])
+    assert {r["sample"]: r["attempt"] for r in led.rows()} == {(1,): 1, (2,): 2} and led.attempts() == 3
+    led.complete([{"key": sample_key((1,)), "reward": 1, "error": None}])
+    led.count_attempts([sample_key((1,))])  # a closed row is not counted again
+    assert led.attempts() == 3
+    assert led.take_counter("eval_sent", 7, 10) == 7 and led.take_counter("eval_sent", 7, 10) == 3
+    assert led.take_counter("eval_sent", 1, 10) == 0 and led.counter("eval_sent") == 10
+
+
+WRITER = """
+import os, signal, sys
+from banel_ray.actors.ledger import Ledger, sample_key
+led = Ledger(sys.argv[1], owner="killed")
+keys = [sample_key((i,)) for i in range(5)]
+led.reserve([(k, (i,), 1, 0) for i, k in enumerate(keys)], 100, "c", "killed", lambda k: False)
+led.count_attempts(keys)
+led.complete([{"key": k, "reward": i % 2, "error": None} for i, k in enumerate(keys[:4])])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_ledger_file_alone_holds_every_commit_of_a_killed_writer(tmp_path):
+    """SIGKILLed without closing: a copy of ledger.sqlite (without its -wal) still has every row."""
+    path = tmp_path / "run" / "ledger.sqlite"
+    path.parent.mkdir()
+    r = subprocess.run([sys.executable, "-c", WRITER, str(path)], env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == -signal.SIGKILL
+    assert (tmp_path / "run" / "ledger.sqlite-wal").exists()  # the log is still there: not a clean close
+    shutil.copy(path, tmp_path / "copy.sqlite")  # the one file, as a user would copy it
+    db = sqlite3.connect(tmp_path / "copy.sqlite")
+    rows = db.execute("SELECT sample, reward, status, attempt FROM evaluations ORDER BY seq").fetchall()
+    db.close()
+    assert rows == [(f"[{i}]", i % 2, "ok", 1) for i in range(4)] + [("[4]", None, "pending", 1)]
+
+
+def test_export_writes_csv_and_json_lines_and_refuses_bad_input(tmp_path, capsys):
+    led = Ledger(tmp_path / "ledger.sqlite", owner="me")
+    reserve(led, [(3, 4), (5,)])
+    led.complete([{"key": sample_key((3, 4)), "reward": 1, "error": None}])
+    led.complete([])
+    assert ledger_export.main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("seq,sample,reward,status,charged,round,version,attempt,error,time")
+    assert lines[1].startswith("1,3 4,1,ok,1,1,0,0,,") and lines[2].startswith("2,5,,pending,1,1,0,0,,")
+    out = tmp_path / "l.jsonl"
+    assert ledger_export.main([str(tmp_path / "ledger.sqlite"), "--format", "jsonl", "--out", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["sample"], r["reward"], r["status"]) for r in rows] == [([3, 4], 1, "ok"), ([5], None, "pending")]
+    assert ledger_export.main([str(tmp_path / "nothing")]) == 2
+    (tmp_path / "junk").write_text("not a database")
+    assert ledger_export.main([str(tmp_path / "junk")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2].startswith("error: no ledger at") and err[-1].startswith("error: ") and "not a readable" in err[-1]
+
+
+def test_export_command_runs_as_a_module(tmp_path):
+    Ledger(tmp_path / "ledger.sqlite")
+    r = subprocess.run(
+        [sys.executable, "-m", "banel_ray.ledger_export", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert r.returncode == 0 and r.stdout.startswith("seq,sample,reward")
