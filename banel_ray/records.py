@@ -89,3 +89,5 @@ class EvalResult:
     modes: dict = field(default_factory=dict)  # mode -> [draws, successes]
     calls: int = 0
     seconds: float = 0.0
+    errors: int = 0  # draws whose evaluation failed (left out of n)
+    paid_oracle: int = 0  # draws sent to the task's paid oracle (RewardService.estimate)

@@ -17,10 +17,12 @@ How a paid evaluation goes (``pay``):
    ``batch_size``; 0 = one call for all), run in parallel up to ``max_in_flight`` oracle calls at
    once across all callers. Each call first takes one rate-limit token per sample (``rate_limit``
    counts evaluations, i.e. NREs, per second; a batch call of n samples waits for n tokens and its
-   n samples start together), then runs with a
-   ``timeout_s`` limit; a failed call (exception, timeout, wrong length) is retried up to
-   ``retries`` attempts in all, with backoff ``backoff_s * 2**(attempt-1)``; samples the oracle
-   answers with ``None`` (or an exception object) are retried alone.
+   n samples start together), then runs with a ``timeout_s`` limit. Each attempt is counted in the
+   ledger (``attempt``) before it is made. A call past its deadline is reported failed but keeps
+   its in-flight slot until the plug-in really returns, so the cap holds also for hung calls. A
+   failed call (exception, timeout, wrong length) is retried up to ``retries`` attempts in all,
+   with backoff ``backoff_s * 2**(attempt-1)``; samples the oracle answers with ``None`` (or an
+   exception object) are retried alone.
 3. **Complete.** Each chunk's rows become ``ok`` (reward 0/1) or ``error`` (reward NULL), committed
    (fsynced) before anyone sees the result.
 
@@ -44,7 +46,15 @@ A call's idempotency key (``call_id``) is chosen by the caller (the runner uses 
 a retried call, after a restart of this actor or of the whole run, reports the same ``paid``
 count: ``paid`` is the number of charged rows whose ``call_id`` is this call's.
 
-Success-rate estimates never come here: they are the evaluator's (``actors.evaluator``).
+Success-rate estimates come here only for a task without a free evaluator, when the run allows
+it (``eval.paid_budget``): ``estimate`` sends the draws through the same slots, rate limit and
+timeout, one attempt each, never past that budget over the whole run (reserved in the ledger's
+``eval_sent`` counter before the calls), and never as NREs. Otherwise estimates are the
+evaluator's (``actors.evaluator``), which never calls a paid oracle.
+
+One writer: the service takes the ledger's lease when it starts (``actors.ledger``); if a newer
+service took it since, every write of this one is refused (``StaleWriter``) before its next oracle
+call, and ``pay`` raises.
 """
 
 from __future__ import annotations
@@ -58,10 +68,18 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from banel_ray import reward_plugins, tasks
-from banel_ray.actors.ledger import ADOPT, EVALUATE, LIVE, UNPAID, Ledger, sample_key
-from banel_ray.records import PaidBatch, SampleBatch
+from banel_ray.actors.evaluator import eval_result
+from banel_ray.actors.ledger import ADOPT, EVALUATE, LIVE, UNPAID, Ledger, StaleWriter, sample_key
+from banel_ray.records import EvalResult, PaidBatch, SampleBatch
+
+EVAL_SENT = "eval_sent"  # ledger counter: evaluation draws sent to the paid oracle
 
 PENDING_RULES = ("reevaluate", "charge")
+
+
+class OracleDown(RuntimeError):
+    """Every evaluation failed in ``oracle.max_failed_rounds`` rounds in a row: the run stops
+    (resumable; the command line prints this one line and exits 3)."""
 
 
 class TokenBucket:
@@ -146,7 +164,8 @@ class RewardService:
             set_threads(threads)
         self.task = tasks.build(task_name, task_options)
         self.oracle = reward_plugins.from_task(self.task)
-        self.ledger = Ledger(ledger_path)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.ledger = Ledger(ledger_path, owner=self.owner)  # takes the lease: the one writer from now on
         self.budget = int(budget)
         self.bucket = TokenBucket(rate_limit, burst)
         self.retries, self.backoff_s, self.charge_errors = max(1, int(retries)), backoff_s, charge_errors
@@ -154,7 +173,6 @@ class RewardService:
         self.max_in_flight = max(1, int(max_in_flight))
         self.max_batch = int(getattr(self.oracle, "batch_size", 0) or 0) if max_batch is None else int(max_batch)
         self.pending_rule = pending_rule
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()  # reservation + in-flight table
         self._inflight: dict[str, threading.Event] = {}
         self._slots = threading.BoundedSemaphore(self.max_in_flight)
@@ -167,6 +185,7 @@ class RewardService:
             "timeouts": 0,
             "in_flight": 0,
             "max_in_flight_seen": 0,
+            "overdue": 0,
         }
         self._starts: collections.deque = collections.deque(maxlen=100_000)
         self._grants: collections.deque = collections.deque(maxlen=100_000)
@@ -192,6 +211,22 @@ class RewardService:
     def ledger_rows(self) -> list[dict]:
         return self.ledger.rows()
 
+    def accounting(self) -> dict:
+        """What the run reports about its oracle, from the ledger (so it covers every process of a
+        resumed run): NRE-purpose oracle evaluations made (attempts), samples that failed, and
+        evaluation draws sent to the paid oracle for estimates."""
+        return {
+            "oracle_evaluations": self.ledger.attempts(),
+            "oracle_errors": self.ledger.errors(),
+            "eval_paid": self.ledger.counter(EVAL_SENT),
+        }
+
+    def eval_remaining(self, budget: int) -> int:
+        return max(0, int(budget) - self.ledger.counter(EVAL_SENT))
+
+    def lease(self) -> dict:
+        return self.ledger.lease()
+
     def stats(self) -> dict:
         """Counters of oracle calls (all attempts); ``starts``: (monotonic time, samples) of each call
         as it started; ``grants``: the same at the time the rate limiter granted its tokens."""
@@ -207,59 +242,92 @@ class RewardService:
             }
 
     # ---- one oracle call, then one chunk with retries -------------------------------------------
-    def _invoke(self, samples: list) -> list:
-        if self.timeout_s <= 0:
-            return list(self.oracle.rewards(samples))
+    def _attempt(self, samples: list, keys: list[str] | None = None) -> list:
+        """One oracle call: takes an in-flight slot and the rate-limit tokens, then calls the plug-in.
+
+        The slot belongs to the call, not to its caller: a call past ``timeout_s`` is reported as
+        failed (TimeoutError) but keeps its slot until the plug-in really returns, so at most
+        ``max_in_flight`` calls ever run at once. A caller that finds no free slot within
+        ``timeout_s`` (every slot held by a call past its deadline) fails the same way. ``keys``:
+        the ledger rows of ``samples``, whose attempt is counted (committed) just before the call.
+        """
+        wait = self.timeout_s if self.timeout_s > 0 else None
+        if not self._slots.acquire(timeout=wait):
+            with self._stat_lock:
+                self._stats["timeouts"] += 1
+                stuck = self._stats["overdue"]
+            raise TimeoutError(
+                f"no oracle slot free within timeout_s={self.timeout_s:g} "
+                f"({stuck} of max_in_flight={self.max_in_flight} calls still running past their deadline)"
+            )
+        try:
+            granted = self.bucket.take(len(samples))
+            if keys:
+                self.ledger.count_attempts(keys)  # a stale writer is refused here, before any call
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._stat_lock:
+            st = self._stats
+            st["calls"] += 1
+            st["evaluations"] += len(samples)
+            st["in_flight"] += 1
+            st["max_in_flight_seen"] = max(st["max_in_flight_seen"], st["in_flight"])
+            self._grants.append((granted, len(samples)))
+            self._starts.append((time.monotonic(), len(samples)))
         fut: Future = Future()
+        overdue = threading.Event()
 
         def run():
             try:
                 fut.set_result(list(self.oracle.rewards(samples)))
             except BaseException as e:  # noqa: BLE001 - handed to the caller
                 fut.set_exception(e)
+            finally:  # the slot is free only now, when the call has really ended
+                with self._stat_lock:
+                    self._stats["in_flight"] -= 1
+                    self._stats["overdue"] -= overdue.is_set()
+                self._slots.release()
 
+        if wait is None:
+            run()
+            return fut.result()
         threading.Thread(target=run, daemon=True, name="oracle-call").start()
         try:
-            return fut.result(timeout=self.timeout_s)
+            return fut.result(timeout=wait)
         except TimeoutError:
-            if fut.done():
+            with self._stat_lock:  # the same lock as the call's own end: overdue is counted once
+                late = not fut.done()
+                if late:
+                    overdue.set()
+                    self._stats["overdue"] += 1
+                    self._stats["timeouts"] += 1
+            if not late:
                 return fut.result()
-            with self._stat_lock:
-                self._stats["timeouts"] += 1
             raise TimeoutError(f"oracle call exceeded timeout_s={self.timeout_s:g}") from None
 
-    def _call(self, samples: list) -> list[tuple[int | None, str | None, int]]:
-        """(reward, error, attempts) per sample, after retries. Never raises for oracle errors."""
+    def _call(self, keys: list[str], samples: list) -> list[tuple[int | None, str | None]]:
+        """(reward, error) per sample, after retries. Each attempt is counted in the ledger before it
+        is made. Never raises for oracle errors (a stale ledger writer does raise: it must stop)."""
         n = len(samples)
         rewards: list = [None] * n
         errors: list = [None] * n
-        attempts = [0] * n
         todo = list(range(n))
         for attempt in range(1, self.retries + 1):
             sub = [samples[i] for i in todo]
-            with self._slots:
-                granted = self.bucket.take(len(sub))
+            try:
+                out, exc = self._attempt(sub, [keys[i] for i in todo]), None
+                if len(out) != len(sub):
+                    out, exc = None, f"ValueError: oracle returned {len(out)} rewards for {len(sub)} samples"
+            except StaleWriter:
+                raise
+            except Exception as e:  # an oracle error is not a negative
+                out, exc = None, f"{type(e).__name__}: {e}"
+            if out is None:
                 with self._stat_lock:
-                    s = self._stats
-                    s["calls"] += 1
-                    s["evaluations"] += len(sub)
-                    s["in_flight"] += 1
-                    s["max_in_flight_seen"] = max(s["max_in_flight_seen"], s["in_flight"])
-                    self._grants.append((granted, len(sub)))
-                    self._starts.append((time.monotonic(), len(sub)))
-                try:
-                    out, exc = self._invoke(sub), None
-                    if len(out) != len(sub):
-                        out, exc = None, f"ValueError: oracle returned {len(out)} rewards for {len(sub)} samples"
-                except Exception as e:  # an oracle error is not a negative
-                    out, exc = None, f"{type(e).__name__}: {e}"
-                finally:
-                    with self._stat_lock:
-                        self._stats["in_flight"] -= 1
-                        self._stats["failed_calls"] += out is None
+                    self._stats["failed_calls"] += 1
             left = []
             for j, i in enumerate(todo):
-                attempts[i] += 1
                 r, err = (None, exc) if out is None else _as_reward(out[j])
                 rewards[i], errors[i] = r, err
                 if r is None:
@@ -269,16 +337,16 @@ class RewardService:
                 break
             if attempt < self.retries and self.backoff_s > 0:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        return list(zip(rewards, errors, attempts))
+        return list(zip(rewards, errors))
 
     def _run_chunk(self, keys: list[str], samples: list) -> None:
         """Evaluate one chunk of reserved samples and close their rows (durable), then wake waiters."""
         try:
-            res = self._call(samples)
+            res = self._call(keys, samples)
             self.ledger.complete(
                 [
-                    {"key": k, "reward": r, "error": e, "attempts": a, "charged": int(self.charge_errors)}
-                    for k, (r, e, a) in zip(keys, res)
+                    {"key": k, "reward": r, "error": e, "charged": int(self.charge_errors)}
+                    for k, (r, e) in zip(keys, res)
                 ]
             )
         finally:  # rows not completed stay pending: no longer live, the next caller adopts them
@@ -359,6 +427,36 @@ class RewardService:
         for (round_, version), s in groups.items():
             self.pay(round_, SampleBatch(s, version), call_id=f"resolve-{uuid.uuid4().hex}")
         return len(rows)
+
+    def estimate(self, *batches, budget: int) -> EvalResult:
+        """A success-rate estimate from the paid oracle (a task without a free evaluator, allowed by
+        ``eval.paid_budget`` = ``budget``): at most ``budget`` draws over the whole run, reserved in the
+        ledger before any call; each draw gets one attempt through the slots, rate limit and timeout;
+        failed draws are left out of n and counted in ``errors``. Never NREs, never ledger rows."""
+        t = time.perf_counter()
+        drawn = [tuple(int(x) for x in s) for b in batches for s in b.samples]
+        n = self.ledger.take_counter(EVAL_SENT, len(drawn), budget)
+        samples = drawn[:n]
+        size = self.max_batch if self.max_batch > 0 else max(len(samples), 1)
+        chunks = [samples[i : i + size] for i in range(0, len(samples), size)]
+
+        def one(chunk):
+            try:
+                out = self._attempt(chunk)
+                if len(out) == len(chunk):
+                    return [_as_reward(x)[0] for x in out]
+            except Exception:  # noqa: BLE001 - a failed draw is left out, never a negative
+                pass
+            with self._stat_lock:
+                self._stats["failed_calls"] += 1
+            return [None] * len(chunk)
+
+        rewards = [r for f in [self._pool.submit(one, c) for c in chunks] for r in f.result()]
+        ok = [(s, r) for s, r in zip(samples, rewards) if r is not None]
+        res = eval_result(self.task, [s for s, _ in ok], [r for _, r in ok], time.perf_counter() - t)
+        res.errors = len(samples) - len(ok)
+        res.paid_oracle = len(samples)
+        return res
 
     def checkpoint(self) -> None:
         """Fold the ledger's write-ahead log into ``ledger.sqlite`` (after every round)."""

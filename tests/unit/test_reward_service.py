@@ -22,6 +22,7 @@ class Parity(Task):
 
     calls = 0
     fail_next = 0
+    free_evaluation = True  # a local reward: the evaluator may use it
 
     def __init__(self, **_):
         pass
@@ -372,3 +373,61 @@ def test_examples_run(capsys):
     _example("http_oracle").main([])
     out = capsys.readouterr().out
     assert "paid 5" in out and "calls of sizes" in out and "rewards [1, 0, 1, 0]" in out
+
+
+# ---- issue 15: hung calls, one writer, paid estimates ------------------------------------------------
+def test_timed_out_calls_keep_their_slot_until_they_really_end(tmp_path):
+    """Calls past timeout_s are failed attempts, but the oracle never sees more than max_in_flight
+    calls at once (abandoned calls used to free their slot and pile up)."""
+    spec = {"timeout_rate": 1.0, "hang_s": 0.4, "latency_s": 0.0}
+    o = flaky(tmp_path, 50, spec, retries=3, timeout_s=0.05, max_in_flight=2)
+    r = o.pay(1, batch([(i,) for i in range(8)]))  # 8 one-sample chunks, 3 attempts each, all hanging
+    assert r.rewards == [None] * 8 and r.errors == 8 and o.spent() == 0
+    assert o.oracle.max_in_flight <= 2  # what the user's oracle saw, hung calls included
+    assert o.stats()["max_in_flight_seen"] <= 2 and o.stats()["timeouts"] >= 8
+    errors = {row["error"] for row in o.ledger_rows()}
+    assert all(e.startswith("TimeoutError") for e in errors)
+    assert any("no oracle slot free" in e for e in errors)  # a caller that found every slot held
+    assert o.ledger.attempts() == o.stats()["calls"] == o.oracle.calls  # every call made is counted, no more
+
+
+def test_every_oracle_call_is_counted_in_the_ledger(tmp_path):
+    spec = {"failure_rate": 0.5, "seed": 4}
+    o = flaky(tmp_path, 30, spec, retries=3)
+    o.pay(1, batch([(i, 2) for i in range(12)]))
+    assert o.oracle.calls == o.stats()["calls"] == o.ledger.attempts() == o.accounting()["oracle_evaluations"]
+    assert o.accounting()["oracle_errors"] == sum(r["status"] == "error" for r in o.ledger_rows())
+
+
+def test_the_default_timeout_is_finite():
+    from banel_ray.config import FIELDS, SECTIONS
+
+    assert 0 < FIELDS["oracle.timeout_s"].default < float("inf") and SECTIONS["oracle"]().timeout_s > 0
+
+
+def test_a_stale_reward_service_is_refused_and_calls_its_oracle_no_more(tmp_path):
+    from banel_ray.actors.ledger import StaleWriter
+
+    old = flaky(tmp_path, 10, name="one.sqlite")
+    old.pay(1, batch([(1,)]))
+    new = flaky(tmp_path, 10, name="one.sqlite")  # a resumed run's service opens the same ledger
+    with pytest.raises(StaleWriter):
+        old.pay(2, batch([(2,), (3,)]))
+    assert old.oracle.calls == 1  # refused before calling its oracle
+    assert new.pay(2, batch([(2,), (3,)])).paid == 2 and new.spent() == 3
+    assert [r["owner"] for r in new.ledger_rows()] == [old.owner, new.owner, new.owner]
+    assert new.lease()["owner"] == new.owner
+
+
+def test_paid_estimates_are_capped_counted_and_rate_limited(tmp_path):
+    spec = {"failure_rate": 0.2, "seed": 1}
+    o = flaky(tmp_path, 10, spec, rate_limit=200.0, burst=1.0)
+    first = o.estimate(batch([(i, 7) for i in range(30)]), budget=50)
+    second = o.estimate(batch([(i, 8) for i in range(30)]), budget=50)
+    assert first.paid_oracle == 30 and second.paid_oracle == 20  # capped over the whole run
+    assert o.estimate(batch([(1, 9)]), budget=50).paid_oracle == 0 and o.eval_remaining(50) == 0
+    assert first.n + first.errors == 30 and first.errors > 0  # a failed draw is left out, not a 0
+    assert first.k == sum(parity(s) for s in first.successes) and o.spent() == 0 and o.ledger_rows() == []
+    assert o.oracle.calls == 50 == o.accounting()["eval_paid"] == sum(n for _, n in o.stats()["grants"])
+    reopened = flaky(tmp_path, 10, spec)  # the cap is in the ledger: a resumed run keeps it
+    assert reopened.eval_remaining(50) == 0
