@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from banel_ray import config as C
+from banel_ray import trust
 from banel_ray.algorithms import stats as alg
 from banel_ray.cli import Parser, fail
 from banel_ray.methods.registry import METHODS
@@ -381,6 +382,7 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
     env.pop("RAY_ADDRESS", None)
     total = len(queue)
+    naming = trust.naming_sets(C.load(args.config, list(args.set)))  # run folders are data (banel_ray/trust.py)
     log(
         f"[compare] {total} runs ({', '.join(methods)} x seeds {', '.join(map(str, seeds))}), "
         f"{args.parallel} at a time, in {runs_root}"
@@ -395,8 +397,8 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                     log(f"[compare] {m} seed {s}: finished earlier, kept ({done}/{total})")
                     continue
                 cmd = [sys.executable, "-m", "banel_ray.run"]
-                if (rd / "checkpoints" / "LATEST").exists():
-                    cmd += ["--resume", str(rd)]
+                if (rd / "checkpoints" / "LATEST").exists():  # resumed naming this command's own code
+                    cmd += ["--resume", str(rd)] + sum((["--set", x] for x in naming), [])
                     what = "resuming"
                 else:
                     if args.config:

@@ -173,9 +173,22 @@ FIELDS: dict[str, Field] = {
     "oracle.rate_limit": F(0.0, float, "max reward evaluations per second, cluster-wide (0: unlimited)", lo=0.0),
     "oracle.burst": F(1.0, float, "token-bucket size of the rate limit", lo=1.0),
     "oracle.max_in_flight": F(4, int, "oracle calls running at once, all callers together", lo=1),
-    "oracle.timeout_s": F(0.0, float, "time limit of one oracle call (0: none)", lo=0.0),
+    "oracle.timeout_s": F(
+        60.0,
+        float,
+        "time limit of one oracle call; a call past it is a failed attempt but keeps its in-flight slot "
+        "until it ends (0: none, a hanging oracle then hangs the run)",
+        lo=0.0,
+    ),
     "oracle.retries": F(3, int, "attempts per oracle call before a sample is recorded as failed", lo=1),
     "oracle.charge_errors": F(False, bool, "a failed evaluation costs one NRE (and is not retried later)"),
+    "oracle.max_failed_rounds": F(
+        3,
+        int,
+        "a round in which every evaluation failed trains nothing and is tried again; after this many "
+        "in a row the run stops (exit 3, resumable)",
+        lo=1,
+    ),
     "oracle.pending_rule": F(
         "reevaluate",
         str,
@@ -183,6 +196,13 @@ FIELDS: dict[str, Field] = {
         choices=("reevaluate", "charge"),
     ),
     "eval.samples": F(20000, int, "samples per success-rate estimate (not NREs)", lo=0),
+    "eval.paid_budget": F(
+        0,
+        int,
+        "evaluation draws success-rate estimates may send to a task's paid oracle over the whole run "
+        "(counted, rate-limited, never NREs); 0: a task without a free evaluator needs eval.samples: 0",
+        lo=0,
+    ),
     "eval.num_cpus": F(0.25, float, "CPUs reserved for the evaluator actor", lo=0.0),
     "eval.every": F(0, int, "evaluate every k rounds (0: only base and final)", lo=0),
     "checkpoint.dir": F(
@@ -335,7 +355,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         _coerce(k, v)
     try:
         cls = tasks.resolve(cfg["task"])
-    except (KeyError, ImportError, AttributeError, ValueError):
+    except Exception:  # noqa: BLE001 - not found, or its module fails to import
         raise ConfigError(
             f"unknown task '{cfg['task']}'; allowed: {', '.join(tasks.BUILTIN)} "
             f"or a module:Class path to a Task subclass"
@@ -369,6 +389,11 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("'generator.lr' and 'generator.lr_end' must be > 0 for the exponential schedule")
     if cfg["filter.kind"] == "quantile" and cfg["filter.schedule"] != "constant" and cfg["filter.end"] < 1:
         raise ConfigError("'filter.end' must be >= 1 when it is a filter factor (filter.kind=quantile)")
+    from banel_ray import preflight  # checks that need the task class: evaluation cost, required options
+
+    msg = preflight.task_problem(cfg, cls)
+    if msg:
+        raise ConfigError(msg)
     return cfg
 
 

@@ -7,6 +7,7 @@ laptop). Under ``ray job submit -- python -m banel_ray.run ...`` it joins that c
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -42,8 +43,36 @@ def parse_args(argv=None):
         help="override one key, repeatable (e.g. --set filter.factor=4)",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run from its last checkpoint")
+    p.add_argument(
+        "--trust-run-folder",
+        action="store_true",
+        help="with --resume: import the code (task class, oracle functions) the folder's config names; "
+        "without it, only code shipped here or named again with --set is imported (run folders are data)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_args(argv)
+
+
+def check_code(saved: dict, args) -> None:
+    """A resumed folder's config may name code; import only what is shipped here, named again on
+    the command line, or everything with --trust-run-folder (banel_ray/trust.py)."""
+    from banel_ray import trust
+
+    sets = [C.parse_set(item) for item in args.set]
+    cfg = dict(saved)
+    for k, v in sets:  # the config as it will be, so code replaced by --set is not asked about
+        if k.startswith("task_options."):
+            C.override(cfg, k, v)
+        elif k in ("task", "task_options"):
+            cfg[k] = v
+    bad = trust.untrusted(cfg, [v for _, v in sets])
+    if bad and not args.trust_run_folder:
+        names = ", ".join(f"{k}={v}" for k, v in list(bad.items())[:3]) + (", ..." if len(bad) > 3 else "")
+        raise C.ConfigError(
+            f"--resume: {Path(args.resume) / 'config.json'} names code ({names}) and a run folder is data, "
+            f"not code to import; allowed: name the same code again (--set {next(iter(bad))}=...) "
+            f"or pass --trust-run-folder for a folder you made"
+        )
 
 
 def resolve_config(args) -> tuple[dict, Path]:
@@ -55,7 +84,11 @@ def resolve_config(args) -> tuple[dict, Path]:
             saved = json.loads((rd / "config.json").read_text())
         except (OSError, ValueError) as e:
             raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged ({type(e).__name__})") from None
-        return C.load(None, args.set, base=dict(C.defaults(), **saved)), rd
+        if not isinstance(saved, dict):
+            raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged (not a mapping of keys)")
+        base = dict(C.defaults(), **saved)
+        check_code(base, args)  # before anything the folder names is imported (C.load imports the task)
+        return C.load(None, args.set, base=base), rd
     cfg = C.load(args.config or str(CONFIG_DIR / "quick.yaml"), args.set)
     rd = Path(cfg["run_dir"] or f"runs/{Path(cfg['task'].split(':')[-1]).name}-{time.strftime('%Y%m%d-%H%M%S')}")
     return cfg, rd
@@ -72,14 +105,32 @@ def main(argv=None) -> int:
 
         print(yaml.safe_dump(C.nest(cfg), sort_keys=True), end="")
         return 0
+    from banel_ray import preflight
+    from banel_ray.actors.reward_service import OracleDown
+
+    msg = preflight.run_dir_problem(run_dir, bool(args.resume), cfg["checkpoint.dir"] or None)
+    if msg:
+        return fail(msg)
+    signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included
     try:
         run(cfg, run_dir, resume=bool(args.resume))
     except C.ConfigError as e:
         return fail(str(e))
-    except KeyboardInterrupt:
+    except OracleDown as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt as e:
         print(f"\ninterrupted: resume with  python -m banel_ray.run --resume {run_dir}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interrupt so every ``finally`` runs (roles and Ray stopped)."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 if __name__ == "__main__":

@@ -147,6 +147,71 @@ def build(spec) -> Oracle:
     raise TypeError(f"cannot make an oracle from {spec!r}")
 
 
+KINDS = ("sample", "batch", "http", "flaky", "class")
+ALLOWED = "a module:function path importable here, an http(s):// URL, or a mapping with kind " + "|".join(KINDS)
+
+
+def _kind_class(kind: str):
+    from banel_ray.reward_plugins.flaky import FlakyOracle
+    from banel_ray.reward_plugins.http import HttpOracle
+
+    return {"sample": SampleOracle, "callable": SampleOracle, "batch": BatchOracle, "http": HttpOracle}.get(
+        kind, FlakyOracle if kind == "flaky" else None
+    )
+
+
+def _import_problem(path) -> str | None:
+    if not isinstance(path, str):
+        return f"expected a module:attribute path, got {path!r}"
+    try:
+        resolve(path)
+    except Exception as e:  # noqa: BLE001 - any failure to import is the user's to fix
+        return f"cannot import {path!r} ({type(e).__name__}: {e})"
+    return None
+
+
+def check_spec(spec) -> str | None:
+    """What is wrong with an oracle spec, in one line (None: it can be built). Imports the code it
+    names (the user named it) but builds nothing."""
+    import inspect as _inspect
+
+    if isinstance(spec, str):
+        if spec.startswith(("http://", "https://")):
+            from urllib.parse import urlsplit
+
+            return None if urlsplit(spec).hostname else f"URL {spec!r} has no host"
+        msg = _import_problem(spec)
+        return f"{msg}; allowed: {ALLOWED}" if msg else None
+    if not isinstance(spec, dict):
+        return f"got {spec!r}; allowed: {ALLOWED}"
+    opts = dict(spec)
+    kind = opts.pop("kind", "sample")
+    if kind == "class":
+        if "cls" not in opts:
+            return "kind class needs 'cls' (a module:Class path)"
+        return _import_problem(opts["cls"])
+    cls = _kind_class(kind)
+    if cls is None:
+        return f"unknown oracle kind {kind!r}; allowed: {', '.join(KINDS)}"
+    params = [p for p in _inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(opts) - set(params))
+    if unknown:
+        return f"unknown key {unknown[0]!r} for kind {kind}; allowed: {', '.join(params)}"
+    need = {"sample": "fn", "callable": "fn", "batch": "fn", "http": "url"}.get(kind)
+    if need and need not in opts:
+        return f"kind {kind} needs {need!r}"
+    if kind == "http":
+        from banel_ray.reward_plugins.http import HttpOracle
+
+        try:
+            HttpOracle(**opts)  # checks the URL and options; opens no connection
+        except (TypeError, ValueError) as e:
+            return str(e)
+        return None
+    fn = opts.get("fn")
+    return _import_problem(fn) if isinstance(fn, str) else None
+
+
 class TaskRewards(Oracle):
     """A task's own ``rewards`` method as an oracle: the default path (one batch call)."""
 

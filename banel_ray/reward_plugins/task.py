@@ -14,15 +14,17 @@ Without ``base``, give ``prior`` (a Hugging Face folder) and the prompt/EOS/pad 
 any ``Task`` and return your plug-in from ``reward_plugin()``: the reward service pays through it
 when a task has one, else through the task's ``rewards`` method.
 
-Success-rate estimates (the evaluator role: not NREs) call ``evaluator``, never the paid oracle:
-without an evaluator, set ``eval.samples: 0``.
+Success-rate estimates (the evaluator role: not NREs) call ``evaluator``, never the paid oracle.
+Without an evaluator, set ``eval.samples: 0``, or allow estimates from the paid oracle with
+``eval.paid_budget`` (draws over the whole run; the reward service counts and rate-limits them).
+A run with neither is refused before it starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from banel_ray.reward_plugins.base import _as_int_rewards, build
+from banel_ray.reward_plugins.base import _as_int_rewards, build, check_spec
 from banel_ray.tasks.base import Task
 
 
@@ -54,6 +56,36 @@ class CallableTask(Task):
             self.prompt, self.eos_id, self.pad_id = tuple(prompt), int(eos_id), int(pad_id)
             self.max_new_tokens = int(max_new_tokens)
         self.prior = prior
+
+    @classmethod
+    def evaluation_is_free(cls, options: dict) -> bool:
+        return options.get("evaluator") is not None
+
+    @staticmethod
+    def check_options(options: dict) -> str | None:
+        """One line for a missing or unusable oracle/evaluator spec or base task (imports the code
+        they name, builds nothing)."""
+        from banel_ray import tasks
+
+        if options.get("oracle") is None:
+            return (
+                "task callable needs 'task_options.oracle': a module:function path, an http(s):// URL "
+                "or a mapping with kind sample|batch|http|flaky|class"
+            )
+        for key in ("oracle", "evaluator"):
+            if options.get(key) is not None:
+                msg = check_spec(options[key])
+                if msg:
+                    return f"'task_options.{key}': {msg}"
+        base = options.get("base")
+        if base:
+            try:
+                tasks.resolve(base)
+            except Exception:  # noqa: BLE001 - any failure to find it
+                return f"unknown task 'task_options.base' {base!r}; allowed: {', '.join(tasks.BUILTIN)} or a module:Class path"
+        elif not options.get("prior"):
+            return "task callable needs 'task_options.base' (a task for the prior) or 'task_options.prior' (a folder)"
+        return None
 
     def prepare(self, progress=print) -> str:
         if self.base is not None:

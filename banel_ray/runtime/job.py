@@ -15,22 +15,36 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def init_ray(cfg: dict) -> None:
-    import ray
+def init_ray(cfg: dict) -> bool:
+    """Join the configured cluster, or start a private local instance. Returns whether this call
+    started an instance (the run then stops it).
 
+    The local instance listens on loopback only: Ray replaces a node address of 127.0.0.1 with the
+    machine's network address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its single-machine
+    mode, ``ray._private.services.get_node_ip_address``), and its GCS, raylet, workers and agents
+    bind to that node address. The variable is set before Ray starts, so the processes it spawns
+    inherit it (``tests/integration/test_security.py`` checks the listeners with ``ss``)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     addr = cfg["ray.address"] or os.environ.get("RAY_ADDRESS", "")
+    if not addr:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+
     if ray.is_initialized():
-        return
+        return False
     if addr:
         ray.init(address=addr, log_to_driver=False)
-    else:  # a private local instance, bound to loopback, no dashboard
-        ray.init(
-            num_cpus=cfg["ray.num_cpus"] or None,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=False,
-        )
+        return False
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # the same, where Ray was imported before the variable was set
+    ray.init(  # a private local instance, bound to loopback, no dashboard
+        num_cpus=cfg["ray.num_cpus"] or None,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+    )
+    return True
 
 
 def cpus_needed(cfg: dict) -> float:
@@ -61,19 +75,17 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     methods.get(cfg["method"])
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(C.nest(cfg), sort_keys=True))
     task = tasks.build(cfg["task"], cfg["task_options"])
     log(f"[banel_ray] task {cfg['task']}: preparing models (cached after the first run)")
     prior_dir = task.prepare(progress=log)
+    started = False
     if cfg["runtime"] == "local":
         rt = LocalRuntime()
         log(f"[banel_ray] run folder {run_dir} | in process (no Ray) | sampler backend {cfg['sampler.backend']}")
     else:
         import ray
 
-        init_ray(cfg)
+        started = init_ray(cfg)
         have = ray.cluster_resources().get("CPU", 0)
         log(
             f"[banel_ray] run folder {run_dir} | Ray {ray.__version__} with {int(have)} CPUs | "
@@ -81,15 +93,42 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
         )
         need = cpus_needed(cfg)
         if need > have and not (cfg["ray.address"] or os.environ.get("RAY_ADDRESS")):
+            _stop_ray(started)
             raise C.ConfigError(
                 f"the actors need {need:g} CPUs but the local Ray instance has {have:g}; "
                 f"lower sampler.num_actors or the *.num_cpus keys"
             )
         rt = RayRuntime()
-    runner = Runner.build(cfg, run_dir, rt, prior_dir, log=log)
+    try:  # the first write into the run folder: after every check
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / "config.json", json.dumps(cfg, indent=2, sort_keys=True))  # what --resume reads
+        _write_atomic(run_dir / "config.yaml", yaml.safe_dump(C.nest(cfg), sort_keys=True))
+    except OSError as e:
+        _stop_ray(started)
+        raise C.ConfigError(
+            f"run_dir {run_dir} cannot be written ({e.strerror or e}); allowed: a writable folder"
+        ) from None
     try:
-        summary = runner.run(resume=resume, on_round=on_round)
+        runner = Runner.build(cfg, run_dir, rt, prior_dir, log=log)
+        try:
+            summary = runner.run(resume=resume, on_round=on_round)
+        finally:
+            runner.shutdown()
     finally:
-        runner.shutdown()
+        _stop_ray(started)  # the run stops what it started, and only that
     log(report.closing_table(summary))
     return summary
+
+
+def _stop_ray(started: bool) -> None:
+    if started:
+        import ray
+
+        ray.shutdown()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Whole or not at all: a run killed while writing keeps the previous file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -120,6 +120,7 @@ def pattern_of(a: str, b: str, max_digits: int) -> str:
 
 class AdditionAttack(Task):
     name = "addition_attack"
+    free_evaluation = True  # local rewards: success-rate estimates cost nothing
 
     def __init__(
         self,

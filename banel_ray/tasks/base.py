@@ -31,12 +31,20 @@ class Task:
         or None (the default: ``rewards`` is the oracle)."""
         return None
 
-    # whether evaluation_rewards is free (no paid oracle behind it): success-rate estimates need it
-    free_evaluation: bool = True
+    # whether evaluation_rewards is free (no paid oracle behind it). Off unless a task says so: a
+    # task's rewards are its oracle, which may be a paid service; the built-in tasks' rewards are
+    # local and set it. Without it, success-rate estimates need eval.paid_budget (counted and
+    # rate-limited by the reward service) or eval.samples: 0 (checked in config.validate).
+    free_evaluation: bool = False
+
+    @classmethod
+    def evaluation_is_free(cls, options: dict) -> bool:
+        """``free_evaluation`` of a task built with ``options``, known before anything is built."""
+        return bool(cls.free_evaluation)
 
     def evaluation_rewards(self, completions: Sequence[Sequence[int]]) -> list[int]:
-        """Rewards for success-rate estimates (the evaluator role; never NREs). Built-in tasks'
-        rewards are local and free, so by default the same as ``rewards``."""
+        """Rewards for success-rate estimates (the evaluator role; never NREs); called only when
+        ``free_evaluation`` is true. By default the same as ``rewards``."""
         return self.rewards(completions)
 
     @staticmethod

@@ -88,6 +88,7 @@ def is_correct(answer: str | None, target: float) -> bool:
 
 class GsmHard(Task):
     name = "gsm_hard"
+    free_evaluation = True  # local rewards: success-rate estimates cost nothing
 
     def __init__(
         self, question: int = 143, model: str = "", max_new_tokens: int = 256, system: str = "", cache_dir: str = ""

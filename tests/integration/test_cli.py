@@ -24,6 +24,18 @@ def _run(*args, cwd):
         (["--config", "missing.yaml"], "config file not found: missing.yaml"),
         (["--resume", "no_such_run"], "not a run folder"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--set", "filter.factor=.nan"], "'filter.factor' must be a finite number"),
+        (["--set", "negative.lr=-.inf"], "'negative.lr' must be a finite number"),
+        (
+            ["--set", "task=callable", "--set", "task_options.base=addition_attack"]
+            + ["--set", "task_options.oracle=no_such_module:reward", "--set", "eval.samples=0"],
+            "cannot import 'no_such_module:reward'",
+        ),
+        (  # a paid plug-in oracle and success-rate estimates: refused, not called 20,000 times
+            ["--set", "task=callable", "--set", "task_options.base=addition_attack"]
+            + ["--set", "task_options.oracle=banel_ray.reward_plugins:parity", "--set", "budget=40"],
+            "no free evaluator",
+        ),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(tmp_path, args, needle):
@@ -38,3 +50,111 @@ def test_cli_help_lists_keys(tmp_path):
     assert r.returncode == 0
     for key in ("filter.factor", "negative.epochs", "sampler.backend", "--resume"):
         assert key in r.stdout
+
+
+@pytest.mark.parametrize(
+    "run_dir,needle",
+    [("/proc/self/banel_run", "cannot be written"), ("{tmp}/afile/run", "is a file, not a folder")],
+)
+def test_cli_unwritable_run_folder_one_line_exit_2(tmp_path, run_dir, needle):
+    (tmp_path / "afile").write_text("x")
+    r = _run("--set", f"run_dir={run_dir.format(tmp=tmp_path)}", cwd=tmp_path)
+    assert_one_line_error(r, needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def _snapshot(d):
+    return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.rglob("*"))}
+
+
+def _run_folder(d, **cfg):
+    """A run folder as a run leaves it (the parts a resume reads first), config keys overridden."""
+    import json
+
+    from banel_ray import config as C
+
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(dict(C.defaults(), run_dir=str(d), **cfg)))
+    ck = d / "checkpoints" / "round_0001"
+    ck.mkdir(parents=True)
+    (ck / "manifest.json").write_text(json.dumps({"round": 1, "version": 1, "complete": True, "shards": {}}))
+    (ck / "runner.json").write_text(json.dumps({"round": 1, "version": 1, "history": [], "seen": []}))
+    (d / "checkpoints" / "LATEST").write_text("round_0001")
+    from banel_ray.actors.ledger import Ledger
+
+    Ledger(d / "ledger.sqlite").close()
+
+
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        (lambda d: (d / "config.json").write_text("[1, 2]"), "damaged (not a mapping of keys)"),
+        (lambda d: (d / "config.json").write_text('{"budget": 5'), "damaged (JSONDecodeError)"),
+        (lambda d: (d / "ledger.sqlite").write_bytes(b"x" * 4096), "not a readable SQLite ledger"),
+        (lambda d: (d / "checkpoints" / "LATEST").write_text("round_0007"), "missing or damaged"),
+        (lambda d: (d / "checkpoints" / "round_0001" / "runner.json").write_text("{"), "missing or damaged"),
+    ],
+)
+def test_cli_damaged_run_folder_one_line_exit_2_nothing_written(tmp_path, damage, needle):
+    d = tmp_path / "run"
+    _run_folder(d)
+    damage(d)
+    before = _snapshot(d)
+    r = _run("--resume", str(d), cwd=tmp_path)
+    assert_one_line_error(r, needle)
+    assert _snapshot(d) == before
+
+
+def test_cli_fresh_run_in_a_folder_holding_a_run_is_refused(tmp_path):
+    d = tmp_path / "run"
+    _run_folder(d)
+    before = _snapshot(d)
+    r = _run("--set", f"run_dir={d}", cwd=tmp_path)
+    assert_one_line_error(r, "already holds a run")
+    assert _snapshot(d) == before
+
+
+EVIL = """
+from pathlib import Path
+Path(__file__).with_name("IMPORTED").write_text("the run folder's code ran")
+from banel_ray.tasks.base import Task
+class Evil(Task):
+    @staticmethod
+    def check_options(options):
+        return "evil task refused to run"
+"""
+
+
+def test_resume_never_imports_code_the_run_folder_names_unless_named_again(tmp_path):
+    """A downloaded run folder whose config names code: refused (nothing imported) unless the user
+    names that code again or passes --trust-run-folder."""
+    import os
+
+    (tmp_path / "evil_task.py").write_text(EVIL)
+    d = tmp_path / "run"
+    _run_folder(d, task="evil_task:Evil")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "banel_ray.run", "--resume", str(d), *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+        )
+
+    r = run()
+    assert_one_line_error(r, "names code (task=evil_task:Evil)")
+    assert "--trust-run-folder" in r.stderr and not (tmp_path / "IMPORTED").exists()
+    r = run("--set", "task_options.evaluator=other_mod:reward")  # naming other code trusts only that
+    assert_one_line_error(r, "names code (task=evil_task:Evil)")
+    assert not (tmp_path / "IMPORTED").exists()
+    r = run("--set", "task=evil_task:Evil")  # the user names it again: imported
+    assert_one_line_error(r, "evil task refused to run")
+    assert (tmp_path / "IMPORTED").exists()
+    (tmp_path / "IMPORTED").unlink()
+    r = run("--trust-run-folder")
+    assert_one_line_error(r, "evil task refused to run")
+    assert (tmp_path / "IMPORTED").exists()

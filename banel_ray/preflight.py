@@ -1,0 +1,115 @@
+"""Checks that stop a run before it starts: one line naming what is wrong and what is allowed.
+
+``task_problem`` needs only the config and the task class (``config.validate`` calls it, so every
+entry point gets it). ``run_dir_problem`` looks at the run folder without writing anything; the
+command line calls it before a run starts or resumes. Each returns the error text, or None.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+
+def task_problem(cfg: dict, cls) -> str | None:
+    """Required task options, and estimates that would call a paid oracle."""
+    opts = cfg["task_options"]
+    params = inspect.signature(cls.__init__).parameters
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [
+        n for n, p in params.items() if n != "self" and p.kind in kinds and p.default is p.empty and n not in opts
+    ]
+    if missing:
+        return f"task {cfg['task']} needs 'task_options.{missing[0]}'"
+    is_free = getattr(cls, "evaluation_is_free", None)
+    free = is_free(opts) if is_free else bool(getattr(cls, "free_evaluation", False))
+    if cfg["eval.samples"] > 0 and cfg["eval.paid_budget"] <= 0 and not free:
+        return (
+            f"'eval.samples' is {cfg['eval.samples']} but task {cfg['task']} has no free evaluator, so "
+            f"success-rate estimates would call its paid oracle; allowed: task_options.evaluator (a free "
+            f"oracle for estimates), eval.samples: 0, or eval.paid_budget: N (at most N paid evaluation "
+            f"draws over the run, counted and rate-limited)"
+        )
+    return None
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        ro = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+    return not ro and os.access(folder, os.W_OK | os.X_OK)
+
+
+def _json_dict(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def ledger_problem(path: Path) -> str | None:
+    """A ledger file that SQLite cannot read as one (opened read-only: nothing is changed)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        try:
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            cols = {r[1] for r in db.execute("PRAGMA table_info(evaluations)")}
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return f"{path} is not a readable SQLite ledger ({e})"
+    if ok != "ok":
+        return f"{path} is damaged (SQLite quick_check: {ok})"
+    if not {"key", "sample", "status", "charged"} <= cols:
+        return f"{path} has no ledger table (evaluations)"
+    return None
+
+
+def run_dir_problem(run_dir: Path, resume: bool, checkpoints: Path | None = None) -> str | None:
+    """The run folder can be written and, for a resume, holds an intact run; a fresh run does not
+    start in a folder that already holds one (its roles would restore that run's checkpoints)."""
+    run_dir = Path(run_dir)
+    ck = Path(checkpoints) if checkpoints else run_dir / "checkpoints"
+    if run_dir.exists() and not run_dir.is_dir():
+        return f"run_dir {run_dir} is a file; allowed: a folder that exists or can be created"
+    anc = run_dir
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        return f"run_dir {run_dir}: {anc} is a file, not a folder; allowed: a folder that exists or can be created"
+    if not _writable(anc):
+        return f"run_dir {run_dir} cannot be written ({anc} is read-only for this user); allowed: a writable folder"
+    latest = ck / "LATEST"
+    if not resume:
+        if latest.exists():
+            return (
+                f"run_dir {run_dir} already holds a run (it has {latest}); allowed: "
+                f"--resume {run_dir} to continue it, or another run_dir"
+            )
+        return None
+    hint = "restore the run folder from a copy, or start a new run in another run_dir"
+    if latest.exists():
+        name = latest.read_text().strip() if latest.is_file() else ""
+        man = _json_dict(ck / name / "manifest.json") if name else None
+        state = _json_dict(ck / name / "runner.json") if name else None
+        if not man or not man.get("complete") or not state or not isinstance(state.get("round"), int):
+            return f"--resume: the checkpoint {ck / name} named by {latest} is missing or damaged; {hint}"
+    ledger = run_dir / "ledger.sqlite"
+    if ledger.exists():
+        msg = ledger_problem(ledger)
+        if msg:
+            return f"--resume: {msg}; {hint}"
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        lines = [x for x in metrics.read_text(errors="replace").splitlines() if x.strip()]
+        for i, line in enumerate(lines[:-1]):  # a last line torn by a kill mid-write is redone
+            try:
+                json.loads(line)
+            except ValueError:
+                return f"--resume: {metrics} line {i + 1} is not JSON; {hint}"
+    return None

@@ -1,0 +1,142 @@
+"""Bad input is refused before anything starts: estimates that would call a paid oracle, oracle
+specs that cannot work, run folders that cannot be written or are damaged; and run folders are
+data (the code a resumed config names is not imported unless named again)."""
+
+import json
+import sqlite3
+
+import pytest
+
+from banel_ray import config as C
+from banel_ray import trust
+from banel_ray.preflight import run_dir_problem
+
+CALLABLE = ["task=callable", "task_options.base=addition_attack"]
+PARITY = "task_options.oracle=banel_ray.reward_plugins:parity"
+
+
+def error(sets):
+    with pytest.raises(C.ConfigError) as e:
+        C.load(None, sets)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_estimates_never_call_a_paid_oracle_unless_a_budget_allows_it():
+    msg = error(CALLABLE + [PARITY, "budget=40"])  # eval.samples defaults to 20,000
+    assert "no free evaluator" in msg and "eval.paid_budget" in msg and "eval.samples: 0" in msg
+    assert C.load(None, CALLABLE + [PARITY, "eval.samples=0"])
+    assert C.load(None, CALLABLE + [PARITY, "eval.paid_budget=100"])
+    assert C.load(None, CALLABLE + [PARITY, "task_options.evaluator=banel_ray.reward_plugins:parity"])
+    assert C.load(None, ["task=addition_attack"])  # a built-in task's rewards are free
+
+
+def test_a_plain_task_class_is_not_assumed_free():
+    from banel_ray.tasks.base import Task
+
+    class Paid(Task):
+        pass
+
+    assert not Paid.evaluation_is_free({}) and not Task.free_evaluation
+
+
+@pytest.mark.parametrize(
+    "sets,needle",
+    [
+        (["task_options.oracle=no_such_module:reward"], "cannot import 'no_such_module:reward'"),
+        (["task_options.oracle={kind: sample, fn: 'banel_ray.reward_plugins:nope'}"], "cannot import"),
+        (["task_options.oracle={kind: carrier_pigeon}"], "unknown oracle kind 'carrier_pigeon'"),
+        (["task_options.oracle={kind: http, url: 'ftp://x/y'}"], "needs an http(s) URL"),
+        (["task_options.oracle={kind: http, url: 'http://h/r', verify: false}"], "unknown key 'verify'"),
+        (["task_options.oracle={kind: batch}"], "kind batch needs 'fn'"),
+        (["task_options.oracle=42"], "allowed:"),
+        ([], "needs 'task_options.oracle'"),
+        ([PARITY, "task_options.base=no_task"], "unknown task 'task_options.base'"),
+        ([PARITY, "task_options.evaluator=nowhere:fn"], "'task_options.evaluator': cannot import"),
+    ],
+)
+def test_unusable_oracle_specs_are_one_line_errors(sets, needle):
+    assert needle in error(CALLABLE + ["eval.samples=0"] + sets)
+
+
+def test_a_task_module_that_fails_to_import_is_a_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "broken_task.py").write_text("this is not python\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "unknown task 'broken_task:T'" in error(["task=broken_task:T"])
+
+
+# ---- the run folder ----------------------------------------------------------------------------------
+
+
+def test_run_folders_that_cannot_be_written(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    assert "is a file" in run_dir_problem(tmp_path / "afile", False)
+    assert "is a file, not a folder" in run_dir_problem(tmp_path / "afile" / "run", False)
+    assert "cannot be written" in run_dir_problem("/proc/self/banel_run", False)
+    assert run_dir_problem(tmp_path / "new" / "run", False) is None
+
+
+def make_run(d, rounds=1):
+    """A run folder as a finished run leaves it (the parts preflight reads)."""
+    ck = d / "checkpoints" / "round_0001"
+    ck.mkdir(parents=True)
+    (ck / "manifest.json").write_text(json.dumps({"round": rounds, "complete": True}))
+    (ck / "runner.json").write_text(json.dumps({"round": rounds}))
+    (d / "checkpoints" / "LATEST").write_text("round_0001")
+    (d / "config.json").write_text("{}")
+    db = sqlite3.connect(d / "ledger.sqlite")
+    db.execute("CREATE TABLE evaluations (key TEXT, sample TEXT, status TEXT, charged INTEGER)")
+    db.commit()
+    db.close()
+    (d / "metrics.jsonl").write_text('{"round": 1}\n{"round": 2, "nre')  # last line torn by a kill
+
+
+def test_a_fresh_run_does_not_start_in_a_folder_holding_a_run(tmp_path):
+    make_run(tmp_path)
+    assert "already holds a run" in run_dir_problem(tmp_path, False)
+    assert f"--resume {tmp_path}" in run_dir_problem(tmp_path, False)
+    assert run_dir_problem(tmp_path, True) is None  # intact (a torn last metrics line is redone)
+
+
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        (lambda d: (d / "checkpoints" / "LATEST").write_text("round_0009"), "missing or damaged"),
+        (lambda d: (d / "checkpoints" / "round_0001" / "runner.json").write_text("{"), "missing or damaged"),
+        (lambda d: (d / "checkpoints" / "round_0001" / "manifest.json").write_text("[]"), "missing or damaged"),
+        (lambda d: (d / "ledger.sqlite").write_bytes(b"garbage" * 100), "not a readable SQLite ledger"),
+        (lambda d: (d / "metrics.jsonl").write_text('{"round": 1\n{"round": 2}\n'), "line 1 is not JSON"),
+    ],
+)
+def test_a_damaged_run_folder_is_named(tmp_path, damage, needle):
+    make_run(tmp_path)
+    damage(tmp_path)
+    msg = run_dir_problem(tmp_path, True)
+    assert msg and needle in msg and "\n" not in msg
+
+
+# ---- run folders are data --------------------------------------------------------------------------
+
+
+def test_code_named_by_a_config_is_found_however_nested():
+    cfg = {
+        "task": "my_pkg.tasks:MyTask",
+        "task_options": {
+            "oracle": {"kind": "class", "cls": "evil:Oracle", "inner": [{"fn": "deep.mod:f"}]},
+            "base": "addition_attack",
+            "url": "https://example.org/rewards",
+            "note": "ratio 1:2",
+        },
+    }
+    assert trust.code_refs(cfg) == {
+        "task": "my_pkg.tasks:MyTask",
+        "task_options.oracle.cls": "evil:Oracle",
+        "task_options.oracle.inner[0].fn": "deep.mod:f",
+    }
+    assert set(trust.untrusted(cfg, [])) == {"task", "task_options.oracle.cls", "task_options.oracle.inner[0].fn"}
+    named = ["my_pkg.tasks:MyTask", {"kind": "class", "cls": "evil:Oracle"}]
+    assert trust.untrusted(cfg, named) == {"task_options.oracle.inner[0].fn": "deep.mod:f"}
+    shipped = {"task": "callable", "task_options": {"oracle": "banel_ray.reward_plugins:parity"}}
+    assert trust.untrusted(shipped, []) == {} and trust.naming_sets(shipped) == []
+    assert trust.naming_sets(cfg)[0] == "task=my_pkg.tasks:MyTask"
