@@ -26,6 +26,7 @@ def progress_line(m: dict, budget: int) -> str:
         f"NREs {m['nres']:>6}/{budget}",
         f"paid {m['paid']:>4}",
         f"succ {m.get('successes', 0):>3}",
+        f"err {m.get('oracle_errors', 0):>3}",
     ]
     if "acceptance" in m:
         parts.append(f"accept {m['acceptance']:.3f}")
@@ -82,8 +83,18 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The rounds of ``metrics.jsonl``; a last line torn by a kill mid-write is left out (that
+    round is redone on resume)."""
     p = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+    lines = [line for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            if i < len(lines) - 1:
+                raise
+    return out
 
 
 def closing_table(summary: dict) -> str:
@@ -100,6 +111,10 @@ def closing_table(summary: dict) -> str:
         f"{'improvement (best/base)':<26}{summary.get('improvement_best', float('nan')):.2f}x",
         f"{'NREs spent':<26}{summary['nres']} of {summary['budget']}",
         f"{'successes paid for':<26}{summary['successes']} distinct",
+        f"{'oracle evaluations':<26}{summary.get('oracle_evaluations', 0)} sent, all attempts "
+        f"({summary.get('oracle_errors', 0)} samples failed: errors, not negatives)",
+        f"{'evaluation draws':<26}{summary.get('eval_draws', 0)} free, "
+        f"{summary.get('eval_paid', 0)} sent to the paid oracle (not NREs)",
         f"{'wall time':<26}{summary['wall_s']:.0f} s",
     ]
     if summary.get("sample_grid"):

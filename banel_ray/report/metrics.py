@@ -20,3 +20,8 @@ RATE, LO, HI, K_SUCC, N_DRAWS = "rate", "lo", "hi", "k", "n"
 EVAL_SUCCESSES = "successes"  # the first successes drawn, rendered
 EVAL_PATTERNS = "patterns"  # {pattern: count} over every success drawn
 EVAL_MODES = "modes"  # {mode: {share, n, k, p_success}} over every draw
+
+# oracle health (per round, and in summary.json)
+ORACLE_FAILED = "oracle_failed"  # every evaluation of the round failed: nothing learnt, round tried again
+ORACLE_EVALUATIONS = "oracle_evaluations"  # summary: evaluations sent to the oracle for NREs, all attempts
+EVAL_PAID = "eval_paid"  # summary: evaluation draws sent to a paid oracle (eval.paid_budget), never NREs

@@ -19,7 +19,7 @@ from pathlib import Path
 from banel_ray import config as C
 from banel_ray import methods, tasks
 from banel_ray.actors.evaluator import Evaluator
-from banel_ray.actors.reward_service import RewardService
+from banel_ray.actors.reward_service import OracleDown, RewardService
 from banel_ray.actors.sampler import Sampler
 from banel_ray.algorithms import stats
 from banel_ray.faults import crash_point
@@ -133,9 +133,21 @@ class Runner:
         if n <= 0 and not computed:
             return {}
         est: dict = {}
-        if n > 0:
+        res = None
+        if n > 0 and self.task.free_evaluation:
             res = self.rt.get(self.evaluator.estimate.remote(*self.method.eval_draws(n, seeds.EVAL + tag)))
+        elif n > 0:  # no free evaluator: the paid oracle, counted and capped (config.validate allowed it)
+            budget = self.cfg["eval.paid_budget"]
+            n = min(n, self.rt.get(self.reward.eval_remaining.remote(budget)))
+            if n > 0:
+                draws = self.method.eval_draws(n, seeds.EVAL + tag)
+                res = self.rt.get(self.reward.estimate.remote(*draws, budget=budget))
+            else:
+                self.log(f"[banel_ray] eval.paid_budget {budget} spent: no estimate")
+        if res is not None and res.n + res.errors > 0:
             est = stats.Estimate(res.k, res.n).as_dict()
+            if res.errors or res.paid_oracle:
+                est.update(errors=res.errors, paid_oracle=res.paid_oracle)
             est[K.EVAL_SUCCESSES] = [self.task.render(s) for s in res.successes[:20]]
             est[K.EVAL_PATTERNS] = dict(res.patterns.most_common())
             est[K.EVAL_MODES] = {
@@ -143,6 +155,8 @@ class Runner:
                 for mode, (n_m, k_m) in sorted(res.modes.items())
             }
             est.update({f"eval_{k}": v for k, v in res.diagnostics.items()})
+        if not est and not computed:
+            return {}
         if computed:
             sampled = {k: est.pop(k) for k in ("k", "n", "rate", "lo", "hi") if k in est}
             est.update(computed, **({"sampled": sampled} if sampled else {}))
@@ -170,6 +184,10 @@ class Runner:
         crash_point("mid_oracle", t + 1)
         paid = self.rt.get(paid_ref)
         m["t_propose_pay"] = time.perf_counter() - t0
+        if paid.errors and all(r is None for r in paid.rewards):  # every evaluation failed: learn nothing
+            m.update({K.NRES: paid.spent, K.PAID: paid.paid, K.REUSED: paid.reused, K.ORACLE_ERRORS: paid.errors})
+            m.update({K.SUCCESSES: 0, K.ORACLE_FAILED: True, "t_round": time.perf_counter() - t0})
+            return m  # the round is not counted: run() tries it again, with the same draws
         keys = [tuple(s) for s in paid.samples]
         m.update(
             {
@@ -259,7 +277,9 @@ class Runner:
         if resume:
             done = self.store.runner_state()["round"] if self.store.runner_state() else 0
             kept = [m for m in report.read_metrics(self.run_dir) if m[K.ROUND] <= done]  # a cut-short round is redone
-            (self.run_dir / "metrics.jsonl").write_text("".join(json.dumps(m, default=float) + "\n" for m in kept))
+            tmp = self.run_dir / ".metrics.jsonl.tmp"  # replaced whole: a kill here loses no line
+            tmp.write_text("".join(json.dumps(m, default=float) + "\n" for m in kept))
+            tmp.replace(self.run_dir / "metrics.jsonl")
             if self.restore():
                 self.log(f"[banel_ray] resumed after round {self.round} (generator version {self.version})")
             settled = self.rt.get(self.reward.resolve_pending.remote())  # settled by oracle.pending_rule
@@ -275,6 +295,7 @@ class Runner:
                     f"({time.perf_counter() - t:.0f}s; not NREs)"
                 )
         budget, every = self.cfg["budget"], self.cfg["eval.every"]
+        failed, max_failed = 0, self.rc.oracle.max_failed_rounds
         while self.round < self.cfg["rounds"]:
             # stop once a completed round has spent the budget (a round cut short by a crash is
             # redone even if it had already paid: its evaluations come back from the ledger, free)
@@ -282,6 +303,22 @@ class Runner:
                 self.log(f"[banel_ray] NRE budget {budget} spent: stopping")
                 break
             m = self.run_round()
+            if m.get(K.ORACLE_FAILED):  # not written, not checkpointed: like a round cut short
+                failed += 1
+                self.log(report.progress_line(m, budget))
+                self.log(
+                    f"  every evaluation of round {m[K.ROUND]} failed ({m[K.ORACLE_ERRORS]} errors): nothing "
+                    f"learnt; {failed} of oracle.max_failed_rounds={max_failed} such rounds in a row"
+                )
+                if failed >= max_failed:
+                    writer.close()
+                    raise OracleDown(
+                        f"every evaluation failed in {failed} rounds in a row (round {m[K.ROUND]}, "
+                        f"{m[K.ORACLE_ERRORS]} errors; see the ledger's error column); fix the oracle, "
+                        f"then resume with  python -m banel_ray.run --resume {self.run_dir}"
+                    )
+                continue
+            failed = 0
             last = self.round >= self.cfg["rounds"] or m[K.NRES] >= budget
             if every and (self.round % every == 0) or last:
                 m[K.EVAL] = self.evaluate(self.round)
@@ -311,6 +348,7 @@ class Runner:
         found = list({x["sample"]: x for m in hist for x in m.get(K.FOUND, [])}.values())
         base = self.base
         ev = self.rt.get(self.evaluator.stats.remote())
+        acct = self.rt.get(self.reward.accounting.remote())  # from the ledger: every process of the run
         summary = {
             "task": self.cfg["task"],
             "method": self.cfg["method"],
@@ -330,6 +368,7 @@ class Runner:
             "final_patterns": (final or {}).get(K.EVAL_PATTERNS, {}),
             "wall_s": wall_s,
             **ev,
+            **acct,
             "ledger_rows": len(self.rt.get(self.reward.ledger_rows.remote())),
             "sample_grid": str(grid) if grid else None,
         }

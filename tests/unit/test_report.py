@@ -25,6 +25,12 @@ def test_progress_line_and_collapse_warning():
     assert "NREs    500/2500" in line and "accept 0.500" in line and "success 2.00e-02" in line
     assert "warning" not in line
     assert "warning: only 20%" in report.progress_line(dict(ROUND, novel_frac=0.2), 2500)
+    assert "err   0" in line and "err  17" in report.progress_line(dict(ROUND, oracle_errors=17), 2500)
+
+
+def test_a_torn_last_metrics_line_is_left_out(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"round": 1}\n{"round": 2, "nr')
+    assert report.read_metrics(tmp_path) == [{"round": 1}]
 
 
 def test_closing_table_and_plot(tmp_path):
@@ -44,8 +50,14 @@ def test_closing_table_and_plot(tmp_path):
         "successes": 1,
         "found": [{"sample": "007+1=", "pattern": "leading-zero"}],
         "wall_s": 12.0,
+        "oracle_evaluations": 530,
+        "oracle_errors": 4,
+        "eval_draws": 3000,
+        "eval_paid": 0,
     }
     table = report.closing_table(s)
+    assert "oracle evaluations        530 sent, all attempts (4 samples failed" in table
+    assert "evaluation draws          3000 free, 0 sent to the paid oracle" in table
     assert "2.00e-02 [1.20e-02, 3.10e-02] (20/1000)" in table and "2.00x" in table
     assert "leading-zero: 1" in table and "successes paid for        1 distinct" in table
     png = report.plot(

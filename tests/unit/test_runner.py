@@ -183,3 +183,52 @@ def test_in_process_run_pays_for_what_the_ray_run_paid(tmp_path, prior_dir):
     finally:
         r.shutdown()
     assert ledger_rows(tmp_path / "r") == golden("distill_torch")
+
+
+# ---- issue 15: a failing oracle, paid estimates, every call counted -----------------------------------
+ORACLE_RUN = ["task=callable", "task_options.base=addition_attack", "eval.samples=0", "oracle.retries=1"]
+
+
+def test_rounds_where_every_evaluation_failed_train_nothing_and_stop_the_run_resumably(tmp_path, prior_dir):
+    from banel_ray.actors.reward_service import OracleDown
+
+    down = ["task_options.oracle={kind: flaky, latency_s: 0, failure_rate: 1.0}", "oracle.max_failed_rounds=2"]
+    logs = []
+    cfg = C.load(None, TINY + ORACLE_RUN + down + [f"run_dir={tmp_path / 'r'}"])
+    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_dir, log=logs.append)
+    try:
+        with pytest.raises(OracleDown, match="every evaluation failed in 2 rounds in a row"):
+            r.run()
+        assert r.round == 0 and r.version == 0 and r.samplers.versions() == [0]  # nothing learnt
+    finally:
+        r.shutdown()
+    assert sum("err  20" in line for line in logs) == 2  # the progress line shows the errors
+    assert not (tmp_path / "r" / "checkpoints" / "LATEST").exists()
+    assert not (tmp_path / "r" / "metrics.jsonl").exists() or not (tmp_path / "r" / "metrics.jsonl").read_text()
+    rows = ledger(tmp_path / "r")
+    assert len(rows) == 20 and {(x[2], x[3], x[1]) for x in rows} == {("error", 0, None)}  # uncharged, no reward
+    # the oracle is fixed: the resumed run pays exactly what a run with a working oracle pays
+    ok = ["task_options.oracle=banel_ray.reward_plugins:parity"]
+    full = run_local(prior_dir, tmp_path / "full", *ORACLE_RUN, *ok)
+    s = run_local(prior_dir, tmp_path / "r", *ORACLE_RUN, *ok, resume=True)
+    assert ledger(tmp_path / "r") == ledger(tmp_path / "full") and s["nres"] == full["nres"] == 50
+    assert s["oracle_errors"] == 0 and s["oracle_evaluations"] == 50 + 2 * 20  # both failed tries counted too
+
+
+def test_paid_estimates_stay_within_eval_paid_budget_and_every_oracle_call_is_counted(tmp_path, prior_dir):
+    paid = ["task_options.oracle={kind: flaky, latency_s: 0}", "eval.samples=40", "eval.paid_budget=100"]
+    cfg = C.load(None, TINY + ORACLE_RUN[:2] + paid + [f"run_dir={tmp_path / 'r'}"])
+    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_dir, log=lambda s: None)
+    try:
+        s = r.run()
+        plugin = r.reward.instance.oracle  # the user's oracle object itself
+    finally:
+        r.shutdown()
+    hist = report_metrics(tmp_path / "r")
+    assert s["base"]["n"] == 40 and hist[1]["eval"]["n"] == 40 and s["final"]["n"] == 20  # 100 in all, then none
+    assert s["eval_paid"] == 100 and s["eval_draws"] == 0 and s["nres"] == 50
+    assert plugin.calls == s["oracle_evaluations"] + s["eval_paid"] == 50 + 100  # no call uncounted
+
+
+def report_metrics(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
