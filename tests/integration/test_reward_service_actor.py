@@ -154,3 +154,91 @@ def test_killed_actor_with_charge_rule_never_resends_a_pending_sample(tmp_path):
     assert res.paid == 4 == ray.get(o.spent.remote())  # the same Ray task: its charges, marked
     assert res.rewards == [r["reward"] for r in rows] and res.rewards[0] == 1
     ray.kill(o)
+
+
+# ---- issue 15: hung calls, one writer, an HTTP oracle behind the actor ------------------------------
+def inside(handle, fn):
+    """fn(the actor's RewardService), run inside the actor."""
+    return ray.get(handle.__ray_call__.remote(fn))
+
+
+def test_hung_calls_hold_their_slots_and_every_call_is_counted(tmp_path):
+    spec = {"timeout_rate": 1.0, "hang_s": 0.5}
+    o = actor(tmp_path / "l.sqlite", 50, spec, retries=2, timeout_s=0.05, max_in_flight=2)
+    res = run_threads(lambda i: ray.get(o.pay.remote(1, batch([(i, j) for j in range(3)]))), 4)
+    assert all(r.rewards == [None] * 3 and r.paid == 0 for r in res)
+    assert inside(o, lambda s: s.oracle.max_in_flight) <= 2  # what the user's oracle saw
+    calls, attempts = inside(o, lambda s: (s.oracle.calls, s.ledger.attempts()))
+    assert calls == attempts > 0
+    ray.kill(o)
+
+
+def test_a_new_service_fences_the_old_one_on_the_same_ledger(tmp_path):
+    """The resumed run's service takes the lease; the old actor (its driver gone) can no longer write."""
+    path = tmp_path / "l.sqlite"
+    old = actor(path, 10)
+    assert ray.get(old.pay.remote(1, batch([(1,)]))).paid == 1
+    new = actor(path, 10)
+    ray.get(new.spent.remote())  # started: the lease is the new one's
+    with pytest.raises(ray.exceptions.RayTaskError, match="StaleWriter"):
+        ray.get(old.pay.remote(2, batch([(2,), (3,)])))
+    assert inside(old, lambda s: s.oracle.calls) == 1  # refused before calling its oracle
+    assert ray.get(new.pay.remote(2, batch([(2,), (3,)]))).paid == 2 and ray.get(new.spent.remote()) == 3
+    rows = ray.get(new.ledger_rows.remote())
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
+    ray.kill(old)
+    ray.kill(new)
+
+
+def test_an_http_oracle_behind_the_actor_refuses_a_redirect_to_another_host(tmp_path):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            data = json.dumps({"rewards": [1]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *a):
+            pass
+
+    class Redirect(Other):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{other.server_address[1]}/rewards")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    other, first = ThreadingHTTPServer(("127.0.0.1", 0), Other), ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    for srv in (other, first):
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{first.server_address[1]}/rewards"
+        cls = ray.remote(**ROLES["reward_service"])(RewardService)
+        o = cls.options(num_cpus=0).remote(
+            CALLABLE,
+            {"oracle": {"kind": "http", "url": url, "headers": {"Authorization": "Bearer s"}}},
+            str(tmp_path / "h.sqlite"),
+            10,
+            retries=2,
+            backoff_s=0.0,
+        )
+        r = ray.get(o.pay.remote(1, batch([(1,), (2,)])))
+        rows = ray.get(o.ledger_rows.remote())
+        assert r.rewards == [None, None] and ray.get(o.spent.remote()) == 0 and seen == []
+        assert all("another host" in row["error"] for row in rows)
+        ray.kill(o)
+    finally:
+        for srv in (other, first):
+            srv.shutdown()
+            srv.server_close()
