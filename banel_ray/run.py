@@ -119,18 +119,19 @@ def main(argv=None) -> int:
     except OracleDown as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt:
         print(f"\ninterrupted: resume with  python -m banel_ray.run --resume {run_dir}", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return 143 if _TERMINATED else 130
     return 0
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as an interrupt so every ``finally`` runs (roles and Ray stopped)."""
+_TERMINATED: list = []  # SIGTERM seen (Ray may re-raise the interrupt as a plain KeyboardInterrupt)
 
 
 def _terminated(signum, frame):
-    raise Terminated()
+    """SIGTERM, handled as an interrupt so every ``finally`` runs (roles and Ray stopped)."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -56,3 +56,61 @@ def ledger_rows(run_dir):
         ]
     finally:
         db.close()
+
+
+def descendants(pid):
+    """Process ids of ``pid`` and everything it started (read from /proc), to stop only our own."""
+    import os
+
+    children = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(p))
+    out, todo = set(), [pid]
+    while todo:
+        x = todo.pop()
+        out.add(x)
+        todo += children.get(x, [])
+    return out
+
+
+def alive(pid):
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_tree(pids):
+    """SIGKILL these processes (ids we collected from our own process tree)."""
+    import os
+    import signal
+
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def lease_pid(run_dir):
+    """The process id of the reward service holding a run's ledger lease (owner host:pid:id), or
+    None while there is none; read-only, while the run writes."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            row = db.execute("SELECT owner FROM lease WHERE id=1").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return int(row[0].split(":")[1]) if row and row[0] else None

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 from banel_ray import config as C
@@ -85,7 +87,10 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     else:
         import ray
 
+        handler = signal.getsignal(signal.SIGTERM)
         started = init_ray(cfg)
+        if callable(handler) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)  # ray.init installs one that aborts: keep the caller's
         have = ray.cluster_resources().get("CPU", 0)
         log(
             f"[banel_ray] run folder {run_dir} | Ray {ray.__version__} with {int(have)} CPUs | "
