@@ -1,0 +1,25 @@
+"""A slow oracle with the addition task's rewards, for fault injection: the same ledger as the
+plain task (tests/integration/golden.json), with a pay phase long enough for kills to land in it.
+Imported by Ray workers through PYTHONPATH (the tests put this folder on it)."""
+
+import threading
+import time
+
+
+class SlowAddition:
+    """The addition task's reward, ``latency_s`` per call of at most ``batch_size`` samples."""
+
+    _lock = threading.Lock()
+    _task = None
+
+    def __init__(self, latency_s: float = 0.2, batch_size: int = 10):
+        self.latency_s, self.batch_size = float(latency_s), int(batch_size)
+
+    def rewards(self, samples):
+        with self._lock:  # one solver, loaded once per process
+            if SlowAddition._task is None:
+                from banel_ray.tasks.addition import AdditionAttack
+
+                SlowAddition._task = AdditionAttack()
+        time.sleep(self.latency_s)
+        return SlowAddition._task.rewards([tuple(s) for s in samples])

@@ -1,0 +1,205 @@
+"""Fault injection: the driver, and separately the reward service's worker, SIGKILLed at random
+moments, the run resumed each time; the ledger must equal an uninterrupted run's
+(tests/integration/golden.json: sample, reward, round and version of every paid row, in order).
+
+The moments are random but reproducible: each kill waits for a random number of paid rows (read
+from the ledger while the run writes it) plus a random delay, from ``random.Random(SEED)``;
+``BANEL_FAULT_SEED`` picks the seed, and it is printed in every failure. The oracle is the
+addition task's own reward behind a 0.2 s delay per call of 10 samples (fault_oracles.py), so a
+round's pay phase lasts long enough for kills to land in it.
+
+The default suite runs the short variant (one driver kill in process, one worker kill on Ray);
+``-m slow`` kills the driver on Ray many times, and the worker many times.
+"""
+
+import os
+import queue
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import descendants, golden, kill_tree, lease_pid, ledger_rows
+
+HERE = Path(__file__).resolve().parent
+SEED = int(os.environ.get("BANEL_FAULT_SEED", time.time_ns() % 10_000))
+ORACLE = "{kind: class, cls: 'fault_oracles:SlowAddition', latency_s: 0.2, batch_size: 10}"
+SETS = [
+    "rounds=3",
+    "budget=100",
+    "samples_per_round=40",
+    "pool_size=120",
+    "eval.samples=0",
+    "negative.epochs=2",
+    "generator.epochs=1",
+    "sampler.backend=torch",
+    "task=callable",
+    "task_options.base=addition_attack",
+    f"task_options.oracle={ORACLE}",
+]
+
+
+class Run:
+    """One driver process, its output read as it comes."""
+
+    def __init__(self, run_dir: Path, *extra, resume=False):
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+        env.pop("BANEL_CRASH_AT", None)
+        args = [sys.executable, "-m", "banel_ray.run"]
+        if resume:
+            args += ["--resume", str(run_dir), "--trust-run-folder"]  # the test made this folder
+        else:
+            args += [a for s in [*SETS, *extra, f"run_dir={run_dir}"] for a in ("--set", s)]
+        self.p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.out: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.out.append(line)
+            self.lines.put(line)
+
+    def kill(self):
+        """SIGKILL the driver and everything it started (a killed driver's Ray processes would
+        otherwise linger for a while on this shared machine)."""
+        tree = descendants(self.p.pid)
+        self.p.kill()
+        self.p.wait()
+        kill_tree(tree - {self.p.pid})
+
+    def tail(self):
+        return "".join(self.out[-30:])
+
+
+def paid(run_dir: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute("SELECT COUNT(*) FROM evaluations WHERE status='ok'").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def wait_until(cond, run: Run, timeout=900):
+    """Wait for ``cond()``; False if the run ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        if run.p.poll() is not None:
+            return False
+        time.sleep(0.05)
+    raise AssertionError(f"timed out (seed {SEED})\n{run.tail()}")
+
+
+def moments(rng, kills: int) -> list[tuple[int, float]]:
+    """``kills`` random moments, in order: (paid rows to wait for, then a delay in seconds). Paid
+    rows stop at 80 of 100 and delays at 1 s, so each kill lands before the run can end (after row
+    80 come round 2's training, round 3 and the summary); on a resumed run whose ledger already
+    holds the rows, the kill lands while it replays paid rounds (free) or trains."""
+    return sorted((rng.randint(1, 80), rng.uniform(0.0, 1.0)) for _ in range(kills))
+
+
+def at(moment, run_dir: Path, run: Run, before=None) -> bool:
+    """Wait until this run's reward service holds the ledger (its roles are up: not a kill during
+    start-up), then for the moment. False if the run ended first."""
+    rows, delay = moment
+    if not wait_until(lambda: lease_pid(run_dir) not in (None, before), run):
+        return False
+    if not wait_until(lambda: paid(run_dir) >= rows, run):
+        return False
+    time.sleep(delay)
+    return run.p.poll() is None
+
+
+def check(run_dir: Path, runs: list[Run], what: str):
+    rows = ledger_rows(run_dir)
+    msg = f"{what} (seed {SEED}); last run's output:\n{runs[-1].tail()}"
+    assert rows == golden("distill_torch"), msg  # same samples, rewards, rounds, versions, order
+    db = sqlite3.connect(str(run_dir / "ledger.sqlite"))
+    charged, distinct = db.execute("SELECT SUM(charged), COUNT(DISTINCT key) FROM evaluations").fetchone()
+    db.close()
+    assert charged == 100 == distinct, msg  # nothing paid twice, the budget held
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3, msg
+
+
+def kill_driver(run_dir: Path, kills: int, *extra) -> list[Run]:
+    """Kill the driver at ``kills`` random moments, resuming after each; then let it finish."""
+    todo = moments(random.Random(f"driver-{SEED}"), kills)
+    runs = []
+    while True:
+        before = lease_pid(run_dir)
+        run = Run(run_dir, *extra, resume=bool(runs))
+        runs.append(run)
+        if todo and at(todo[0], run_dir, run, before):
+            run.kill()
+            todo.pop(0)
+            continue
+        rc = run.p.wait(timeout=600)
+        assert rc == 0, f"rc {rc} (seed {SEED})\n{run.tail()}"
+        break
+    assert not todo, f"{len(todo)} of {kills} kills did not land before the run ended (seed {SEED})"
+    return runs
+
+
+def kill_worker(run_dir: Path, kills: int) -> list[Run]:
+    """Kill the reward service's worker process (found through the ledger's lease, and only if it
+    is one of our driver's descendants) at ``kills`` random moments. Ray restarts the actor and
+    retries its call; once its restarts are used up the driver fails and is resumed."""
+    todo = moments(random.Random(f"worker-{SEED}"), kills)
+    runs, handled = [], set()
+    while True:
+        run = Run(run_dir, resume=bool(runs))
+        runs.append(run)
+        handled.add(lease_pid(run_dir))  # a previous driver's service, if any
+        while todo:
+            if not wait_until(lambda: lease_pid(run_dir) not in handled, run):
+                break  # this driver ended (finished, or failed after the actor's last restart)
+            if not at(todo[0], run_dir, run):
+                break
+            pid = lease_pid(run_dir)
+            handled.add(pid)
+            if pid in descendants(run.p.pid):  # never anything but our own worker
+                os.kill(pid, signal.SIGKILL)
+                todo.pop(0)
+        rc = run.p.wait(timeout=600)
+        if rc == 0:
+            break
+        kill_tree(descendants(run.p.pid) - {run.p.pid})  # restarts used up: resume, as a user would
+        assert len(runs) <= kills + 2, f"rc {rc} (seed {SEED})\n{run.tail()}"
+    assert not todo, f"{len(todo)} of {kills} kills did not land before the run ended (seed {SEED})"
+    return runs
+
+
+def test_driver_killed_at_a_random_moment_resumes_to_the_uninterrupted_ledger(tmp_path):
+    """In process (runtime=local): the driver holds every role, the reward service included."""
+    runs = kill_driver(tmp_path / "run", 1, "runtime=local")
+    check(tmp_path / "run", runs, "driver killed once, in process")
+
+
+def test_reward_worker_killed_at_a_random_moment_the_run_ends_with_the_uninterrupted_ledger(tmp_path):
+    runs = kill_worker(tmp_path / "run", 1)
+    check(tmp_path / "run", runs, "reward service's worker killed once")
+    assert len(runs) == 1  # Ray restarted the actor and retried its call: no resume was needed
+
+
+@pytest.mark.slow
+def test_driver_killed_many_times_on_ray(tmp_path):
+    runs = kill_driver(tmp_path / "run", 6)
+    check(tmp_path / "run", runs, "driver killed 6 times on Ray")
+
+
+@pytest.mark.slow
+def test_reward_worker_killed_many_times(tmp_path):
+    runs = kill_worker(tmp_path / "run", 8)
+    check(tmp_path / "run", runs, "reward service's worker killed 8 times")
