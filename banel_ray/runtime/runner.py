@@ -144,7 +144,9 @@ class Runner:
                 res = self.rt.get(self.reward.estimate.remote(*draws, budget=budget))
             else:
                 self.log(f"[banel_ray] eval.paid_budget {budget} spent: no estimate")
-        if res is not None and res.n + res.errors > 0:
+        if res is not None and res.n == 0 and res.errors:
+            self.log(f"[banel_ray] every one of {res.errors} evaluation draws failed: no estimate")
+        if res is not None and res.n > 0:
             est = stats.Estimate(res.k, res.n).as_dict()
             if res.errors or res.paid_oracle:
                 est.update(errors=res.errors, paid_oracle=res.paid_oracle)
