@@ -24,22 +24,22 @@ def init_ray(cfg: dict) -> bool:
     The local instance listens on loopback only: Ray replaces a node address of 127.0.0.1 with the
     machine's network address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its single-machine
     mode, ``ray._private.services.get_node_ip_address``), and its GCS, raylet, workers and agents
-    bind to that node address. The variable is set before Ray starts, so the processes it spawns
-    inherit it (``tests/integration/test_security.py`` checks the listeners with ``ss``)."""
+    bind to that node address. The variable is set just before Ray starts, so the processes it
+    spawns inherit it, and put back when the run stops it (``tests/integration/test_security.py``
+    checks the listeners with ``ss``)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     addr = cfg["ray.address"] or os.environ.get("RAY_ADDRESS", "")
-    if not addr:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return False
     if addr:
         ray.init(address=addr, log_to_driver=False)
         return False
-    from ray._private import ray_constants
-
-    ray_constants.ENABLE_RAY_CLUSTER = False  # the same, where Ray was imported before the variable was set
+    _LOOPBACK[:] = [os.environ.get(LOOPBACK_VAR), ray_constants.ENABLE_RAY_CLUSTER]  # put back by _stop_ray
+    os.environ[LOOPBACK_VAR] = "0"  # for the processes Ray starts
+    ray_constants.ENABLE_RAY_CLUSTER = False  # for this one (Ray read the variable when it was imported)
     ray.init(  # a private local instance, bound to loopback, no dashboard
         num_cpus=cfg["ray.num_cpus"] or None,
         include_dashboard=False,
@@ -47,6 +47,10 @@ def init_ray(cfg: dict) -> bool:
         log_to_driver=False,
     )
     return True
+
+
+LOOPBACK_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_LOOPBACK: list = []  # what init_ray changed, so a later ray.init in this process is not affected
 
 
 def cpus_needed(cfg: dict) -> float:
@@ -128,8 +132,16 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
 def _stop_ray(started: bool) -> None:
     if started:
         import ray
+        from ray._private import ray_constants
 
         ray.shutdown()
+        if _LOOPBACK:
+            env, ray_constants.ENABLE_RAY_CLUSTER = _LOOPBACK
+            if env is None:
+                os.environ.pop(LOOPBACK_VAR, None)
+            else:
+                os.environ[LOOPBACK_VAR] = env
+            _LOOPBACK.clear()
 
 
 def _write_atomic(path: Path, text: str) -> None:

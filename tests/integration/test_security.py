@@ -93,3 +93,28 @@ def test_sigterm_stops_the_run_and_every_process_it_started(observed_run):
     assert any(f"--resume {r['run_dir']}" in line for line in r["out"]), r["out"][-5:]
     left = [x for x in r["tree"] if alive(x)]
     assert len(r["tree"]) > 3 and not left, f"still running: {left}"
+
+
+def test_the_loopback_setting_is_put_back_when_the_run_stops_its_instance(monkeypatch):
+    """In process (a notebook): a local run's instance is on loopback, and a later ray.init in the
+    same process (say, to a real cluster) finds Ray's address selection as it was."""
+    import ray
+    from ray._private import ray_constants, services
+
+    from banel_ray import config as C
+    from banel_ray.runtime import job
+
+    if ray.is_initialized():
+        pytest.skip("Ray is already running in this process")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv(job.LOOPBACK_VAR, raising=False)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    started = job.init_ray(dict(C.defaults(), **{"ray.num_cpus": 1}))
+    try:
+        assert started and os.environ[job.LOOPBACK_VAR] == "0"
+        assert services.get_node_ip_address() == "127.0.0.1"
+        assert ray.util.get_node_ip_address() == "127.0.0.1"
+    finally:
+        job._stop_ray(started)
+    assert not ray.is_initialized() and job.LOOPBACK_VAR not in os.environ
+    assert ray_constants.ENABLE_RAY_CLUSTER == before
