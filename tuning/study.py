@@ -1,7 +1,7 @@
 """``python -m tuning.study``: the stop-rule and decay-schedule study, from a Tune experiment.
 
 Reads every trial's reported rounds (Tune's ``result.json`` and ``params.json``), then, per trial
-and per stop rule of ``tuning.signals``, the round the rule stops at against the round of peak
+and per stop rule of ``banel_ray.algorithms.stop_rules``, the round the rule stops at against the round of peak
 true success and the success lost (regret); per schedule (search point), whether success declines
 after its peak. Writes ``report.md`` and ``study.png``. ``--run`` first runs the sweep.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuning.signals import DEFAULT_RULES, SIGNALS, fires, regret, stop_round
+from banel_ray.algorithms.stop_rules import DEFAULT_RULES, SIGNALS, fires, regret, stop_round
 
 SKIP = ("base", "runs_root", "trial_cpus")
 

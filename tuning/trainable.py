@@ -104,8 +104,8 @@ def banel_trial(config: dict) -> None:
     from ray import tune
 
     from banel_ray import report
+    from banel_ray.algorithms.stop_rules import signals
     from banel_ray.runtime.job import run
-    from tuning.signals import signals
 
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from banel_ray import config as C
@@ -91,5 +92,34 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
         summary = runner.run(resume=resume, on_round=on_round)
     finally:
         runner.shutdown()
+    fresh_finals(cfg, run_dir, task, summary)
     log(report.closing_table(summary))
     return summary
+
+
+def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> None:
+    """The headline numbers: the final generator (and the round a stop rule picked) on a fresh
+    sample, beside the prior's rate on one (its shipped reference measurement when the task has
+    one for this prior, else fresh draws here). Added to ``summary`` and ``summary.json``."""
+    from banel_ray.algorithms import stats
+    from banel_ray.evaluate import evaluate_round
+    from banel_ray.report import metrics as K
+    from banel_ray.report import read_metrics
+
+    n = task.final_samples if cfg["eval.final_samples"] < 0 else cfg["eval.final_samples"]
+    if n <= 0 or not summary.get("rounds"):
+        return
+    log(f"[banel_ray] fresh-sample evaluation of the final generator ({n:,} draws; not NREs)")
+    t = time.perf_counter()
+    th = cfg["trainer.threads"]
+    fin = evaluate_round(run_dir, summary["rounds"], n, threads=th)
+    base = task.reference_rate() or evaluate_round(run_dir, 0, n, threads=th)
+    summary[K.FINAL_FRESH], summary[K.BASE_FRESH] = fin, base
+    summary["improvement_final_fresh"] = stats.improvement_factor(fin["rate"], base["rate"])
+    stop = next((m[K.ROUND] for m in read_metrics(run_dir) if m.get(K.STOP_FIRED)), None)
+    if stop is not None:
+        summary["stop_round"] = stop
+        summary[K.STOP_FRESH] = fin if stop == summary["rounds"] else evaluate_round(run_dir, stop, n, threads=th)
+        summary["improvement_stop_fresh"] = stats.improvement_factor(summary[K.STOP_FRESH]["rate"], base["rate"])
+    summary["t_fresh_eval"] = time.perf_counter() - t
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

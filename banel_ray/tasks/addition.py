@@ -120,6 +120,7 @@ def pattern_of(a: str, b: str, max_digits: int) -> str:
 
 class AdditionAttack(Task):
     name = "addition_attack"
+    final_samples = 100_000
 
     def __init__(
         self,
@@ -176,6 +177,18 @@ class AdditionAttack(Task):
     def prepare(self, progress=print) -> str:
         self.solver_dir(progress)
         return str(self.prior_dir(progress))
+
+    def reference_rate(self) -> dict | None:
+        """The base rate measured at length (``regime.json`` beside the prior, written by
+        ``python -m banel_ray.tasks.addition regime``) when it was measured with this solver (by
+        weight digest) and this reward; else None."""
+        f = Path(self.prior_dir(progress=lambda s: None)) / "regime.json"
+        if not f.exists():
+            return None
+        reg = json.loads(f.read_text())
+        if reg.get("reward") != self.reward or reg.get("solver_digest") != weights_digest(self.solver_dir()):
+            return None
+        return dict(reg["base"], reference=True, samples=reg["samples"], source=str(f))
 
     # ---- reward -------------------------------------------------------------------------------
     def _load_solver(self):
@@ -342,6 +355,13 @@ def hard_operands(rng: np.random.Generator, n: int, max_digits: int) -> list[tup
             b[0] = int(rng.integers(1, 10))
         out.append((int("".join(map(str, a))), int("".join(map(str, b)))))
     return out
+
+
+def weights_digest(model_dir) -> str:
+    """A short sha256 of a model folder's weights: which solver a measurement was made with."""
+    import hashlib
+
+    return hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()[:16]
 
 
 def solver_error(task: AdditionAttack, n: int = 200_000, seed: int = 777, batch: int = 20_000) -> dict:
@@ -534,9 +554,17 @@ def main(argv=None) -> int:
         task = AdditionAttack(max_digits=a.max_digits, reward=a.reward, prior=a.prior, solver=a.solver)
         if a.which == "regime":
             res = measure_regime(task, a.samples, a.seed, progress=lambda s: print(s, flush=True))
-            res.update(prior=str(task.prior_dir()), solver=str(task.solver_dir()))
+            res.update(
+                prior=str(task.prior_dir()),
+                solver=str(task.solver_dir()),
+                solver_digest=weights_digest(task.solver_dir()),
+            )
         else:
-            res = dict(solver_error(task, a.samples, a.seed), solver=str(task.solver_dir()))
+            res = dict(
+                solver_error(task, a.samples, a.seed),
+                solver=str(task.solver_dir()),
+                solver_digest=weights_digest(task.solver_dir()),
+            )
         Path(a.out).write_text(json.dumps(res, indent=2, sort_keys=True))
         print(json.dumps(res, indent=2, sort_keys=True))
         return 0

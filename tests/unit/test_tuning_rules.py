@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from banel_ray import config as C
-from tuning import signals as S
+from banel_ray.algorithms import stop_rules as S
 
 ROOT = Path(__file__).resolve().parents[2]
 
