@@ -46,6 +46,8 @@ def trial_resources(config: dict):
     from banel_ray.runtime.job import cpus_needed
 
     c = banel_config(config)
+    if c["runtime"] == "local":  # the whole run in the trial's own process: one CPU, no actors
+        return tune.PlacementGroupFactory([{"CPU": max(1.0, config.get("trial_cpus", 0.25))}])
     cpu = cpus_needed(c)
     gpu = c["sampler.num_actors"] * c["sampler.num_gpus"] + len(get(c["method"]).trainer_roles) * c["trainer.num_gpus"]
     actors = {k: v for k, v in (("CPU", cpu), ("GPU", gpu)) if v > 0}

@@ -116,7 +116,12 @@ def closing_table(summary: dict) -> str:
         f"{'improvement (best/base)':<26}{summary.get('improvement_best', float('nan')):.2f}x",
         f"{'NREs spent':<26}{summary['nres']} of {summary['budget']}",
         f"{'successes paid for':<26}{summary['successes']} distinct",
-        f"{'wall time':<26}{summary['wall_s']:.0f} s",
+        f"{'wall time':<26}{summary['wall_s']:.0f} s"
+        + (
+            f" (evaluations, not NREs: {summary['t_eval_total'] + summary.get('t_fresh_eval', 0.0):.0f} s)"
+            if "t_eval_total" in summary
+            else ""
+        ),
     ]
     if summary.get("sample_grid"):
         lines.append(f"{'sample grid':<26}{summary['sample_grid']}")

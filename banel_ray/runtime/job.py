@@ -122,4 +122,5 @@ def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> None:
         summary[K.STOP_FRESH] = fin if stop == summary["rounds"] else evaluate_round(run_dir, stop, n, threads=th)
         summary["improvement_stop_fresh"] = stats.improvement_factor(summary[K.STOP_FRESH]["rate"], base["rate"])
     summary["t_fresh_eval"] = time.perf_counter() - t
+    summary["wall_s"] += summary["t_fresh_eval"]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

@@ -350,6 +350,8 @@ class Runner:
             "found": found[:200],
             "final_patterns": (final or {}).get(K.EVAL_PATTERNS, {}),
             "wall_s": wall_s,
+            "t_eval_total": (base or {}).get("t_eval", 0.0)
+            + sum((m.get(K.EVAL) or {}).get("t_eval", 0.0) for m in hist),
             **ev,
             "ledger_rows": len(self.rt.get(self.reward.ledger_rows.remote())),
             "sample_grid": str(grid) if grid else None,

@@ -2,9 +2,14 @@
 
 * Solver (the model under attack): a small Llama trained on ``a+b=`` -> ``sum`` with operands of
   1..``max_digits`` digits and **no leading zeros**. It answers greedily.
-* Attacker prior p0: a small Llama pre-trained to generate the same query strings ``a+b=``.
-* Reward: 1 iff the query is well formed (two operands of 1..max_digits digit characters, leading
-  zeros allowed) and the solver's greedy answer is not the integer a+b.
+* Attacker prior p0: a small Llama pre-trained to generate the same query strings ``a+b=``, for
+  600 steps (``prior_steps``): trained on queries with no leading zero, it still writes one in 1.1%
+  of its samples, the rare, learnable feature the paper's BaNEL found.
+* Reward (``reward``, one criterion for the task, its measurements and the docs: ``answer_is_wrong``):
+  1 iff the query is well formed (two operands of 1..max_digits digit characters, leading zeros
+  allowed) and the solver's greedy answer is not exactly the canonical decimal sum it was trained
+  to write (``exact``, the default); ``numeric`` accepts any digit string with the right value.
+* ``addition_attack_v1`` is the task before 2026-12 (3,000-step prior, numeric reward).
 
 Both models are trained deterministically (fixed seeds, fresh synthetic batches, one thread) and
 cached as HF folders; checkpoints shipped in ``banel_ray/assets`` seed the cache so a first run
@@ -128,10 +133,10 @@ class AdditionAttack(Task):
         solver: str = "",
         prior: str = "",
         cache_dir: str = "",
-        prior_steps: int = 3000,
+        prior_steps: int = 600,
         solver_steps: int = 16000,
         threads: int = 1,
-        reward: str = "numeric",
+        reward: str = "exact",
     ):
         msg = self.check_options({"reward": reward})
         if msg:
@@ -154,10 +159,13 @@ class AdditionAttack(Task):
     def _model_dir(self, kind: str, steps: int, train, progress) -> Path:
         """The cache entry (kind, digits, steps): the shipped checkpoint when it was trained with
         exactly these settings, else ~/.cache/banel_ray, trained deterministically on first use."""
-        shipped = ASSETS / f"addition_{kind}_d{self.max_digits}"
-        info = shipped / "banel_ray.json"
-        if info.exists() and json.loads(info.read_text()).get("planned_steps") == steps:
-            return shipped
+        for shipped in (
+            ASSETS / f"addition_{kind}_d{self.max_digits}_s{steps}",
+            ASSETS / f"addition_{kind}_d{self.max_digits}",
+        ):
+            info = shipped / "banel_ray.json"
+            if info.exists() and json.loads(info.read_text()).get("planned_steps") == steps:
+                return shipped
         out = self.cache_dir / f"addition_{kind}_d{self.max_digits}_s{steps}"
         if not (out / "model.safetensors").exists():
             progress(f"[addition] training the {kind} ({steps} steps, cached in {out})")
@@ -244,6 +252,28 @@ class AdditionAttack(Task):
             "leading_zero": lz / n,
             "mean_length": float(np.mean([len(c) for c in completions])) if completions else 0.0,
         }
+
+
+class AdditionAttackV1(AdditionAttack):
+    """The task as it was before 2026-12 (``task: addition_attack_v1``): operands of up to 8
+    digits, the shipped 3,000-step prior (leading zeros in 1e-5 of its samples), the 16,000-step
+    solver (0.67% in-distribution error) and the numeric reward. Kept so that earlier results
+    (``results/compare-addition``, ``banel_ray/configs/addition_v1_*.yaml``) stay reproducible."""
+
+    name = "addition_attack_v1"
+
+    def __init__(
+        self,
+        max_digits: int = 8,
+        solver: str = "",
+        prior: str = "",
+        cache_dir: str = "",
+        prior_steps: int = 3000,
+        solver_steps: int = 16000,
+        threads: int = 1,
+        reward: str = "numeric",
+    ):
+        super().__init__(max_digits, solver, prior, cache_dir, prior_steps, solver_steps, threads, reward)
 
 
 # ---- deterministic pre-training --------------------------------------------------------------

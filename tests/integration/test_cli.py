@@ -38,3 +38,20 @@ def test_cli_help_lists_keys(tmp_path):
     assert r.returncode == 0
     for key in ("filter.factor", "negative.epochs", "sampler.backend", "--resume"):
         assert key in r.stdout
+
+
+def test_evaluate_and_select_refuse_bad_input_in_one_line(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "banel_ray.evaluate", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(r, "is not a run folder (no config.json)")
+    r = subprocess.run(
+        [sys.executable, "-m", "tuning.select", "--experiment", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(r, "--experiment: folder not found")

@@ -174,10 +174,12 @@ def test_in_process_run_pays_for_what_the_ray_run_paid(tmp_path, prior_dir):
             "generator.epochs=1",
             "sampler.backend=torch",
             "runtime=local",
+            "task=addition_attack_v1",  # the settings the golden ledgers were written with
             f"run_dir={tmp_path / 'r'}",
         ],
     )
-    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_dir, log=lambda s: None)
+    prior_v1 = tasks.build("addition_attack_v1", {}).prepare(progress=lambda s: None)
+    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_v1, log=lambda s: None)
     try:
         r.run()
     finally:
