@@ -60,6 +60,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
     p.add_argument("--bootstrap-reps", type=int, default=agg.REPS, help=f"bootstrap replicates (default {agg.REPS})")
+    p.add_argument(
+        "--tuned",
+        metavar="DIR",
+        help="per-method settings: DIR/tune_<method>.yaml (written by "
+        "python -m tuning.select), applied after --config and --set",
+    )
     return p.parse_args(argv)
 
 
@@ -123,9 +129,34 @@ def collect(runs_root: Path) -> list[dict]:
                 "successes": s[K.SUCCESSES],
                 "curve": curve,
                 "time_s": busy,  # rounds + evaluations; a resumed run's invocations together
+                "settings": {k: v for k, v in sorted(cfg.items()) if k.startswith(SETTING_PREFIXES)},
             }
         )
     return recs
+
+
+# the knobs each method is tuned on (shown with the table: what each row ran with)
+SETTING_PREFIXES = (
+    "pg.",
+    "rnd.",
+    "count.",
+    "wr.",
+    "filter.factor",
+    "negative.epochs",
+    "support.kind",
+    "support.threshold",
+    "generator.lr",
+    "generator.kl_coef",
+)
+RELEVANT = {
+    "banel": ("filter.", "negative.", "support.", "generator."),
+    "random": (),
+    "reinforce": ("pg.",),
+    "nsr": ("pg.",),
+    "w_reinforce": ("pg.", "wr."),
+    "rnd": ("pg.", "rnd."),
+    "count": ("pg.", "count."),
+}
 
 
 def _order(method: str) -> int:
@@ -288,6 +319,17 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
         "run of this method (ties half). The cumulative best is the maximum of a run's in-run estimates, as the paper "
         "reports it: optimistic (selection over noisy estimates; random search, which learns nothing, gains on it).",
         "",
+        "Settings (method knobs as the runs had them):",
+        "",
+    ]
+    for method in sorted({r["method"] for r in recs}, key=_order):
+        st = next(r.get("settings", {}) for r in recs if r["method"] == method)
+        keep = (
+            {k: v for k, v in st.items() if k.startswith(RELEVANT.get(method, ("",)))} if RELEVANT.get(method) else {}
+        )
+        lines.append(f"- {method}: " + (", ".join(f"{k}={v}" for k, v in keep.items()) or "no knobs"))
+    lines += [
+        "",
         "Per run (method, seed: fresh final [95% CI] (round) / prior, stop-rule round fresh, distinct successes, NREs):",
         "",
     ]
@@ -416,6 +458,22 @@ def write_table(runs_root: Path, out: Path, reps: int = agg.REPS) -> list[dict]:
 # ---- running methods x seeds ---------------------------------------------------------------------
 
 
+def method_sets(args, method: str) -> list[str]:
+    """``key=value`` overrides of one method from its tuned settings file, if any."""
+    import yaml
+
+    f = Path(args.tuned) / f"tune_{method}.yaml" if getattr(args, "tuned", None) else None
+    if f is None or not f.is_file():
+        return []
+    try:
+        data = yaml.safe_load(f.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise C.ConfigError(f"--tuned: {f} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise C.ConfigError(f"--tuned: {f} must hold a mapping of keys")
+    return [f"{k}={v}" for k, v in sorted(data.items())]
+
+
 def _progress(run_dir: Path) -> str:
     ms = read_metrics(run_dir)
     return f"round {ms[-1]['round']} NREs {ms[-1]['nres']}" if ms else "starting"
@@ -453,7 +511,7 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                 else:
                     if args.config:
                         cmd += ["--config", args.config]
-                    cmd += sum((["--set", x] for x in args.set), [])
+                    cmd += sum((["--set", x] for x in args.set + method_sets(args, m)), [])
                     cmd += ["--set", f"method={m}", "--set", f"seed={s}", "--set", f"run_dir={rd}"]
                     what = "started"
                 fh = open(logs / f"{m}-s{s}.log", "a")
@@ -526,8 +584,10 @@ def main(argv=None) -> int:
         for item in args.set:
             if C.parse_set(item)[0] in RESERVED:
                 raise C.ConfigError(f"--set {C.parse_set(item)[0]}: compare sets {', '.join(RESERVED)} itself")
+        if args.tuned and not Path(args.tuned).is_dir():
+            raise C.ConfigError(f"--tuned: folder not found: {args.tuned}")
         for m in methods:  # every run's config is valid before any run starts
-            C.load(args.config, args.set + [f"method={m}", f"seed={seeds[0]}"])
+            C.load(args.config, args.set + method_sets(args, m) + [f"method={m}", f"seed={seeds[0]}"])
     except C.ConfigError as e:
         return fail(str(e))
     return run_all(args, methods, seeds, out)

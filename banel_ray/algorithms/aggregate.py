@@ -15,6 +15,10 @@ import numpy as np
 REPS = 20_000  # bootstrap replicates
 
 
+def _scalar(x) -> float:
+    return float(np.asarray(x, dtype=np.float64).reshape(-1)[0])
+
+
 def _rs(seed: int):
     return np.random.RandomState(seed)
 
@@ -38,7 +42,7 @@ def iqm_interval(values, reps: int = REPS, seed: int = 0) -> tuple[float, float,
     point, ci = rly.get_interval_estimates(
         {"m": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps, random_state=_rs(seed)
     )
-    return float(point["m"][0]), float(ci["m"][0][0]), float(ci["m"][1][0])
+    return _scalar(point["m"]), _scalar(ci["m"][0]), _scalar(ci["m"][1])
 
 
 def probability_of_improvement(x, y, reps: int = REPS, seed: int = 0) -> tuple[float, float, float]:
@@ -49,8 +53,8 @@ def probability_of_improvement(x, y, reps: int = REPS, seed: int = 0) -> tuple[f
     a = np.asarray(x, dtype=np.float64).reshape(-1, 1)
     b = np.asarray(y, dtype=np.float64).reshape(-1, 1)
     if len(a) < 2 or len(b) < 2:
-        return float(metrics.probability_of_improvement(a, b)), math.nan, math.nan
+        return _scalar(metrics.probability_of_improvement(a, b)), math.nan, math.nan
     point, ci = rly.get_interval_estimates(
         {"p": (a, b)}, metrics.probability_of_improvement, reps=reps, random_state=_rs(seed)
     )
-    return float(point["p"]), float(ci["p"][0]), float(ci["p"][1])
+    return _scalar(point["p"]), _scalar(ci["p"][0]), _scalar(ci["p"][1])

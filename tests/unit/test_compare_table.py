@@ -102,3 +102,13 @@ def test_a_failed_run_is_resumed_from_its_checkpoint(tmp_path, monkeypatch):
     assert "rnd seed 0: done" in text and "random seed 0: done" in text
     assert "count seed 0: FAILED (exit 1)" in text and "failed: count s0" in text
     assert sum("--resume" in c for c in cmds) == 2  # rnd once, count once; random never
+
+
+def test_tuned_settings_are_applied_per_method(tmp_path):
+    import argparse
+
+    (tmp_path / "tune_nsr.yaml").write_text("pg.lr: 0.001\nrnd.coef: 0.3\n")
+    args = argparse.Namespace(tuned=str(tmp_path))
+    assert compare.method_sets(args, "nsr") == ["pg.lr=0.001", "rnd.coef=0.3"]
+    assert compare.method_sets(args, "banel") == []  # no file: the config's own settings
+    assert compare.method_sets(argparse.Namespace(tuned=None), "nsr") == []
