@@ -19,8 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from banel_ray import config as C
 from banel_ray import trust
+from banel_ray.algorithms import aggregate as agg
 from banel_ray.algorithms import stats as alg
 from banel_ray.cli import Parser, fail
 from banel_ray.methods.registry import METHODS
@@ -57,6 +60,13 @@ def parse_args(argv=None):
         help="restarts of a failed run, from its last checkpoint (default 1; e.g. a worker OOM-killed)",
     )
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("--bootstrap-reps", type=int, default=agg.REPS, help=f"bootstrap replicates (default {agg.REPS})")
+    p.add_argument(
+        "--tuned",
+        metavar="DIR",
+        help="per-method settings: DIR/tune_<method>.yaml (written by "
+        "python -m tuning.select), applied after --config and --set",
+    )
     return p.parse_args(argv)
 
 
@@ -96,11 +106,11 @@ def collect(runs_root: Path) -> list[dict]:
             continue
         cfg = json.loads((d / "config.json").read_text())
         s = json.loads((d / "summary.json").read_text())
-        curve, busy = [], (s["base"] or {}).get("t_eval", 0.0)
+        curve, busy = [], (s["base"] or {}).get("t_eval", 0.0) + s.get("t_fresh_eval", 0.0)
         for m in read_metrics(d):
-            busy += m.get("t_round", 0.0) + (m.get("eval") or {}).get("t_eval", 0.0)
-            if m.get("eval"):
-                curve.append((m["round"], m["nres"], m["eval"]["rate"]))
+            busy += m.get("t_round", 0.0) + (m.get(K.EVAL) or {}).get("t_eval", 0.0)
+            if m.get(K.EVAL):
+                curve.append((m[K.ROUND], m[K.NRES], m[K.EVAL]["rate"]))
         recs.append(
             {
                 "dir": str(d),
@@ -111,89 +121,137 @@ def collect(runs_root: Path) -> list[dict]:
                 "best": s["best"],
                 "final": s["final"],
                 "best_round": s.get("best_round"),
-                "nres": s["nres"],
+                "final_fresh": s.get(K.FINAL_FRESH),
+                "base_fresh": s.get(K.BASE_FRESH),
+                "stop_fresh": s.get(K.STOP_FRESH),
+                "stop_round": s.get("stop_round"),
+                "nres": s[K.NRES],
                 "rounds": s["rounds"],
                 "successes": s[K.SUCCESSES],
                 "curve": curve,
-                "time_s": busy,
+                "time_s": busy,  # rounds + evaluations; a resumed run's invocations together
+                "settings": {k: v for k, v in sorted(cfg.items()) if k.startswith(SETTING_PREFIXES)},
             }
-        )  # rounds + evaluations; a resumed run's invocations together
+        )
     return recs
 
 
-def _mean_ci(xs: list[float]) -> tuple[float, float, float, float, float]:
-    """mean, median, sample std, and a 95% t-interval of the mean (nan with one value)."""
-    import numpy as np
-    from scipy.stats import t as student
+# the knobs each method is tuned on (shown with the table: what each row ran with)
+SETTING_PREFIXES = (
+    "pg.",
+    "rnd.",
+    "count.",
+    "wr.",
+    "filter.factor",
+    "negative.epochs",
+    "support.kind",
+    "support.threshold",
+    "generator.lr",
+    "generator.kl_coef",
+)
+RELEVANT = {
+    "banel": ("filter.", "negative.", "support.", "generator."),
+    "random": (),
+    "reinforce": ("pg.",),
+    "nsr": ("pg.",),
+    "w_reinforce": ("pg.", "wr."),
+    "rnd": ("pg.", "rnd."),
+    "count": ("pg.", "count."),
+}
 
-    a = np.asarray(xs, dtype=np.float64)
-    mean, med = float(a.mean()), float(np.median(a))
-    if len(a) < 2:
-        return mean, med, float("nan"), float("nan"), float("nan")
-    sd = float(a.std(ddof=1))
-    h = float(student.ppf(0.975, len(a) - 1)) * sd / math.sqrt(len(a))
-    return mean, med, sd, max(mean - h, 0.0), mean + h  # a rate is never below 0
+
+def _order(method: str) -> int:
+    return list(METHODS).index(method) if method in METHODS else len(METHODS)
 
 
-def summarize(recs: list[dict]) -> list[dict]:
-    """One row per method (METHODS order) plus the pretrained model's row, from run records."""
+def _rate(est) -> float:
+    return float(est["rate"]) if est else math.nan
+
+
+def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
+    """One row per method (registry order) plus the pretrained model's row, from run records.
+
+    Honest columns: each run's final generator on a fresh sample (``final_fresh``) against the
+    prior's rate (``base_fresh``); across seeds their interquartile mean with a stratified
+    bootstrap 95% interval, per-seed ratios, and the probability that BaNEL's run beats this
+    method's. The paper's cumulative best over in-run estimates is kept, labelled optimistic.
+    """
     rows = []
-    by_seed = {}
-    for r in recs:  # each seed's base evaluation is the same draws whatever the method: pool seeds once
-        if r["base"]:
-            by_seed.setdefault(r["seed"], r["base"])
-    if by_seed:
-        k, n = sum(b["k"] for b in by_seed.values()), sum(b["n"] for b in by_seed.values())
+    bases = {}
+    for r in recs:  # the prior is the same for every method of a seed: one base per seed
+        if r["base_fresh"]:
+            bases.setdefault(r["seed"], r["base_fresh"])
+    if bases:
+        b = list(bases.values())
+        ref = b[0] if all(x.get("reference") for x in b) else None  # one shipped measurement for all
+        k, n = (ref["k"], ref["n"]) if ref else (sum(x["k"] for x in b), sum(x["n"] for x in b))
         lo, hi = alg.clopper_pearson(k, n)
         rows.append(
             {
                 "method": "pretrained",
-                "seeds": len(by_seed),
-                "rate_mean": k / n,
-                "rate_median": k / n,
-                "rate_std": float("nan"),
-                "ci_lo": lo,
-                "ci_hi": hi,
-                "improvement": 1.0,
-                "ratio_mean": 1.0,
-                "ratio_median": 1.0,
+                "seeds": len(bases),
+                "final_iqm": k / n,
+                "final_iqm_lo": lo,
+                "final_iqm_hi": hi,
                 "final_mean": k / n,
-                "final_ratio_mean": 1.0,
-                "successes_paid": 0.0,
+                "ratio_iqm": 1.0,
+                "ratio_iqm_lo": math.nan,
+                "ratio_iqm_hi": math.nan,
+                "ratios": "",
+                "p_banel_better": math.nan,
+                "p_lo": math.nan,
+                "p_hi": math.nan,
+                "best_mean": math.nan,
+                "best_ratio_mean": math.nan,
+                "inrun_final_mean": math.nan,
+                "successes_per_1k": 0.0,
                 "nres_mean": 0.0,
-                "time_s_mean": float("nan"),
+                "time_s_mean": math.nan,
+                "base_source": "shipped measurement" if ref else "fresh, pooled",
             }
         )
-    for method in METHODS:
-        rs = [r for r in recs if r["method"] == method and r["best"] and r["base"]]
+    banel = sorted((r for r in recs if r["method"] == "banel" and r["final_fresh"]), key=lambda r: r["seed"])
+    for method in sorted({r["method"] for r in recs}, key=_order):
+        rs = sorted(
+            (r for r in recs if r["method"] == method and r["final_fresh"] and r["base_fresh"]), key=lambda r: r["seed"]
+        )
         if not rs:
             continue
-        best = [r["best"]["rate"] for r in rs]
-        base = [r["base"]["rate"] for r in rs]
-        final = [r["final"]["rate"] for r in rs]
-        mean, med, sd, lo, hi = _mean_ci(best)
-        if len(rs) == 1:  # one seed: the run's own Clopper-Pearson interval
-            lo, hi = rs[0]["best"]["lo"], rs[0]["best"]["hi"]
-        ratios = [alg.improvement_factor(b, b0) for b, b0 in zip(best, base)]
-        fratios = [alg.improvement_factor(f, b0) for f, b0 in zip(final, base)]
-        mb = sum(base) / len(base)
+        final = [_rate(r["final_fresh"]) for r in rs]
+        ratios = [alg.improvement_factor(_rate(r["final_fresh"]), _rate(r["base_fresh"])) for r in rs]
+        f_iqm, f_lo, f_hi = agg.iqm_interval(final, reps=reps)
+        r_iqm, r_lo, r_hi = agg.iqm_interval(ratios, reps=reps)
+        p, p_lo, p_hi = (
+            (math.nan,) * 3
+            if method == "banel" or len(banel) < 1
+            else agg.probability_of_improvement([_rate(r["final_fresh"]) for r in banel], final, reps=reps)
+        )
+        best = [_rate(r["best"]) for r in rs if r["best"]]
+        best_ratio = [alg.improvement_factor(_rate(r["best"]), _rate(r["base"])) for r in rs if r["best"] and r["base"]]
         rows.append(
             {
                 "method": method,
                 "seeds": len(rs),
-                "rate_mean": mean,
-                "rate_median": med,
-                "rate_std": sd,
-                "ci_lo": lo,
-                "ci_hi": hi,
-                "improvement": alg.improvement_factor(mean, mb),
-                "ratio_mean": sum(ratios) / len(ratios),
-                "ratio_median": _mean_ci(ratios)[1],
-                "final_mean": sum(final) / len(final),
-                "final_ratio_mean": sum(fratios) / len(fratios),
-                "successes_paid": sum(r["successes"] for r in rs) / len(rs),
-                "nres_mean": sum(r["nres"] for r in rs) / len(rs),
-                "time_s_mean": sum(r["time_s"] for r in rs) / len(rs),
+                "final_iqm": f_iqm,
+                "final_iqm_lo": f_lo,
+                "final_iqm_hi": f_hi,
+                "final_mean": float(np.mean(final)),
+                "ratio_iqm": r_iqm,
+                "ratio_iqm_lo": r_lo,
+                "ratio_iqm_hi": r_hi,
+                "ratios": " ".join(f"{x:.3g}" for x in ratios),
+                "p_banel_better": p,
+                "p_lo": p_lo,
+                "p_hi": p_hi,
+                "best_mean": float(np.mean(best)) if best else math.nan,
+                "best_ratio_mean": float(np.mean(best_ratio)) if best_ratio else math.nan,
+                "inrun_final_mean": float(np.mean([_rate(r["final"]) for r in rs if r["final"]]))
+                if rs[0]["final"]
+                else math.nan,
+                "successes_per_1k": float(np.mean([1000 * r["successes"] / max(r["nres"], 1) for r in rs])),
+                "nres_mean": float(np.mean([r["nres"] for r in rs])),
+                "time_s_mean": float(np.mean([r["time_s"] for r in rs])),
+                "base_source": "",
             }
         )
     return rows
@@ -202,19 +260,24 @@ def summarize(recs: list[dict]) -> list[dict]:
 CSV_COLUMNS = (
     "method",
     "seeds",
-    "rate_mean",
-    "rate_median",
-    "rate_std",
-    "ci_lo",
-    "ci_hi",
-    "improvement",
-    "ratio_mean",
-    "ratio_median",
+    "final_iqm",
+    "final_iqm_lo",
+    "final_iqm_hi",
     "final_mean",
-    "final_ratio_mean",
-    "successes_paid",
+    "ratio_iqm",
+    "ratio_iqm_lo",
+    "ratio_iqm_hi",
+    "ratios",
+    "p_banel_better",
+    "p_lo",
+    "p_hi",
+    "best_mean",
+    "best_ratio_mean",
+    "inrun_final_mean",
+    "successes_per_1k",
     "nres_mean",
     "time_s_mean",
+    "base_source",
 )
 
 
@@ -224,88 +287,108 @@ def _g(x: float, fmt: str = ".2e") -> str:
 
 def markdown(rows: list[dict], recs: list[dict]) -> str:
     budgets = sorted({r["budget"] for r in recs})
-    evals = sorted({r["base"]["n"] for r in recs if r["base"]})
+    fresh = sorted({r["final_fresh"]["n"] for r in recs if r["final_fresh"]})
     lines = [
-        f"Success rate of the generator (cumulative best over its evaluations, as the paper reports), "
-        f"NRE budget {', '.join(map(str, budgets))}, {', '.join(map(str, evals))} evaluation draws "
-        f"per estimate (not NREs). Built by `python -m banel_ray.compare` from {len(recs)} run folders.",
+        f"Final generator of each run on a fresh sample ({', '.join(f'{n:,}' for n in fresh)} draws, not NREs), "
+        f"NRE budget {', '.join(map(str, budgets))}. Built by `python -m banel_ray.compare` from {len(recs)} run "
+        f"folders.",
         "",
-        "| method | seeds | best rate: mean [95% CI] | median | std | improvement (mean/base) | "
-        "best/base per seed: mean, median | final rate (mean) | final/base (mean) | "
-        "successes paid for (mean) | NREs spent (mean) | rounds + evals, s (mean) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| method | seeds | final rate, IQM [95% CI] | final/base, IQM [95% CI] | final/base per seed | "
+        "P(BaNEL run > this) [95% CI] | distinct successes per 1k NREs | optimistic: cumulative best (mean), x base | "
+        "NREs (mean) | s (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r["method"] == "pretrained":
+            lines.append(
+                f"| pretrained ({r['base_source']}) | {r['seeds']} | {_g(r['final_iqm'])} "
+                f"[{_g(r['final_iqm_lo'])}, {_g(r['final_iqm_hi'])}] | 1x | | | | | | |"
+            )
+            continue
         lines.append(
-            f"| {r['method']} | {r['seeds']} | {_g(r['rate_mean'])} [{_g(r['ci_lo'])}, {_g(r['ci_hi'])}] | "
-            f"{_g(r['rate_median'])} | {_g(r['rate_std'])} | {_g(r['improvement'], '.2f')}x | "
-            f"{_g(r['ratio_mean'], '.2f')}x, {_g(r['ratio_median'], '.2f')}x | {_g(r['final_mean'])} | "
-            f"{_g(r['final_ratio_mean'], '.2f')}x | {_g(r['successes_paid'], '.1f')} | {_g(r['nres_mean'], '.0f')} | "
-            f"{_g(r['time_s_mean'], '.0f')} |"
+            f"| {r['method']} | {r['seeds']} | {_g(r['final_iqm'])} [{_g(r['final_iqm_lo'])}, {_g(r['final_iqm_hi'])}] | "
+            f"{_g(r['ratio_iqm'], '.3g')}x [{_g(r['ratio_iqm_lo'], '.3g')}, {_g(r['ratio_iqm_hi'], '.3g')}] | "
+            f"{r['ratios']} | {_g(r['p_banel_better'], '.2f')} [{_g(r['p_lo'], '.2f')}, {_g(r['p_hi'], '.2f')}] | "
+            f"{_g(r['successes_per_1k'], '.1f')} | {_g(r['best_mean'])}, {_g(r['best_ratio_mean'], '.3g')}x | "
+            f"{_g(r['nres_mean'], '.0f')} | {_g(r['time_s_mean'], '.0f')} |"
         )
     lines += [
         "",
-        "pretrained: all seeds' base evaluations pooled, with a Clopper-Pearson 95% interval. Other rows: "
-        "95% t-interval of the mean over seeds, cut at 0 (one seed: that run's Clopper-Pearson interval). "
-        "improvement = mean best rate / mean base rate (the paper's ratio); a seed's base is the same "
-        "draws for every method, so per-seed ratios are paired. Time: seconds spent in rounds and "
-        "evaluations (no start-up), summed over a resumed run's invocations.",
+        "IQM: interquartile mean over seeds; 95% CI: stratified bootstrap (rliable, seeded). pretrained: the prior's "
+        "rate (its shipped measurement when every run used it, else the runs' fresh base draws pooled), 95% "
+        "Clopper-Pearson. P(BaNEL run > this): probability that a random BaNEL run's fresh final rate beats a random "
+        "run of this method (ties half). The cumulative best is the maximum of a run's in-run estimates, as the paper "
+        "reports it: optimistic (selection over noisy estimates; random search, which learns nothing, gains on it).",
         "",
-        "Per run (method, seed: base -> best (round) / final, successes paid for, NREs, rounds + evals s):",
+        "Settings (method knobs as the runs had them):",
         "",
     ]
-    for r in sorted(
-        recs, key=lambda r: (list(METHODS).index(r["method"]) if r["method"] in METHODS else 99, r["seed"])
-    ):
+    for method in sorted({r["method"] for r in recs}, key=_order):
+        st = next(r.get("settings", {}) for r in recs if r["method"] == method)
+        keep = (
+            {k: v for k, v in st.items() if k.startswith(RELEVANT.get(method, ("",)))} if RELEVANT.get(method) else {}
+        )
+        lines.append(f"- {method}: " + (", ".join(f"{k}={v}" for k, v in keep.items()) or "no knobs"))
+    lines += [
+        "",
+        "Per run (method, seed: fresh final [95% CI] (round) / prior, stop-rule round fresh, distinct successes, NREs):",
+        "",
+    ]
+    for r in sorted(recs, key=lambda r: (_order(r["method"]), r["seed"])):
+        ff, bf, sf = r["final_fresh"], r["base_fresh"], r["stop_fresh"]
         lines.append(
-            f"- {r['method']}, seed {r['seed']}: {_g(r['base']['rate'])} -> {_g(r['best']['rate'])} "
-            f"({r['best_round']}) / {_g(r['final']['rate'])}, {r['successes']}, {r['nres']}, "
-            f"{r['time_s']:.0f}"
+            f"- {r['method']}, seed {r['seed']}: "
+            + (
+                f"{_g(ff['rate'])} [{_g(ff['lo'])}, {_g(ff['hi'])}] ({ff.get('round')}) / {_g(_rate(bf))}"
+                if ff
+                else "no fresh final"
+            )
+            + (f", stop round {r['stop_round']}: {_g(sf['rate'])}" if sf else "")
+            + f", {r['successes']}, {r['nres']}"
         )
     return "\n".join(lines) + "\n"
 
 
 def plot(recs: list[dict], out: Path) -> Path:
-    """Success rate (mean over seeds) against NREs, per method: at each evaluation, and its running best."""
+    """Per method: the in-run estimate (independent draws each time) against NREs, each seed faint
+    and the mean bold, with the fresh final of each run as a marker at its NREs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    floor = 0.5 / max([r["base"]["n"] for r in recs if r["base"]] or [1])
-    for i, method in enumerate(m for m in METHODS if any(r["method"] == m for r in recs)):
-        rs = [r for r in recs if r["method"] == method and r["base"]]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ns = [r["base"]["n"] for r in recs if r["base"]]
+    floor = 0.5 / max(ns or [1])
+    for i, method in enumerate(sorted({r["method"] for r in recs}, key=_order)):
+        rs = [r for r in recs if r["method"] == method]
+        color = f"C{i}"
         rounds = sorted({c[0] for r in rs for c in r["curve"]})
-        xs, now, best = [0.0], [np.mean([r["base"]["rate"] for r in rs])], []
-        for rd in rounds:
-            pts = [c for r in rs for c in r["curve"] if c[0] == rd]
-            xs.append(float(np.mean([p[1] for p in pts])))
-            now.append(float(np.mean([p[2] for p in pts])))
-        for r in rs:  # per-seed running best of the trained generator (as in the table), then the mean
-            seq = [dict((c[0], c[2]) for c in r["curve"]).get(rd, np.nan) for rd in rounds]
-            best.append(np.fmax.accumulate(np.array(seq, dtype=float)))
-        label = f"{method} ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
-        axes[0].plot(xs, np.maximum(now, floor), "o-", color=f"C{i}", label=label, markersize=3)
-        if rounds:
-            axes[1].plot(
-                xs[1:], np.maximum(np.nanmean(np.stack(best), 0), floor), "o-", color=f"C{i}", label=label, markersize=3
-            )
-    bases = {r["seed"]: r["base"]["rate"] for r in recs if r["base"]}
-    axes[1].axhline(float(np.mean(list(bases.values()))), color="gray", ls="--", label="pretrained (mean)")
-    for ax, title in zip(
-        axes,
-        (
-            "success rate at each evaluation (mean over seeds)",
-            "cumulative best of the trained generator (mean over seeds)",
-        ),
-    ):
-        ax.set_yscale("log")
-        ax.set_xlabel("NREs")
-        ax.set_ylabel(f"success rate (0 drawn at {floor:.0e})")
-        ax.set_title(title)
-        ax.legend(fontsize=8)
+        for r in rs:
+            xs = [0.0] + [c[1] for c in r["curve"]]
+            ys = [_rate(r["base"]) if r["base"] else math.nan] + [c[2] for c in r["curve"]]
+            ax.plot(xs, np.maximum(ys, floor), "-", color=color, alpha=0.25, linewidth=1)
+            if r["final_fresh"]:
+                ax.plot([r["nres"]], [max(_rate(r["final_fresh"]), floor)], "D", color=color, markersize=4)
+        mx = [float(np.mean([c[1] for r in rs for c in r["curve"] if c[0] == rd])) for rd in rounds]
+        my = [float(np.mean([c[2] for r in rs for c in r["curve"] if c[0] == rd])) for rd in rounds]
+        ax.plot(
+            mx,
+            np.maximum(my, floor),
+            "o-",
+            color=color,
+            linewidth=2,
+            markersize=3,
+            label=f"{method} ({len(rs)} seed{'s' if len(rs) > 1 else ''})",
+        )
+    base = [_rate(r["base_fresh"]) for r in recs if r["base_fresh"]]
+    if base:
+        ax.axhline(float(np.mean(base)), color="gray", ls="--", label="prior")
+    ax.set_yscale("log")
+    ax.set_xlabel("NREs")
+    ax.set_ylabel(f"success rate (0 drawn at {floor:.0e})")
+    ax.set_title("in-run estimates (lines; mean bold) and fresh-sample finals (diamonds)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(out) / "success_vs_nres.png"
     fig.savefig(path, dpi=100)
@@ -313,12 +396,12 @@ def plot(recs: list[dict], out: Path) -> Path:
     return path
 
 
-def write_table(runs_root: Path, out: Path) -> list[dict]:
+def write_table(runs_root: Path, out: Path, reps: int = agg.REPS) -> list[dict]:
     recs = collect(runs_root)
     if not recs:
         raise C.ConfigError(f"no finished run folders (config.json and summary.json) under {runs_root}")
     out.mkdir(parents=True, exist_ok=True)
-    rows = summarize(recs)
+    rows = summarize(recs, reps)
     (out / "table.md").write_text(markdown(rows, recs))
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
@@ -331,28 +414,39 @@ def write_table(runs_root: Path, out: Path) -> list[dict]:
             [
                 "method",
                 "seed",
+                "final_fresh_rate",
+                "final_fresh_lo",
+                "final_fresh_hi",
+                "final_fresh_n",
                 "base_rate",
-                "best_rate",
-                "best_lo",
-                "best_hi",
+                "final_over_base",
+                "stop_round",
+                "stop_fresh_rate",
+                "best_inrun_rate",
                 "best_round",
-                "final_rate",
-                "successes_paid",
+                "inrun_final_rate",
+                "successes",
                 "nres",
                 "time_s",
             ]
         )
-        for r in recs:
+        for r in sorted(recs, key=lambda r: (_order(r["method"]), r["seed"])):
+            ff, bf, sf = r["final_fresh"] or {}, r["base_fresh"] or {}, r["stop_fresh"] or {}
             w.writerow(
                 [
                     r["method"],
                     r["seed"],
-                    r["base"]["rate"],
-                    r["best"]["rate"],
-                    r["best"]["lo"],
-                    r["best"]["hi"],
+                    ff.get("rate"),
+                    ff.get("lo"),
+                    ff.get("hi"),
+                    ff.get("n"),
+                    bf.get("rate"),
+                    alg.improvement_factor(ff["rate"], bf["rate"]) if ff and bf else None,
+                    r["stop_round"],
+                    sf.get("rate"),
+                    _rate(r["best"]),
                     r["best_round"],
-                    r["final"]["rate"],
+                    _rate(r["final"]),
                     r["successes"],
                     r["nres"],
                     round(r["time_s"], 1),
@@ -363,6 +457,22 @@ def write_table(runs_root: Path, out: Path) -> list[dict]:
 
 
 # ---- running methods x seeds ---------------------------------------------------------------------
+
+
+def method_sets(args, method: str) -> list[str]:
+    """``key=value`` overrides of one method from its tuned settings file, if any."""
+    import yaml
+
+    f = Path(args.tuned) / f"tune_{method}.yaml" if getattr(args, "tuned", None) else None
+    if f is None or not f.is_file():
+        return []
+    try:
+        data = yaml.safe_load(f.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise C.ConfigError(f"--tuned: {f} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise C.ConfigError(f"--tuned: {f} must hold a mapping of keys")
+    return [f"{k}={v}" for k, v in sorted(data.items())]
 
 
 def _progress(run_dir: Path) -> str:
@@ -403,7 +513,7 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                 else:
                     if args.config:
                         cmd += ["--config", args.config]
-                    cmd += sum((["--set", x] for x in args.set), [])
+                    cmd += sum((["--set", x] for x in args.set + method_sets(args, m)), [])
                     cmd += ["--set", f"method={m}", "--set", f"seed={s}", "--set", f"run_dir={rd}"]
                     what = "started"
                 fh = open(logs / f"{m}-s{s}.log", "a")
@@ -448,9 +558,9 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
         log("[compare] interrupted: run the same command again to resume")
         return 130
     if collect(runs_root):
-        write_table(runs_root, out)
+        write_table(runs_root, out, args.bootstrap_reps)
         log(f"[compare] table: {out / 'table.md'}, {out / 'table.csv'}, {out / 'success_vs_nres.png'}")
-        log((out / "table.md").read_text().split("\n\npretrained:")[0])
+        log((out / "table.md").read_text().split("\n\nIQM:")[0])
     log(
         f"[compare] {done - len(failed)} of {total} runs finished in {time.time() - t0:.0f}s"
         + (f"; failed: {', '.join(f'{m} s{s}' for m, s in failed)}" if failed else "")
@@ -465,7 +575,7 @@ def main(argv=None) -> int:
         if args.from_runs:
             if not Path(args.from_runs).is_dir():
                 raise C.ConfigError(f"--from-runs: folder not found: {args.from_runs}")
-            write_table(Path(args.from_runs), out)
+            write_table(Path(args.from_runs), out, args.bootstrap_reps)
             print((out / "table.md").read_text(), end="")
             return 0
         methods, seeds = parse_methods(args.methods), parse_seeds(args.seeds)
@@ -476,8 +586,10 @@ def main(argv=None) -> int:
         for item in args.set:
             if C.parse_set(item)[0] in RESERVED:
                 raise C.ConfigError(f"--set {C.parse_set(item)[0]}: compare sets {', '.join(RESERVED)} itself")
+        if args.tuned and not Path(args.tuned).is_dir():
+            raise C.ConfigError(f"--tuned: folder not found: {args.tuned}")
         for m in methods:  # every run's config is valid before any run starts
-            C.load(args.config, args.set + [f"method={m}", f"seed={seeds[0]}"])
+            C.load(args.config, args.set + method_sets(args, m) + [f"method={m}", f"seed={seeds[0]}"])
     except C.ConfigError as e:
         return fail(str(e))
     return run_all(args, methods, seeds, out)

@@ -204,6 +204,20 @@ FIELDS: dict[str, Field] = {
         lo=0,
     ),
     "eval.num_cpus": F(0.25, float, "CPUs reserved for the evaluator actor", lo=0.0),
+    "eval.final_samples": F(
+        -1,
+        int,
+        "fresh draws that evaluate the final generator (and a stop rule's round) after the run "
+        "(-1: the task's own size, e.g. 100,000 for the addition attack; 0: none)",
+        lo=-1,
+    ),
+    "stop.rule": F(
+        "",
+        str,
+        "a positive-free stop rule by name (banel_ray.algorithms.stop_rules.DEFAULT_RULES; empty: none): "
+        "the round it fires at keeps its checkpoint and gets a fresh-sample evaluation",
+    ),
+    "stop.live": F(False, bool, "stop the run at the round stop.rule fires (else run on and only mark it)"),
     "eval.every": F(0, int, "evaluate every k rounds (0: only base and final)", lo=0),
     "checkpoint.dir": F(
         "",
@@ -225,6 +239,7 @@ FIELDS: dict[str, Field] = {
     "rnd.epochs": F(5, int, "rnd: predictor passes over each round's samples", lo=1),
     "rnd.hidden": F(128, int, "rnd: hidden width of target and predictor", lo=1),
     "count.coef": F(1.0, float, "count: bonus coef / sqrt(pseudo-count)", lo=0.0),
+    "wr.pos_weight": F(0.1, float, "w_reinforce: weight lambda of the successes (failures weigh 1)", lo=0.0),
     "count.bits": F(8, int, "count: SimHash code length k", lo=1, hi=62),
     "ray.address": F("", str, "Ray address; empty: join a running cluster if any, else start one"),
     "ray.num_cpus": F(0, int, "CPUs for a local Ray instance (0: all)", lo=0),
@@ -383,6 +398,13 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"'mode' sequential is BaNEL's Algorithm 1 (method banel or banel_sequential), not method {cfg['method']}"
         )
+    if cfg["stop.rule"]:
+        from banel_ray.algorithms.stop_rules import rule_by_name
+
+        try:
+            rule_by_name(cfg["stop.rule"])
+        except KeyError as e:
+            raise ConfigError(str(e.args[0])) from None
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
     if cfg["generator.schedule"] == "exponential" and min(cfg["generator.lr"], cfg["generator.lr_end"]) <= 0:

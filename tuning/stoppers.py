@@ -1,4 +1,4 @@
-"""Ray Tune stoppers over the positive-free rules of ``tuning.signals`` (the rules stay pure)."""
+"""Ray Tune stoppers over the positive-free rules of ``banel_ray.algorithms.stop_rules`` (the rules stay pure)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from ray.tune import Stopper
 
-from tuning.signals import SIGNALS, Rule, fires
+from banel_ray.algorithms.stop_rules import SIGNALS, Rule, fires
 
 
 class RuleStopper(Stopper):

@@ -46,6 +46,8 @@ def trial_resources(config: dict):
     from banel_ray.runtime.job import cpus_needed
 
     c = banel_config(config)
+    if c["runtime"] == "local":  # the whole run in the trial's own process: one CPU, no actors
+        return tune.PlacementGroupFactory([{"CPU": max(1.0, config.get("trial_cpus", 0.25))}])
     cpu = cpus_needed(c)
     gpu = c["sampler.num_actors"] * c["sampler.num_gpus"] + len(get(c["method"]).trainer_roles) * c["trainer.num_gpus"]
     actors = {k: v for k, v in (("CPU", cpu), ("GPU", gpu)) if v > 0}
@@ -104,8 +106,8 @@ def banel_trial(config: dict) -> None:
     from ray import tune
 
     from banel_ray import report
+    from banel_ray.algorithms.stop_rules import signals
     from banel_ray.runtime.job import run
-    from tuning.signals import signals
 
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()

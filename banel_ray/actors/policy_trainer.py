@@ -16,22 +16,32 @@ import numpy as np
 
 from banel_ray.actors.trainers import TrainerRole
 from banel_ray.algorithms import banel as alg
-from banel_ray.algorithms import reinforce
+from banel_ray.algorithms import negative_rl, reinforce
 from banel_ray.algorithms.bonuses.features import one_hot_positions
 from banel_ray.models import load_optimizer_tensors, optimizer_tensors, state_dict
 from banel_ray.records import PaidBatch
 from banel_ray.runtime import checkpoint as ckpt
 from banel_ray.runtime import seeds
 
+OBJECTIVES = ("reinforce", "nsr", "w_reinforce")
+
 
 class PolicyTrainer(TrainerRole):
-    """``bonus``: none, rnd or count; ``pg``/``rnd``/``count``: those config sections."""
+    """``objective``: reinforce (advantages of reward + bonus), nsr or w_reinforce (the
+    negative-sample weights of ``algorithms.negative_rl``); ``bonus``: none, rnd or count;
+    ``pg``/``rnd``/``count``/``wr``: those config sections."""
 
     role = "policy"
 
-    def __init__(self, *a, bonus: str = "none", pg=None, rnd=None, count=None, **k):
+    def __init__(
+        self, *a, objective: str = "reinforce", bonus: str = "none", pg=None, rnd=None, count=None, wr=None, **k
+    ):
         from banel_ray.config import SECTIONS
 
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        self.objective = objective
+        self.wr = wr if wr is not None else SECTIONS["wr"]()
         self.bonus_kind = bonus
         self.pg = pg if pg is not None else SECTIONS["pg"]()
         self.rnd_cfg = rnd if rnd is not None else SECTIONS["rnd"]()
@@ -85,7 +95,12 @@ class PolicyTrainer(TrainerRole):
         samples = [s for s, _ in pairs]
         extrinsic = np.array([r for _, r in pairs], dtype=np.float64)
         bonus = self._bonus(samples) if samples else np.zeros(0)
-        adv = reinforce.advantages(extrinsic + bonus, self.pg.normalize)
+        if self.objective == "nsr":
+            adv = negative_rl.nsr_weights(extrinsic)
+        elif self.objective == "w_reinforce":
+            adv = negative_rl.w_reinforce_weights(extrinsic, self.wr.pos_weight)
+        else:
+            adv = reinforce.advantages(extrinsic + bonus, self.pg.normalize)
         losses = reinforce.policy_gradient(
             self.generator,
             self.opt,

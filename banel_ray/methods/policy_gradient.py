@@ -24,9 +24,13 @@ class Reinforce(Method):
     trainer_roles = ("policy",)
     generator_role = "policy"
 
+    objective = "reinforce"
+
     def start(self) -> None:
         rc = self.ctx.rc
-        self.policy = self.ctx.spawn_trainer(PolicyTrainer, bonus=self.bonus, pg=rc.pg, rnd=rc.rnd, count=rc.count)
+        self.policy = self.ctx.spawn_trainer(
+            PolicyTrainer, objective=self.objective, bonus=self.bonus, pg=rc.pg, rnd=rc.rnd, count=rc.count, wr=rc.wr
+        )
         self.trainers["policy"] = self.policy
 
     def learn(self, t: int, paid_ref, version: int, m: dict) -> Update:

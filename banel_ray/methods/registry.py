@@ -14,4 +14,9 @@ METHODS: dict[str, tuple[str, str]] = {
     "reinforce": ("banel_ray.methods.policy_gradient:Reinforce", "REINFORCE on the task reward"),
     "rnd": ("banel_ray.methods.policy_gradient:ReinforceRnd", "REINFORCE + RND novelty bonus"),
     "count": ("banel_ray.methods.policy_gradient:ReinforceCount", "REINFORCE + SimHash count bonus"),
+    "nsr": ("banel_ray.methods.nsr:NegativeSampleReinforcement", "negative-sample reinforcement (Zhu et al. 2025)"),
+    "w_reinforce": (
+        "banel_ray.methods.w_reinforce:WeightedReinforce",
+        "W-REINFORCE: NSR + successes at weight wr.pos_weight",
+    ),
 }

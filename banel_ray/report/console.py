@@ -104,6 +104,22 @@ def closing_table(summary: dict) -> str:
         "=" * 78,
         f"{summary.get('method', 'banel')} on {summary['task']} ({summary['mode']}), run folder {summary['run_dir']}",
         "-" * 78,
+    ]
+    ff, bf = summary.get("final_fresh"), summary.get("base_fresh")
+    if ff and bf:  # the headline: final generator on fresh draws against the prior's measured rate
+        src = "shipped measurement" if bf.get("reference") else "fresh"
+        lines += [
+            f"{'final, fresh sample':<26}{fmt_rate(ff)}  (round {ff.get('round')})",
+            f"{'prior, ' + src:<26}{fmt_rate(bf)}",
+            f"{'improvement (fresh)':<26}{summary.get('improvement_final_fresh', float('nan')):.2f}x",
+        ]
+        if summary.get("stop_fresh"):
+            lines.append(
+                f"{'stop-rule round, fresh':<26}{fmt_rate(summary['stop_fresh'])}  (round "
+                f"{summary.get('stop_round')}, {summary.get('improvement_stop_fresh', float('nan')):.2f}x)"
+            )
+        lines.append("in-run estimates (best-of-rounds is optimistic: the maximum of noisy estimates):")
+    lines += [
         f"{'base success rate':<26}{fmt_rate(b)}",
         f"{'final success rate':<26}{fmt_rate(f)}",
         f"{'best success rate':<26}{fmt_rate(best)}" + (f"  (round {summary.get('best_round')})" if best else ""),
@@ -115,7 +131,12 @@ def closing_table(summary: dict) -> str:
         f"({summary.get('oracle_errors', 0)} samples failed: errors, not negatives)",
         f"{'evaluation draws':<26}{summary.get('eval_draws', 0)} free, "
         f"{summary.get('eval_paid', 0)} sent to the paid oracle (not NREs)",
-        f"{'wall time':<26}{summary['wall_s']:.0f} s",
+        f"{'wall time':<26}{summary['wall_s']:.0f} s"
+        + (
+            f" (evaluations, not NREs: {summary['t_eval_total'] + summary.get('t_fresh_eval', 0.0):.0f} s)"
+            if "t_eval_total" in summary
+            else ""
+        ),
     ]
     if summary.get("sample_grid"):
         lines.append(f"{'sample grid':<26}{summary['sample_grid']}")

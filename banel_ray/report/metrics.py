@@ -14,10 +14,14 @@ SUCCESSES_SO_FAR = "successes_so_far"  # distinct paid samples with reward 1, al
 NEGATIVE_MODES = "negative_modes"  # {mode: share} of the round's distinct paid failures
 FOUND = "found"  # the successes paid for: [{"sample", "pattern"}]
 EVAL = "eval"  # success-rate estimate (every eval.every rounds, and the last)
+STOP_FIRED = "stop_rule_fired"  # the round stop.rule fired at (True there only)
 
 # inside an estimate (EVAL, summary base/final/best)
 RATE, LO, HI, K_SUCC, N_DRAWS = "rate", "lo", "hi", "k", "n"
 EVAL_SUCCESSES = "successes"  # the first successes drawn, rendered
+FINAL_FRESH = "final_fresh"  # summary: the final generator on a fresh sample (banel_ray.evaluate)
+BASE_FRESH = "base_fresh"  # summary: the prior on a fresh sample, or its shipped reference measurement
+STOP_FRESH = "stop_fresh"  # summary: the round stop.rule picked, on a fresh sample
 EVAL_PATTERNS = "patterns"  # {pattern: count} over every success drawn
 EVAL_MODES = "modes"  # {mode: {share, n, k, p_success}} over every draw
 

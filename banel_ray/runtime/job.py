@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 from banel_ray import config as C
@@ -79,6 +80,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     # unpacked per node, and on a test cluster of two nodes on one machine into one shared folder,
     # which a second node may be rewriting while a late import reads it
     methods.get(cfg["method"])
+    import transformers  # noqa: F401  (reads the working directory when imported: see above)
 
     run_dir = Path(run_dir)
     task = tasks.build(cfg["task"], cfg["task_options"])
@@ -125,6 +127,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
             runner.shutdown()
     finally:
         _stop_ray(started)  # the run stops what it started, and only that
+    fresh_finals(cfg, run_dir, task, summary)
     log(report.closing_table(summary))
     return summary
 
@@ -149,3 +152,32 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> None:
+    """The headline numbers: the final generator (and the round a stop rule picked) on a fresh
+    sample, beside the prior's rate on one (its shipped reference measurement when the task has
+    one for this prior, else fresh draws here). Added to ``summary`` and ``summary.json``."""
+    from banel_ray.algorithms import stats
+    from banel_ray.evaluate import evaluate_round
+    from banel_ray.report import metrics as K
+    from banel_ray.report import read_metrics
+
+    n = task.final_samples if cfg["eval.final_samples"] < 0 else cfg["eval.final_samples"]
+    if n <= 0 or not summary.get("rounds"):
+        return
+    log(f"[banel_ray] fresh-sample evaluation of the final generator ({n:,} draws; not NREs)")
+    t = time.perf_counter()
+    th = cfg["trainer.threads"]
+    fin = evaluate_round(run_dir, summary["rounds"], n, threads=th)
+    base = task.reference_rate() or evaluate_round(run_dir, 0, n, threads=th)
+    summary[K.FINAL_FRESH], summary[K.BASE_FRESH] = fin, base
+    summary["improvement_final_fresh"] = stats.improvement_factor(fin["rate"], base["rate"])
+    stop = next((m[K.ROUND] for m in read_metrics(run_dir) if m.get(K.STOP_FIRED)), None)
+    if stop is not None:
+        summary["stop_round"] = stop
+        summary[K.STOP_FRESH] = fin if stop == summary["rounds"] else evaluate_round(run_dir, stop, n, threads=th)
+        summary["improvement_stop_fresh"] = stats.improvement_factor(summary[K.STOP_FRESH]["rate"], base["rate"])
+    summary["t_fresh_eval"] = time.perf_counter() - t
+    summary["wall_s"] += summary["t_fresh_eval"]
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))

@@ -223,6 +223,19 @@ class Runner:
         m["t_round"] = time.perf_counter() - t0
         return m
 
+    def stop_rule_fires(self, m: dict) -> bool:
+        """Does ``stop.rule`` fire for the first time after this round? It reads positive-free
+        signals only (never the evaluation); the round is recorded in ``m`` as ``stop_rule_fired``."""
+        if not self.cfg["stop.rule"] or any(h.get(K.STOP_FIRED) for h in self.history):
+            return False
+        from banel_ray.algorithms import stop_rules
+
+        rule = stop_rules.rule_by_name(self.cfg["stop.rule"])
+        if stop_rules.fires(rule, [stop_rules.signals(h) for h in [*self.history, m]]):
+            m[K.STOP_FIRED] = True
+            return True
+        return False
+
     # ---- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict:
         return {
@@ -324,10 +337,18 @@ class Runner:
             last = self.round >= self.cfg["rounds"] or m[K.NRES] >= budget
             if every and (self.round % every == 0) or last:
                 m[K.EVAL] = self.evaluate(self.round)
+            fired = self.stop_rule_fires(m)
             self.history.append(m)
             writer.write(m)
             self.log(report.progress_line(m, budget))
-            self.checkpoint(evaluated=bool(m.get(K.EVAL)))
+            self.checkpoint(evaluated=bool(m.get(K.EVAL)) or fired)
+            if fired:
+                self.log(
+                    f"[banel_ray] stop rule '{self.cfg['stop.rule']}' fired after round {self.round}"
+                    + ("" if self.cfg["stop.live"] else " (marked; the run goes on: stop.live is off)")
+                )
+                if self.cfg["stop.live"]:
+                    break
             if on_round is not None and on_round(m, self.run_dir):
                 self.log(f"[banel_ray] stopped by on_round after round {self.round}")
                 break
@@ -369,6 +390,8 @@ class Runner:
             "found": found[:200],
             "final_patterns": (final or {}).get(K.EVAL_PATTERNS, {}),
             "wall_s": wall_s,
+            "t_eval_total": (base or {}).get("t_eval", 0.0)
+            + sum((m.get(K.EVAL) or {}).get("t_eval", 0.0) for m in hist),
             **ev,
             **acct,
             "ledger_rows": len(self.rt.get(self.reward.ledger_rows.remote())),

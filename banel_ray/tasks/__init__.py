@@ -8,6 +8,7 @@ from banel_ray.tasks.base import Task
 
 BUILTIN = {
     "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
+    "addition_attack_v1": "banel_ray.tasks.addition:AdditionAttackV1",
     "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",
     "gsm_hard": "banel_ray.tasks.gsm_hard:GsmHard",
     "callable": "banel_ray.reward_plugins:CallableTask",

@@ -2,9 +2,14 @@
 
 * Solver (the model under attack): a small Llama trained on ``a+b=`` -> ``sum`` with operands of
   1..``max_digits`` digits and **no leading zeros**. It answers greedily.
-* Attacker prior p0: a small Llama pre-trained to generate the same query strings ``a+b=``.
-* Reward: 1 iff the query is well formed (two operands of 1..max_digits digit characters, leading
-  zeros allowed) and the solver's greedy answer is not the integer a+b.
+* Attacker prior p0: a small Llama pre-trained to generate the same query strings ``a+b=``, for
+  600 steps (``prior_steps``): trained on queries with no leading zero, it still writes one in 1.1%
+  of its samples, the rare, learnable feature the paper's BaNEL found.
+* Reward (``reward``, one criterion for the task, its measurements and the docs: ``answer_is_wrong``):
+  1 iff the query is well formed (two operands of 1..max_digits digit characters, leading zeros
+  allowed) and the solver's greedy answer is not exactly the canonical decimal sum it was trained
+  to write (``exact``, the default); ``numeric`` accepts any digit string with the right value.
+* ``addition_attack_v1`` is the task before 2026-12 (3,000-step prior, numeric reward).
 
 Both models are trained deterministically (fixed seeds, fresh synthetic batches, one thread) and
 cached as HF folders; checkpoints shipped in ``banel_ray/assets`` seed the cache so a first run
@@ -121,6 +126,7 @@ def pattern_of(a: str, b: str, max_digits: int) -> str:
 class AdditionAttack(Task):
     name = "addition_attack"
     free_evaluation = True  # local rewards: success-rate estimates cost nothing
+    final_samples = 100_000
 
     def __init__(
         self,
@@ -128,10 +134,10 @@ class AdditionAttack(Task):
         solver: str = "",
         prior: str = "",
         cache_dir: str = "",
-        prior_steps: int = 3000,
+        prior_steps: int = 600,
         solver_steps: int = 16000,
         threads: int = 1,
-        reward: str = "numeric",
+        reward: str = "exact",
     ):
         msg = self.check_options({"reward": reward})
         if msg:
@@ -154,10 +160,13 @@ class AdditionAttack(Task):
     def _model_dir(self, kind: str, steps: int, train, progress) -> Path:
         """The cache entry (kind, digits, steps): the shipped checkpoint when it was trained with
         exactly these settings, else ~/.cache/banel_ray, trained deterministically on first use."""
-        shipped = ASSETS / f"addition_{kind}_d{self.max_digits}"
-        info = shipped / "banel_ray.json"
-        if info.exists() and json.loads(info.read_text()).get("planned_steps") == steps:
-            return shipped
+        for shipped in (
+            ASSETS / f"addition_{kind}_d{self.max_digits}_s{steps}",
+            ASSETS / f"addition_{kind}_d{self.max_digits}",
+        ):
+            info = shipped / "banel_ray.json"
+            if info.exists() and json.loads(info.read_text()).get("planned_steps") == steps:
+                return shipped
         out = self.cache_dir / f"addition_{kind}_d{self.max_digits}_s{steps}"
         if not (out / "model.safetensors").exists():
             progress(f"[addition] training the {kind} ({steps} steps, cached in {out})")
@@ -177,6 +186,18 @@ class AdditionAttack(Task):
     def prepare(self, progress=print) -> str:
         self.solver_dir(progress)
         return str(self.prior_dir(progress))
+
+    def reference_rate(self) -> dict | None:
+        """The base rate measured at length (``regime.json`` beside the prior, written by
+        ``python -m banel_ray.tasks.addition regime``) when it was measured with this solver (by
+        weight digest) and this reward; else None."""
+        f = Path(self.prior_dir(progress=lambda s: None)) / "regime.json"
+        if not f.exists():
+            return None
+        reg = json.loads(f.read_text())
+        if reg.get("reward") != self.reward or reg.get("solver_digest") != weights_digest(self.solver_dir()):
+            return None
+        return dict(reg["base"], reference=True, samples=reg["samples"], source=str(f))
 
     # ---- reward -------------------------------------------------------------------------------
     def _load_solver(self):
@@ -232,6 +253,28 @@ class AdditionAttack(Task):
             "leading_zero": lz / n,
             "mean_length": float(np.mean([len(c) for c in completions])) if completions else 0.0,
         }
+
+
+class AdditionAttackV1(AdditionAttack):
+    """The task as it was before 2026-12 (``task: addition_attack_v1``): operands of up to 8
+    digits, the shipped 3,000-step prior (leading zeros in 1e-5 of its samples), the 16,000-step
+    solver (0.67% in-distribution error) and the numeric reward. Kept so that earlier results
+    (``results/compare-addition``, ``banel_ray/configs/addition_v1_*.yaml``) stay reproducible."""
+
+    name = "addition_attack_v1"
+
+    def __init__(
+        self,
+        max_digits: int = 8,
+        solver: str = "",
+        prior: str = "",
+        cache_dir: str = "",
+        prior_steps: int = 3000,
+        solver_steps: int = 16000,
+        threads: int = 1,
+        reward: str = "numeric",
+    ):
+        super().__init__(max_digits, solver, prior, cache_dir, prior_steps, solver_steps, threads, reward)
 
 
 # ---- deterministic pre-training --------------------------------------------------------------
@@ -343,6 +386,13 @@ def hard_operands(rng: np.random.Generator, n: int, max_digits: int) -> list[tup
             b[0] = int(rng.integers(1, 10))
         out.append((int("".join(map(str, a))), int("".join(map(str, b)))))
     return out
+
+
+def weights_digest(model_dir) -> str:
+    """A short sha256 of a model folder's weights: which solver a measurement was made with."""
+    import hashlib
+
+    return hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()[:16]
 
 
 def solver_error(task: AdditionAttack, n: int = 200_000, seed: int = 777, batch: int = 20_000) -> dict:
@@ -535,9 +585,17 @@ def main(argv=None) -> int:
         task = AdditionAttack(max_digits=a.max_digits, reward=a.reward, prior=a.prior, solver=a.solver)
         if a.which == "regime":
             res = measure_regime(task, a.samples, a.seed, progress=lambda s: print(s, flush=True))
-            res.update(prior=str(task.prior_dir()), solver=str(task.solver_dir()))
+            res.update(
+                prior=str(task.prior_dir()),
+                solver=str(task.solver_dir()),
+                solver_digest=weights_digest(task.solver_dir()),
+            )
         else:
-            res = dict(solver_error(task, a.samples, a.seed), solver=str(task.solver_dir()))
+            res = dict(
+                solver_error(task, a.samples, a.seed),
+                solver=str(task.solver_dir()),
+                solver_digest=weights_digest(task.solver_dir()),
+            )
         Path(a.out).write_text(json.dumps(res, indent=2, sort_keys=True))
         print(json.dumps(res, indent=2, sort_keys=True))
         return 0

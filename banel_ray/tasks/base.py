@@ -17,6 +17,7 @@ class Task:
     pad_id: int = 0
     max_new_tokens: int = 32
     grid_samples: int = 0  # > 0: save_sample_grid gets this many posterior samples at the end
+    final_samples: int = 20_000  # fresh draws of a run's final evaluation (eval.final_samples=-1)
 
     def prepare(self, progress=print) -> str:
         """Make (train or load) the prior and return its HF folder. Runs once, in the driver."""
@@ -70,6 +71,12 @@ class Task:
         """Optional: the success rate of ``model`` (a generator held by a trainer) computed rather
         than sampled, for rates sampling cannot see: {"rate", "lo", "hi", "method", ...}.
         None: the driver estimates the rate from evaluation samples (Clopper-Pearson)."""
+        return None
+
+    def reference_rate(self) -> dict | None:
+        """Optional: the prior's success rate measured once at length and shipped with it
+        ({"rate", "lo", "hi", "k", "n", ...}), when it applies to this task's settings; a run's
+        fresh-sample headline compares against it instead of re-measuring a tiny rate."""
         return None
 
     def save_sample_grid(self, path, posterior: Sequence[Sequence[int]]):

@@ -42,6 +42,7 @@ def test_baseline_obeys_budget_and_ledger(tmp_path, ray_local, method):
             "sampler.backend=torch",
             f"run_dir={rd}",
             "pg.lr=0.001",
+            "task=addition_attack_v1",  # the settings the golden ledgers were written with
         ],
     )
     s = run(cfg, rd)

@@ -158,3 +158,20 @@ def test_resume_never_imports_code_the_run_folder_names_unless_named_again(tmp_p
     r = run("--trust-run-folder")
     assert_one_line_error(r, "evil task refused to run")
     assert (tmp_path / "IMPORTED").exists()
+
+
+def test_evaluate_and_select_refuse_bad_input_in_one_line(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "banel_ray.evaluate", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(r, "is not a run folder (no config.json)")
+    r = subprocess.run(
+        [sys.executable, "-m", "tuning.select", "--experiment", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(r, "--experiment: folder not found")

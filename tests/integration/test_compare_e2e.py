@@ -26,7 +26,7 @@ def _compare(*args, timeout=60):
     [
         (
             ["--methods", "banel,ppo"],
-            "--methods: unknown method 'ppo'; allowed: banel, banel_sequential, random, reinforce, rnd, count",
+            "--methods: unknown method 'ppo'; allowed: banel, banel_sequential, random, reinforce, rnd, count, nsr",
         ),
         (["--seeds", "x"], "--seeds must be non-negative integers"),
         (["--parallel", "0"], "--parallel must be >= 1"),
@@ -66,6 +66,10 @@ def test_tiny_comparison_writes_a_table_that_its_run_folders_reproduce(tmp_path)
         "eval.samples=100",
         "--set",
         "sampler.backend=torch",
+        "--set",
+        "eval.final_samples=300",
+        "--bootstrap-reps",
+        "300",
         timeout=400,
     )
     assert r.returncode == 0, r.stdout[-3000:]
@@ -77,11 +81,11 @@ def test_tiny_comparison_writes_a_table_that_its_run_folders_reproduce(tmp_path)
     for m in ("random", "reinforce"):  # the numbers are the run folders' numbers
         s = json.loads((out / "runs" / f"{m}-s0" / "summary.json").read_text())
         assert s["nres"] == 50 and float(rows[m]["nres_mean"]) == 50
-        assert math.isclose(float(rows[m]["rate_mean"]), s["best"]["rate"])
-        assert int(rows[m]["seeds"]) == 1
+        assert math.isclose(float(rows[m]["final_iqm"]), s["final_fresh"]["rate"])  # one seed: its fresh final
+        assert s["final_fresh"]["n"] == 300 and int(rows[m]["seeds"]) == 1
     # rebuilt from the folders alone: the same files, byte for byte
     again = tmp_path / "again"
-    r2 = _compare("--from-runs", str(out / "runs"), "--out", str(again))
+    r2 = _compare("--from-runs", str(out / "runs"), "--out", str(again), "--bootstrap-reps", "300")
     assert r2.returncode == 0, r2.stderr
     assert (again / "table.md").read_text() == (out / "table.md").read_text()
     assert (again / "table.csv").read_text() == (out / "table.csv").read_text()
@@ -103,5 +107,9 @@ def test_tiny_comparison_writes_a_table_that_its_run_folders_reproduce(tmp_path)
         "eval.samples=100",
         "--set",
         "sampler.backend=torch",
+        "--set",
+        "eval.final_samples=300",
+        "--bootstrap-reps",
+        "300",
     )
     assert r3.returncode == 0 and "finished earlier, kept" in r3.stdout

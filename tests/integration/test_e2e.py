@@ -31,6 +31,7 @@ def tiny(tmp_path, name, *sets):
         "eval.every=1",
         "negative.epochs=2",
         "generator.epochs=1",
+        "task=addition_attack_v1",  # the settings the golden ledgers were written with
         f"run_dir={tmp_path / name}",
     ]
     return C.load(None, base + list(sets))

@@ -64,3 +64,42 @@ def test_models_train_deterministically_and_are_cached(tmp_path):
 def test_shipped_checkpoints_are_used_for_default_settings():
     task = A.AdditionAttack()
     assert task.prior_dir().parent == A.ASSETS and task.solver_dir().parent == A.ASSETS
+
+
+def test_one_reward_criterion_for_the_task_and_its_measurements(monkeypatch):
+    """A copied leading zero ("097" for 0+97=) is wrong under `exact`, right under `numeric`; the
+    task's reward, the regime measurement and the solver-error measurement all use that criterion."""
+    import numpy as np
+
+    assert A.answer_is_wrong("097", "0", "97", "numeric") is False
+    assert A.answer_is_wrong("097", "0", "97", "exact") is True
+    assert A.answer_is_wrong("97", "0", "97", "exact") is False
+    assert A.answer_is_wrong("1x", "1", "1", "numeric") is True
+    echo_zero = lambda self, queries: [
+        ("0" if len(a) > 1 and a[0] == "0" else "") + str(int(a) + int(b)) for a, b in queries
+    ]
+    monkeypatch.setattr(A.AdditionAttack, "solver_answers", echo_zero)
+    draws = [q("05+3="), q("5+3="), q("012+1="), q("7+"), q("0+0=")]
+    for reward, expect in (("exact", [1, 0, 1, 0, 0]), ("numeric", [0, 0, 0, 0, 0])):
+        task = A.AdditionAttack(reward=reward)
+        assert task.rewards(draws) == expect
+        monkeypatch.setattr("banel_ray.models.sample", lambda *a, **k: draws)
+        monkeypatch.setattr("banel_ray.models.load_model", lambda *a, **k: None)
+        reg = A.measure_regime(task, n=len(draws), batch=len(draws))
+        assert reg["base"]["k"] == sum(expect) and reg["reward"] == reward
+        assert reg["modes"]["leading_zero"]["draws"] == 2 and reg["modes"]["leading_zero"]["successes"] == sum(expect)
+        assert reg["modes"]["malformed"]["draws"] == 1 and reg["modes"]["malformed"]["successes"] == 0
+    # the solver-error measurement counts with the same function: a wrong-format answer is an error
+    monkeypatch.setattr(
+        A.AdditionAttack, "solver_answers", lambda self, qs: ["0" + str(int(a) + int(b)) for a, b in qs]
+    )
+    assert A.solver_error(A.AdditionAttack(reward="exact"), n=50, batch=50)["errors"] == 50
+    assert A.solver_error(A.AdditionAttack(reward="numeric"), n=50, batch=50)["errors"] == 0
+    assert A.AdditionAttack.check_options({"reward": "strict"}).startswith("'task_options.reward' must be one of")
+    assert np.isclose(A.solver_error(A.AdditionAttack(reward="numeric"), n=50, batch=50)["hi"], 0.0711, atol=1e-3)
+
+
+def test_modes_cover_every_sample():
+    t = A.AdditionAttack()
+    assert [t.mode(q(x)) for x in ("05+3=", "99999+1=", "12+3=")] == ["leading_zero", "carry_chain", "other"]
+    assert t.mode(q("1+")) == "malformed"

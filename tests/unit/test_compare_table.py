@@ -6,46 +6,64 @@ from pathlib import Path
 from banel_ray import compare
 
 
-def _rec(method, seed, base, best, final, found=0):
-    est = lambda k: {"k": k, "n": 1000, "rate": k / 1000, "lo": 0.0, "hi": 1.0}  # noqa: E731
+def _est(k, n=1000, **extra):
+    return {"k": k, "n": n, "rate": k / n, "lo": 0.0, "hi": 1.0, **extra}
+
+
+def _rec(method, seed, final_fresh, best=50, found=0, base_fresh=10):
     return {
         "dir": f"{method}-{seed}",
         "method": method,
         "seed": seed,
         "budget": 100,
-        "base": est(base),
-        "best": est(best),
-        "final": est(final),
+        "base": _est(10),
+        "best": _est(best),
+        "final": _est(final_fresh),
         "best_round": 3,
         "nres": 100,
         "rounds": 3,
         "successes": found,
         "time_s": 10.0,
         "curve": [(3, 100, best / 1000)],
+        "final_fresh": _est(final_fresh, 10_000, round=3),
+        "base_fresh": _est(base_fresh, 10_000, reference=True),
+        "stop_fresh": None,
+        "stop_round": None,
     }
 
 
-def test_summary_rows_are_computed_from_the_records():
-    recs = [
-        _rec("banel", 0, 4, 40, 8, found=5),
-        _rec("banel", 1, 6, 20, 6, found=1),
-        _rec("rnd", 0, 4, 4, 4),
-        _rec("rnd", 1, 6, 12, 6),
+def test_aggregates_against_a_hand_checked_case():
+    """Five BaNEL seeds and five random-search seeds with known fresh finals (per 10,000 draws)."""
+    banel = [300, 100, 200, 5000, 400]  # one outlier seed: the IQM ignores it, the mean does not
+    rand = [10, 12, 9, 11, 10]
+    recs = [_rec("banel", s, k, found=s) for s, k in enumerate(banel)] + [
+        _rec("random", s, k) for s, k in enumerate(rand)
     ]
-    rows = {r["method"]: r for r in compare.summarize(recs)}
-    assert list(rows) == ["pretrained", "banel", "rnd"]  # METHODS order, pretrained first
-    pre = rows["pretrained"]
-    assert pre["seeds"] == 2 and math.isclose(pre["rate_mean"], 10 / 2000)  # each seed's base once
-    assert pre["ci_lo"] < pre["rate_mean"] < pre["ci_hi"]
-    b = rows["banel"]
-    assert math.isclose(b["rate_mean"], 0.03) and math.isclose(b["rate_median"], 0.03)
-    assert math.isclose(b["rate_std"], math.sqrt(2) * 0.01)
-    assert math.isclose(b["improvement"], 0.03 / 0.005)  # mean best / mean base
-    assert math.isclose(b["ratio_mean"], (10 + 20 / 6) / 2)  # per-seed best/base
-    assert math.isclose(b["final_ratio_mean"], 1.5) and b["successes_paid"] == 3.0
-    # 95% t-interval with 1 degree of freedom: mean +- 12.706 * sd / sqrt(2)
-    assert math.isclose(b["ci_hi"] - b["rate_mean"], 12.7062 * 0.01, rel_tol=1e-4)
-    assert math.isclose(rows["rnd"]["improvement"], 0.008 / 0.005)
+    rows = {r["method"]: r for r in compare.summarize(recs, reps=500)}
+    assert list(rows) == ["pretrained", "banel", "random"]  # registry order, pretrained first
+    b, r, pre = rows["banel"], rows["random"], rows["pretrained"]
+    assert math.isclose(b["final_iqm"], (200 + 300 + 400) / 3 / 10_000)  # the middle three of five
+    assert math.isclose(b["final_mean"], sum(banel) / 5 / 10_000)
+    assert math.isclose(b["ratio_iqm"], (20 + 30 + 40) / 3)  # per-seed final / base (base 10 per 10,000)
+    assert b["ratios"] == "30 10 20 500 40"
+    assert b["final_iqm_lo"] <= b["final_iqm"] <= b["final_iqm_hi"]
+    assert math.isclose(r["p_banel_better"], 1.0) and math.isnan(
+        b["p_banel_better"]
+    )  # every BaNEL run beats every random one
+    assert math.isclose(b["successes_per_1k"], 1000 * 2 / 100)  # mean over seeds 0..4 of found / NREs
+    assert math.isclose(b["best_ratio_mean"], 5.0)  # the optimistic column: best 50 over base 10 per 1000
+    assert pre["base_source"] == "shipped measurement" and math.isclose(pre["final_iqm"], 10 / 10_000)
+    again = {x["method"]: x for x in compare.summarize(recs, reps=500)}
+    assert again["banel"]["final_iqm_lo"] == b["final_iqm_lo"]  # a seeded bootstrap: the same table again
+
+
+def test_probability_of_improvement_counts_ties_half():
+    from banel_ray.algorithms import aggregate as agg
+
+    p, lo, hi = agg.probability_of_improvement([5, 6, 7], [1, 2, 8], reps=500)
+    assert math.isclose(p, 6 / 9) and 0 <= lo <= p <= hi <= 1
+    assert math.isclose(agg.probability_of_improvement([1, 2], [1, 2], reps=500)[0], 0.5)
+    assert math.isclose(agg.iqm([1, 2, 3, 4, 100]), 3.0)
 
 
 def test_a_failed_run_is_resumed_from_its_checkpoint(tmp_path, monkeypatch):
@@ -84,3 +102,13 @@ def test_a_failed_run_is_resumed_from_its_checkpoint(tmp_path, monkeypatch):
     assert "rnd seed 0: done" in text and "random seed 0: done" in text
     assert "count seed 0: FAILED (exit 1)" in text and "failed: count s0" in text
     assert sum("--resume" in c for c in cmds) == 2  # rnd once, count once; random never
+
+
+def test_tuned_settings_are_applied_per_method(tmp_path):
+    import argparse
+
+    (tmp_path / "tune_nsr.yaml").write_text("pg.lr: 0.001\nrnd.coef: 0.3\n")
+    args = argparse.Namespace(tuned=str(tmp_path))
+    assert compare.method_sets(args, "nsr") == ["pg.lr=0.001", "rnd.coef=0.3"]
+    assert compare.method_sets(args, "banel") == []  # no file: the config's own settings
+    assert compare.method_sets(argparse.Namespace(tuned=None), "nsr") == []

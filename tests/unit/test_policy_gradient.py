@@ -119,3 +119,38 @@ def test_method_registry_and_config():
         get("ppo")
     with pytest.raises(C.ConfigError, match="'count.bits' must be in"):
         C.load(None, ["count.bits=0"])
+
+
+def test_nsr_and_w_reinforce_weights():
+    from banel_ray.algorithms import negative_rl
+
+    r = [0, 1, 0, 1]
+    assert negative_rl.nsr_weights(r).tolist() == [-1.0, 0.0, -1.0, 0.0]
+    assert negative_rl.w_reinforce_weights(r, 0.1).tolist() == [-1.0, 0.1, -1.0, 0.1]
+    assert negative_rl.nsr_weights([0, 0]).tolist() == [-1.0, -1.0]  # all failures: still a signal
+
+
+def test_nsr_pushes_down_the_failures_it_is_given_and_nothing_else_moves_without_them():
+    """NSR's step on a failure lowers that failure's likelihood; with successes only it does not move."""
+    import torch
+
+    from banel_ray.algorithms import negative_rl
+    from banel_ray.models import build_llama, sequence_logprobs, state_dict
+
+    torch.manual_seed(0)
+    model = build_llama(8, hidden=32, layers=1, heads=1, intermediate=32, max_positions=8, seed=0)
+    fail, other = ((1,), (3, 4, 5, 2)), ((1,), (6, 7, 2))
+    before = sequence_logprobs(model, [fail, other])[0]
+    opt = reinforce.make_optimizer(model, 1e-2)
+    for it in range(10):
+        reinforce.policy_gradient(model, opt, [fail] * 4, negative_rl.nsr_weights([0] * 4), 1, 4, it)
+    after = sequence_logprobs(model, [fail, other])[0]
+    assert after[0] < before[0] - 1.0  # the failure became much less likely
+    snap = state_dict(model)
+    assert reinforce.policy_gradient(model, opt, [other] * 4, negative_rl.nsr_weights([1] * 4), 1, 4, 0) == []
+    assert all(np.array_equal(snap[k], v) for k, v in state_dict(model).items())
+    # W-REINFORCE raises a success's likelihood (lambda > 0)
+    b = sequence_logprobs(model, [other])[0][0]
+    for it in range(10):
+        reinforce.policy_gradient(model, opt, [other] * 4, negative_rl.w_reinforce_weights([1] * 4, 0.5), 1, 4, it)
+    assert sequence_logprobs(model, [other])[0][0] > b + 0.5

@@ -174,10 +174,12 @@ def test_in_process_run_pays_for_what_the_ray_run_paid(tmp_path, prior_dir):
             "generator.epochs=1",
             "sampler.backend=torch",
             "runtime=local",
+            "task=addition_attack_v1",  # the settings the golden ledgers were written with
             f"run_dir={tmp_path / 'r'}",
         ],
     )
-    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_dir, log=lambda s: None)
+    prior_v1 = tasks.build("addition_attack_v1", {}).prepare(progress=lambda s: None)
+    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_v1, log=lambda s: None)
     try:
         r.run()
     finally:
@@ -232,3 +234,67 @@ def test_paid_estimates_stay_within_eval_paid_budget_and_every_oracle_call_is_co
 
 def report_metrics(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["nsr", "w_reinforce"])
+def test_negative_sample_rl_obeys_the_budget_and_the_ledger(tmp_path, prior_dir, method):
+    s = run_local(prior_dir, tmp_path / method, f"method={method}", "eval.samples=0", "pg.lr=0.003")
+    rows = ledger(tmp_path / method)
+    hist = [json.loads(x) for x in (tmp_path / method / "metrics.jsonl").read_text().splitlines()]
+    assert s["method"] == method and s["nres"] == 50 == len(rows) == len({r[0] for r in rows})
+    assert [m["sampler_versions"] for m in hist] == [[1], [2], [3]] and all(m["pg_moved"] for m in hist)
+    assert {(r[4], r[5]) for r in rows} == {(1, 0), (2, 1), (3, 2)}
+
+
+def _hist(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("support", [["support.threshold=-2.7"], ["support.quantile=0.3", "support.calibration=400"]])
+def test_the_support_control_drops_candidates_the_prior_finds_nearly_impossible(tmp_path, prior_dir, support):
+    run_local(prior_dir, tmp_path / "s", "support.kind=token", *support, "eval.samples=0", "rounds=2")
+    h = _hist(tmp_path / "s")
+    assert all(0.05 < m["support_rejected"] < 0.95 for m in h)  # a strict floor: many candidates dropped
+    assert all(m["kept"] == round(40 * (1 - m["support_rejected"]) / 2 + 0.49) for m in h)  # top 1/f of the rest
+    if "support.quantile=0.3" in support:  # the floor read off the prior's own draws, the same every round
+        assert len({m["support_threshold"] for m in h}) == 1 and h[0]["support_threshold"] < 0
+
+
+def test_a_kl_anchor_keeps_the_generator_closer_to_the_prior(tmp_path, prior_dir):
+    sets = ["eval.samples=0", "rounds=3", "generator.lr=0.003", "generator.epochs=3"]
+    run_local(prior_dir, tmp_path / "free", *sets)
+    run_local(prior_dir, tmp_path / "anchored", *sets, "generator.kl_coef=3.0")
+    free, anchored = _hist(tmp_path / "free")[-1]["kl_to_prior"], _hist(tmp_path / "anchored")[-1]["kl_to_prior"]
+    assert anchored < 0.7 * free, (anchored, free)
+
+
+def test_the_prior_in_the_numerator_with_p_phi_from_the_prior(tmp_path, prior_dir):
+    run_local(prior_dir, tmp_path / "p", "score.numerator=prior", "negative.init=prior", "eval.samples=0", "rounds=3")
+    run_local(prior_dir, tmp_path / "g", "eval.samples=0", "rounds=3")
+    p, g = _hist(tmp_path / "p"), _hist(tmp_path / "g")
+    assert p[0]["score_q50"] == pytest.approx(g[0]["score_q50"])  # round 1: g_1 = p0, the same ratio
+    assert p[2]["score_q50"] != pytest.approx(g[2]["score_q50"])  # later the numerator is p0, not g_t
+    assert p[2]["gen_heldout_nll"] != pytest.approx(g[2]["gen_heldout_nll"])
+
+
+def test_fresh_finals_and_a_stop_rule_round_never_spend_an_nre(tmp_path, prior_dir):
+    from banel_ray.evaluate import evaluate_round
+    from banel_ray.runtime.job import run
+
+    rd = tmp_path / "f"
+    cfg = C.load(
+        None, TINY + [f"run_dir={rd}", "eval.final_samples=300", "stop.rule=fixed: 4 rounds", "rounds=5", "budget=100"]
+    )
+    s = run(cfg, rd)
+    rows = ledger(rd)
+    assert s["nres"] == len(rows) == 100  # the fresh evaluations paid nothing
+    assert s["final_fresh"]["n"] == 300 and s["final_fresh"]["round"] == 5 and s["final_fresh"]["fresh"]
+    assert s["base_fresh"]["n"] == 300 and s["base_fresh"]["round"] == 0
+    assert s["stop_round"] == 4 and s["stop_fresh"]["round"] == 4 and s["stop_fresh"]["version"] == 4
+    assert (rd / "checkpoints" / "round_0004").exists()  # the stop round keeps its checkpoint
+    assert json.loads((rd / "summary.json").read_text())["improvement_final_fresh"] == pytest.approx(
+        s["final_fresh"]["rate"] / s["base_fresh"]["rate"] if s["base_fresh"]["rate"] else float("inf")
+    )
+    again = evaluate_round(rd, 5, 300)  # one command re-checks a reported round: the same draws
+    assert (again["k"], again["n"]) == (s["final_fresh"]["k"], s["final_fresh"]["n"])
+    assert ledger(rd) == rows

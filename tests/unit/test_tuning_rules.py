@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from banel_ray import config as C
-from tuning import signals as S
+from banel_ray.algorithms import stop_rules as S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -213,3 +213,48 @@ def test_study_report_from_tune_result_files(tmp_path):
     text = out.read_text()
     assert "| generator.schedule=constant | 0 |" in text and "novel_frac < 0.9" in text
     assert (tmp_path / "rep" / "study.png").stat().st_size > 10_000
+
+
+def test_select_picks_the_trial_with_the_best_fresh_final(tmp_path):
+    from tuning import select
+
+    exp, runs = tmp_path / "tune_x", tmp_path / "tune_x" / "runs"
+    for tid, lr, rate in (("a1_00000", 1e-4, 0.02), ("a1_00001", 1e-3, 0.05), ("a1_00002", 3e-3, 0.01)):
+        d = exp / f"banel_trial_{tid}_lr={lr}"
+        d.mkdir(parents=True)
+        (d / "params.json").write_text(json.dumps({"pg.lr": lr, "seed": 100, "base": {}, "runs_root": str(runs)}))
+        (runs / tid).mkdir(parents=True)
+        f = {"k": int(rate * 1000), "n": 1000, "rate": rate, "lo": rate / 2, "hi": rate * 2}
+        (runs / tid / "summary.json").write_text(
+            json.dumps({"final_fresh": f, "base_fresh": {"rate": 0.01}, "nres": 7500})
+        )
+    assert select.main(["--experiment", str(exp), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "tune_x.yaml").read_text() == "pg.lr: 0.001\n"
+    table = (tmp_path / "out" / "tune_x.md").read_text()
+    assert "a1_00001 **chosen**" in table and "5.000e-02" in table and table.count("| a1_") == 3
+
+
+def test_the_study_reads_plain_run_folders_and_sparse_evaluations(tmp_path):
+    from tuning import study
+
+    for name, support, seed, rates in (
+        ("a", "token", 0, [None, 0.1, None, 0.4]),
+        ("b", "none", 0, [None, 0.2, None, 0.05]),
+        ("c", "none", 1, [None, 0.3, None, 0.1]),
+    ):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"method": "banel", "support.kind": support, "seed": seed}))
+        (d / "summary.json").write_text(json.dumps({"base": {"rate": 0.01}}))
+        lines = [
+            {"round": i + 1, "novel_frac": 1.0 - 0.3 * i, **({"eval": {"rate": r, "lo": r, "hi": r}} if r else {})}
+            for i, r in enumerate(rates)
+        ]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    trials = study.load_runs(tmp_path, ["support.kind", "generator.schedule"])
+    assert sorted(t["arm"] for t in trials) == ["support.kind=none", "support.kind=none", "support.kind=token"]
+    res = study.analyse(trials)
+    nov = {(x["arm"], x["seed"]): x for x in res["per_rule"]["novel_frac < 0.5"]}
+    # novel_frac 1.0, 0.7, 0.4: fires after round 3, whose rate is unknown: the last evaluated one (round 2) counts
+    assert nov[("support.kind=none", 0)]["stop_round"] == 3 and nov[("support.kind=none", 0)]["at_stop"] == 0.2
+    assert nov[("support.kind=token", 0)]["regret"] == pytest.approx(0.3)

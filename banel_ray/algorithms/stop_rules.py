@@ -113,13 +113,18 @@ def stop_round(rule: Rule, history: list[dict]) -> int:
 
 
 def regret(history: list[dict], stopped: int) -> dict:
-    """Success lost by stopping after round ``stopped`` instead of at the round of peak success."""
+    """Success lost by stopping after round ``stopped`` instead of at the round of peak success.
+
+    Where rounds are evaluated only every k rounds, the rate at the stop is the last evaluated
+    round at or before it (what a run that stopped there could have reported), or nan before any.
+    """
     rates = [h.get("success") for h in history]
     known = [(i + 1, r) for i, r in enumerate(rates) if r is not None]
     if not known:
         return {}
     peak_round, peak = max(known, key=lambda x: (x[1], -x[0]))
-    at = rates[stopped - 1] if rates[stopped - 1] is not None else math.nan
+    before = [r for i, r in known if i <= stopped]
+    at = before[-1] if before else math.nan
     return {
         "stop_round": stopped,
         "peak_round": peak_round,

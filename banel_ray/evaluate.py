@@ -1,0 +1,140 @@
+"""``python -m banel_ray.evaluate RUN_DIR``: a checkpointed generator on a fresh sample. Never NREs.
+
+The in-run estimates are what a run watches; a headline is the final generator (or the round a
+positive-free stop rule picked) on a fresh sample, drawn from its own seed stream
+(``seeds.FINAL``), scored by the task's evaluator, with a Clopper-Pearson interval. Every evaluated
+round keeps its checkpoint, so any reported round can be re-checked with one command; the
+result goes to ``RUN_DIR/evals/round_NNNN.json`` and is what ``compare`` reads.
+
+Runs in this process (no Ray): a torch sampler on the checkpoint's weights and the task's evaluator.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from banel_ray.cli import Parser, fail
+
+EPILOG = """examples:
+  python -m banel_ray.evaluate runs/addition_attack-20261201-120000              # final round, task's size
+  python -m banel_ray.evaluate RUN_DIR --round 15 --samples 200000
+  python -m banel_ray.evaluate RUN_DIR --all                                    # every kept checkpoint
+"""
+
+
+def evaluate_round(
+    run_dir: Path, round_: int, samples: int, threads: int = 1, batch: int = 25_000, progress=None
+) -> dict:
+    """Fresh-sample estimate of round ``round_``'s generator (round 0: the prior); written to
+    ``evals/round_NNNN.json`` and returned."""
+    from banel_ray import config as C
+    from banel_ray import tasks
+    from banel_ray.actors.evaluator import Evaluator
+    from banel_ray.actors.sampler import Sampler
+    from banel_ray.algorithms.stats import Estimate
+    from banel_ray.runtime import seeds
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    rc = C.sections(dict(C.defaults(), **cfg))
+    store = CheckpointStore(rc.checkpoint.dir or run_dir / "checkpoints")
+    task = tasks.build(cfg["task"], cfg["task_options"])
+    prior = task.prepare(progress=lambda s: None)
+    topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
+    sampler = Sampler("torch", prior, seed=seeds.sampler_actor(cfg["seed"], 0), threads=threads, **topts)
+    version = 0
+    if round_ > 0:
+        ck = store.path(round_)
+        found = store.generator(ck) if (ck / "manifest.json").exists() else None
+        if found is None and not (ck / "manifest.json").exists():
+            raise FileNotFoundError(f"no checkpoint of round {round_} in {store.root} (kept: {store.rounds()})")
+        if found is not None:
+            version = sampler.load_weights(*found)
+    evaluator = Evaluator(threads=threads, **topts)
+    t0 = time.perf_counter()
+    k = n = 0
+    patterns: dict = {}
+    modes: dict = {}
+    tag = seeds.FINAL + round_
+    for i, start in enumerate(range(0, samples, batch)):
+        b = sampler.sample(min(batch, samples - start), seeds.per_sampler(seeds.draw(cfg["seed"], tag), i))
+        res = evaluator.estimate(b)
+        k, n = k + res.k, n + res.n
+        for p, c in res.patterns.items():
+            patterns[p] = patterns.get(p, 0) + c
+        for mode, (n_m, k_m) in res.modes.items():
+            acc = modes.setdefault(mode, [0, 0])
+            acc[0] += n_m
+            acc[1] += k_m
+        if progress:
+            progress(f"[evaluate] round {round_}: {n:,}/{samples:,} draws, {k:,} successes")
+    est = Estimate(k, n).as_dict()
+    est.update(
+        round=round_,
+        version=version,
+        fresh=True,
+        seed_tag=tag,
+        seconds=time.perf_counter() - t0,
+        patterns=dict(sorted(patterns.items(), key=lambda x: -x[1])),
+        modes={
+            m: {"share": a[0] / max(n, 1), "n": a[0], "k": a[1], "p_success": a[1] / a[0] if a[0] else 0.0}
+            for m, a in sorted(modes.items())
+        },
+    )
+    out = run_dir / "evals" / f"round_{round_:04d}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(est, indent=2))
+    return est
+
+
+def final_round(run_dir: Path) -> int:
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    st = CheckpointStore(Path(run_dir) / "checkpoints").runner_state()
+    if not st:
+        raise FileNotFoundError(f"{run_dir} has no complete checkpoint")
+    return int(st["round"])
+
+
+def main(argv=None) -> int:
+    p = Parser(prog="python -m banel_ray.evaluate", description=__doc__.split("\n\n")[0].strip(), epilog=EPILOG)
+    p.add_argument("run_dir", help="a run folder (config.json and checkpoints/)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--round", type=int, help="the round to evaluate (0: the prior; default: the last)")
+    g.add_argument("--all", action="store_true", help="every round with a kept checkpoint, and the prior")
+    p.add_argument("--samples", type=int, default=0, help="fresh draws (default: the task's final_samples)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    a = p.parse_args(argv)
+    rd = Path(a.run_dir)
+    if not (rd / "config.json").is_file():
+        return fail(f"{rd} is not a run folder (no config.json)")
+    from banel_ray import tasks
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    cfg = json.loads((rd / "config.json").read_text())
+    n = a.samples or tasks.build(cfg["task"], cfg["task_options"]).final_samples
+    if n <= 0:
+        return fail("--samples must be > 0 (the task sets no final sample size)")
+    try:
+        if a.all:
+            rounds = [0, *CheckpointStore(rd / "checkpoints").rounds()]
+        else:
+            rounds = [final_round(rd) if a.round is None else a.round]
+        for r in rounds:
+            est = evaluate_round(rd, r, n, a.threads, progress=lambda s: print(s, flush=True))
+            print(
+                f"round {r}: {est['rate']:.3e} [{est['lo']:.3e}, {est['hi']:.3e}] ({est['k']}/{est['n']}), "
+                f"written to {rd / 'evals' / f'round_{r:04d}.json'}",
+                flush=True,
+            )
+    except FileNotFoundError as e:
+        return fail(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
