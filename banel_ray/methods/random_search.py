@@ -16,3 +16,17 @@ from banel_ray.methods.base import Method
 
 class RandomSearch(Method):
     name = "random"
+    _rate: dict | None = None
+
+    def computed_rate(self):
+        """The task's computed rate of p0 (the generator never changes): computed once, here."""
+        from banel_ray.tasks.base import Task
+
+        task = self.ctx.task
+        if type(task).success_rate is Task.success_rate:
+            return None
+        if self._rate is None:
+            from banel_ray.models import load_model
+
+            self._rate = task.success_rate(load_model(self.ctx.prior_dir))
+        return self.rt.put(self._rate) if self._rate is not None else None

@@ -1,0 +1,105 @@
+"""MNIST 0-to-6 in the paper's regime: binary 12x12 pixels, the classifier, the zeros-only prior and
+its importance-sampled rate."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from banel_ray.models import load_model, sample
+from banel_ray.tasks import mnist as M
+from banel_ray.tasks import mnist_pixels as P
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return P.MnistPixels()
+
+
+def test_binarise_crop_and_tokens_round_trip():
+    x = np.zeros((2, 14, 14), dtype=np.uint8)
+    x[0, 1, 1] = 128  # on (>= 128), top-left of the crop
+    x[0, 0, 0] = 255  # outside the crop
+    x[1, 12, 12] = 127  # off
+    b = P.binarise(x)
+    assert b.shape == (2, 12, 12) and b[0, 0, 0] and b.sum() == 1
+    toks = P.tokens_of(b)
+    assert len(toks[0]) == P.L and set(toks[0]) == {P.OFF, P.ON} and set(toks[1]) == {P.OFF}
+    valid, img = P.images_of(toks + [toks[0][:-1], toks[0][:-1] + (P.EOS,), (P.BOS,) + toks[0][1:]])
+    assert valid.tolist() == [True, True, False, False, False] and (img[:2] == b).all()
+
+
+def test_classifier_held_out_accuracy_and_the_six_rule(task):
+    d = M.load_data()
+    x, y = P.binarise(d["x_test"]), d["y_test"]
+    o = task.classifier
+    acc = float((o.classify(x) == y).mean())
+    info = json.loads(P.ORACLE.with_suffix(".json").read_text())
+    assert acc >= 0.95 and abs(info["test_accuracy"] - acc) < 1e-9 and info["digest"] == o.digest
+    r = np.array(task.rewards(P.tokens_of(x)))
+    assert r[y == 6].mean() > 0.8 and r[y == 0].sum() == 0  # the rule: softmax p(6) >= 0.99
+    logits = o.logits(x)
+    p6 = np.exp(logits[:, 6] - logits.max(1)) / np.exp(logits - logits.max(1, keepdims=True)).sum(1)
+    assert (r == (p6 >= M.MIN_PROB)).all()
+    assert task.rewards([(P.ON,) * 143, (P.BOS,) * 144, (P.EOS,)]) == [0, 0, 0]  # malformed
+    assert task.rewards(P.tokens_of(P.binarise(d["zeros"]))) == [0] * len(d["zeros"])  # no training zero is a six
+
+
+def test_instrument_tilt_points_from_zeros_to_sixes(task):
+    ins = P.load_instrument()
+    assert int(ins["n_zero"]) == 5923 and int(ins["n_six"]) == 5918
+    w = task.tilt[:, 1] - task.tilt[:, 0]
+    d = M.load_data()
+    six = P.binarise(d["x_test"][d["y_test"] == 6]).reshape(-1, P.L)
+    zero = P.binarise(d["x_test"][d["y_test"] == 0]).reshape(-1, P.L)
+    assert (six @ w).mean() > (zero @ w).mean() + 10  # held-out sixes score far above zeros
+
+
+def test_shipped_prior_is_zeros_only_and_deterministic(tmp_path, task):
+    info = json.loads((task.prior_dir() / "banel_ray.json").read_text())
+    assert task.prior_dir() == P.PRIOR_DIR and info["images"] == 5923 and info["arch"]["hidden"] // 2 >= 32
+    six = json.loads((P.SIX_MODEL_DIR / "banel_ray.json").read_text())
+    assert six["images"] == 5918 and six["heldout_nll"] < 0.2  # the instrument's model of sixes
+    s = sample(load_model(task.prior_dir()), task.prompt, 300, P.L, P.EOS, seed=0)
+    d = task.diagnostics(s)
+    assert d["well_formed"] > 0.95 and d["class_0"] > 0.85 and d.get("success", 0) == 0
+    zeros = M.load_data()["zeros"][:64]
+    a = P.train_prior(tmp_path / "a", 1, progress=None, data=zeros)
+    b = P.train_prior(tmp_path / "b", 1, progress=None, data=zeros)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_configs_and_bad_options(capsys):
+    from banel_ray import config as C
+    from banel_ray.run import CONFIG_DIR, main
+
+    paper = C.load(str(CONFIG_DIR / "mnist_pixels_paper.yaml"))
+    assert (paper["task"], paper["samples_per_round"], paper["rounds"], paper["filter.factor"]) == (
+        "mnist_0to6_pixels",
+        250,
+        30,
+        2.0,
+    )
+    assert paper["negative.epochs"] >= 50 and paper["eval.every"] == 5
+    assert C.load(str(CONFIG_DIR / "mnist_paper.yaml"))["task"] == "mnist_0to6"  # the 4-token variant stays
+    for bad, word in (("task_options.is_gammas=0.5,1", "start with 0"), ("task_options.is_samples=3", "is_samples")):
+        assert main(["--config", str(CONFIG_DIR / "mnist_pixels_quick.yaml"), "--set", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and word in err
+
+
+def test_success_rate_hook_returns_an_interval_and_diagnostics():
+    """The hook the trainers call: a small estimate of the shipped prior's rate (the measured one,
+    with 4,000 draws, is in docs/mnist.md: about 1e-4)."""
+    small = P.MnistPixels(is_samples=400)
+    prior = load_model(small.prior_dir())
+    est = small.success_rate(prior)
+    assert est["method"].startswith("importance sampling") and est["n"] == 400 and not est["exact"]
+    assert 0 <= est["lo"] <= est["rate"] <= est["hi"] <= 1e-2
+    for k in ("ess", "max_weight_share", "hits_per_component", "component_share", "reliable", "intervals"):
+        assert k in est
+    assert est["hits"] > 0 and sum(est["hits_per_component"]) == est["hits"]
+    assert small.success_rate(prior)["rate"] == est["rate"]  # the same model: the same draws
