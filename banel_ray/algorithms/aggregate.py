@@ -8,7 +8,9 @@ No torch, no Ray.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 
 import numpy as np
 
@@ -19,8 +21,22 @@ def _scalar(x) -> float:
     return float(np.asarray(x, dtype=np.float64).reshape(-1)[0])
 
 
-def _rs(seed: int):
-    return np.random.RandomState(seed)
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """A seeded RandomState for rliable, and numpy's global stream seeded too, then restored.
+
+    rliable 1.2's ``StratifiedBootstrap.update_indices`` draws its resampling indices from
+    ``np.random.choice`` (the global stream) whatever ``random_state`` says, so the
+    ``random_state`` alone does not make the interval reproducible.
+    """
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch: "random_state is deprecated"; rliable still passes it
+            warnings.simplefilter("ignore", FutureWarning)
+            yield np.random.RandomState(seed)
+    finally:
+        np.random.set_state(saved)
 
 
 def iqm(values) -> float:
@@ -39,9 +55,10 @@ def iqm_interval(values, reps: int = REPS, seed: int = 0) -> tuple[float, float,
     if len(x) < 2:
         v = float(x.mean()) if len(x) else math.nan
         return v, math.nan, math.nan
-    point, ci = rly.get_interval_estimates(
-        {"m": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps, random_state=_rs(seed)
-    )
+    with _seeded(seed) as rs:
+        point, ci = rly.get_interval_estimates(
+            {"m": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps, random_state=rs
+        )
     return _scalar(point["m"]), _scalar(ci["m"][0]), _scalar(ci["m"][1])
 
 
@@ -54,7 +71,8 @@ def probability_of_improvement(x, y, reps: int = REPS, seed: int = 0) -> tuple[f
     b = np.asarray(y, dtype=np.float64).reshape(-1, 1)
     if len(a) < 2 or len(b) < 2:
         return _scalar(metrics.probability_of_improvement(a, b)), math.nan, math.nan
-    point, ci = rly.get_interval_estimates(
-        {"p": (a, b)}, metrics.probability_of_improvement, reps=reps, random_state=_rs(seed)
-    )
+    with _seeded(seed) as rs:
+        point, ci = rly.get_interval_estimates(
+            {"p": (a, b)}, metrics.probability_of_improvement, reps=reps, random_state=rs
+        )
     return _scalar(point["p"]), _scalar(ci["p"][0]), _scalar(ci["p"][1])
