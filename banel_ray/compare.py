@@ -492,7 +492,10 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
     env.pop("RAY_ADDRESS", None)
     total = len(queue)
-    naming = trust.naming_sets(C.load(args.config, list(args.set)))  # run folders are data (banel_ray/trust.py)
+    shared = C.load(args.config, list(args.set))
+    naming = trust.naming_sets(shared)  # run folders are data (banel_ray/trust.py)
+    # the table's headline is each run's fresh-sample final: a config that turns it off gets the task's size
+    finals = ["eval.final_samples=-1"] if args.config and shared["eval.final_samples"] == 0 else []
     log(
         f"[compare] {total} runs ({', '.join(methods)} x seeds {', '.join(map(str, seeds))}), "
         f"{args.parallel} at a time, in {runs_root}"
@@ -513,7 +516,7 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                 else:
                     if args.config:
                         cmd += ["--config", args.config]
-                    cmd += sum((["--set", x] for x in args.set + method_sets(args, m)), [])
+                    cmd += sum((["--set", x] for x in finals + args.set + method_sets(args, m)), [])
                     cmd += ["--set", f"method={m}", "--set", f"seed={s}", "--set", f"run_dir={rd}"]
                     what = "started"
                 fh = open(logs / f"{m}-s{s}.log", "a")

@@ -205,10 +205,11 @@ FIELDS: dict[str, Field] = {
     ),
     "eval.num_cpus": F(0.25, float, "CPUs reserved for the evaluator actor", lo=0.0),
     "eval.final_samples": F(
-        -1,
+        0,
         int,
-        "fresh draws that evaluate the final generator (and a stop rule's round) after the run "
-        "(-1: the task's own size, e.g. 100,000 for the addition attack; 0: none)",
+        "fresh draws that evaluate the final generator (and a stop rule's round) after the run, not "
+        "NREs (0: none; -1: the task's own size, e.g. 100,000 for the addition attack; the "
+        "measurement configs set it)",
         lo=-1,
     ),
     "stop.rule": F(

@@ -143,6 +143,9 @@ def pixel_tilt(instrument: dict, smoothing: float = 1.0, clip: float = 4.0) -> n
 class MnistPixels(Task):
     name = "mnist_0to6_pixels"
     grid_samples = 64
+    free_evaluation = (
+        True  # a local classifier: estimates cost nothing (the rates themselves come from importance sampling)
+    )
 
     def __init__(
         self,

@@ -18,8 +18,8 @@ class SlowAddition:
     def rewards(self, samples):
         with self._lock:  # one solver, loaded once per process
             if SlowAddition._task is None:
-                from banel_ray.tasks.addition import AdditionAttack
+                from banel_ray.tasks.addition import AdditionAttackV1
 
-                SlowAddition._task = AdditionAttack()
+                SlowAddition._task = AdditionAttackV1()  # the task the golden ledgers were written with
         time.sleep(self.latency_s)
         return SlowAddition._task.rewards([tuple(s) for s in samples])

@@ -249,6 +249,7 @@ def test_job_submit_to_two_nodes_runs_rounds_on_both(two_nodes, tmp_path):
         "samples_per_round=30",
         "pool_size=60",
         "eval.samples=200",
+        "eval.final_samples=0",
         "budget=50",
         "sampler.backend=torch",
         "sampler.num_actors=2",

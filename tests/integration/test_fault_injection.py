@@ -36,11 +36,12 @@ SETS = [
     "samples_per_round=40",
     "pool_size=120",
     "eval.samples=0",
+    "eval.final_samples=0",
     "negative.epochs=2",
     "generator.epochs=1",
     "sampler.backend=torch",
     "task=callable",
-    "task_options.base=addition_attack",
+    "task_options.base=addition_attack_v1",
     f"task_options.oracle={ORACLE}",
 ]
 

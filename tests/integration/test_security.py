@@ -21,6 +21,7 @@ SETS = [
     "samples_per_round=40",
     "pool_size=120",
     "eval.samples=0",
+    "eval.final_samples=0",
     "negative.epochs=2",
     "generator.epochs=1",
     "sampler.backend=torch",
