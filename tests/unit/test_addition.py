@@ -103,3 +103,23 @@ def test_modes_cover_every_sample():
     t = A.AdditionAttack()
     assert [t.mode(q(x)) for x in ("05+3=", "99999+1=", "12+3=")] == ["leading_zero", "carry_chain", "other"]
     assert t.mode(q("1+")) == "malformed"
+
+
+def test_the_shipped_regime_measurement_agrees_with_a_quick_re_estimate():
+    """regime.json beside the default prior: measured with this solver and this reward, and a fresh
+    4,000-draw estimate (other seed) holds its rate within the estimate's 99% interval, mode by mode
+    for the two modes that carry the successes."""
+    from banel_ray.algorithms.stats import clopper_pearson
+
+    task = A.AdditionAttack()
+    ref = task.reference_rate()
+    shipped = json.loads((task.prior_dir() / "regime.json").read_text())
+    assert ref is not None and ref["n"] == shipped["samples"] >= 1_000_000 and ref["rate"] == shipped["base"]["rate"]
+    quick = A.measure_regime(task, n=4000, seed=7, batch=4000)
+    lo, hi = clopper_pearson(quick["base"]["k"], 4000, alpha=0.01)
+    assert lo <= ref["rate"] <= hi, (quick["base"], ref)
+    for mode in ("leading_zero", "other"):
+        q_m, s_m = quick["modes"][mode], shipped["modes"][mode]
+        lo, hi = clopper_pearson(q_m["draws"], 4000, alpha=0.01)
+        assert lo <= s_m["share"] <= hi, (mode, q_m, s_m)
+    assert A.AdditionAttack(reward="numeric").reference_rate() is None  # another criterion: not this measurement
