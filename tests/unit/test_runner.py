@@ -289,7 +289,9 @@ def test_fresh_finals_and_a_stop_rule_round_never_spend_an_nre(tmp_path, prior_d
     rows = ledger(rd)
     assert s["nres"] == len(rows) == 100  # the fresh evaluations paid nothing
     assert s["final_fresh"]["n"] == 300 and s["final_fresh"]["round"] == 5 and s["final_fresh"]["fresh"]
-    assert s["base_fresh"]["n"] == 300 and s["base_fresh"]["round"] == 0
+    assert s["base_fresh"]["reference"] and s["base_fresh"]["n"] == 1_000_000  # the prior's shipped measurement
+    b0 = evaluate_round(rd, 0, 300)  # the prior on fresh draws: what a task without a measurement reports
+    assert b0["n"] == 300 and b0["round"] == 0 and b0["version"] == 0 and b0["fresh"]
     assert s["stop_round"] == 4 and s["stop_fresh"]["round"] == 4 and s["stop_fresh"]["version"] == 4
     assert (rd / "checkpoints" / "round_0004").exists()  # the stop round keeps its checkpoint
     assert json.loads((rd / "summary.json").read_text())["improvement_final_fresh"] == pytest.approx(

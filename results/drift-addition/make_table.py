@@ -1,0 +1,38 @@
+"""The drift-control table of docs/addition.md from the run folders in this directory:
+python results/drift-addition/make_table.py > results/drift-addition/table.md"""
+
+import json
+from pathlib import Path
+
+R = Path(__file__).resolve().parent  # the run folders' summaries, metrics and evaluations, copied here
+rows, traj = [], []
+for name in ["d8_support_s0", "d8_support_s1", "d8_support_s2", "d8_support_s3", "d8_support_s4", "d8_none_s0"]:
+    d = R / name
+    s = json.loads((d / "summary.json").read_text())
+    ev = d / "evals" / "round_0030.json"
+    f = json.loads(ev.read_text()) if ev.exists() else s["final_fresh"]
+    if f["n"] < s["final_fresh"]["n"]:
+        f = s["final_fresh"]
+    base = 0.012886
+    arm = "support -6" if "support" in name else "none"
+    seed = name[-1]
+    wf = 1 - f.get("modes", {}).get("malformed", {}).get("share", 0)
+    lz = f.get("modes", {}).get("leading_zero", {}).get("share", 0)
+    rows.append(
+        f"| {arm} | {seed} | {f['rate']:.4f} [{f['lo']:.4f}, {f['hi']:.4f}] | {f['n']:,} | {f['rate'] / base:.1f}x | {wf:.3f} | {lz:.3f} | {s['successes']:,} | {s['nres']:,} |"
+    )
+    t = []
+    for l in (d / "metrics.jsonl").read_text().splitlines():
+        m = json.loads(l)
+        if m.get("eval"):
+            t.append(f"{m['eval']['rate']:.3f}")
+    traj.append(f"| {arm} | {seed} | " + " | ".join(t) + " |")
+print(
+    "| control | seed | fresh final [95% CI] | draws | x base (1.289e-2) | well formed | leading zero | distinct successes | NREs |"
+)
+print("|---|---|---|---|---|---|---|---|---|")
+print("\n".join(rows))
+print()
+print("| control | seed | r5 | r10 | r15 | r20 | r25 | r30 |")
+print("|---|---|---|---|---|---|---|---|")
+print("\n".join(traj))
