@@ -107,7 +107,7 @@ def closing_table(summary: dict) -> str:
     ]
     ff, bf = summary.get("final_fresh"), summary.get("base_fresh")
     if ff and bf:  # the headline: final generator on fresh draws against the prior's measured rate
-        src = "shipped measurement" if bf.get("reference") else "fresh"
+        src = "shipped" if bf.get("reference") else "fresh"
         lines += [
             f"{'final, fresh sample':<26}{fmt_rate(ff)}  (round {ff.get('round')})",
             f"{'prior, ' + src:<26}{fmt_rate(bf)}",

@@ -6,7 +6,16 @@ from pathlib import Path
 
 R = Path(__file__).resolve().parent  # the run folders' summaries, metrics and evaluations, copied here
 rows, traj = [], []
-for name in ["d8_support_s0", "d8_support_s1", "d8_support_s2", "d8_support_s3", "d8_support_s4", "d8_none_s0"]:
+for name in [
+    "d8_support_s0",
+    "d8_support_s1",
+    "d8_support_s2",
+    "d8_support_s3",
+    "d8_support_s4",
+    "d8_none_s0",
+    "d8_none_s1",
+    "d8_none_s2",
+]:
     d = R / name
     s = json.loads((d / "summary.json").read_text())
     ev = d / "evals" / "round_0030.json"
