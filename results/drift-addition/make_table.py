@@ -15,6 +15,8 @@ for name in [
     "d8_none_s0",
     "d8_none_s1",
     "d8_none_s2",
+    "d8_kl01_s0",
+    "d8_numprior_s0",
 ]:
     d = R / name
     s = json.loads((d / "summary.json").read_text())
@@ -23,7 +25,12 @@ for name in [
     if f["n"] < s["final_fresh"]["n"]:
         f = s["final_fresh"]
     base = 0.012886
-    arm = "support -6" if "support" in name else "none"
+    arm = {
+        "support": "support -6",
+        "none": "none",
+        "kl01": "KL 0.1, no support",
+        "numprior": "prior numerator, no support",
+    }[name.split("_")[1]]
     seed = name[-1]
     wf = 1 - f.get("modes", {}).get("malformed", {}).get("share", 0)
     lz = f.get("modes", {}).get("leading_zero", {}).get("share", 0)

@@ -48,7 +48,17 @@ def uninterrupted(tmp_path_factory):
     return ledger(d)
 
 
-@pytest.mark.parametrize("point", ["mid_sampling:2", "mid_oracle:2", "mid_training:3", "mid_checkpoint:2"])
+# mid_oracle and mid_checkpoint on Ray are opt-in (-m slow): the same crash points run in process in
+# tests/unit/test_runner.py, and test_fault_injection.py kills the driver and the reward worker on Ray
+@pytest.mark.parametrize(
+    "point",
+    [
+        "mid_sampling:2",
+        pytest.param("mid_oracle:2", marks=pytest.mark.slow),
+        "mid_training:3",
+        pytest.param("mid_checkpoint:2", marks=pytest.mark.slow),
+    ],
+)
 def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, uninterrupted, point):
     d = tmp_path / "run"
     r = cli(d, crash=point)
