@@ -16,7 +16,11 @@ for name in [
     "d8_none_s1",
     "d8_none_s2",
     "d8_kl01_s0",
+    "d8_kl01_s1",
+    "d8_kl01_s2",
     "d8_numprior_s0",
+    "d8_numprior_s1",
+    "d8_numprior_s2",
 ]:
     d = R / name
     s = json.loads((d / "summary.json").read_text())
