@@ -114,3 +114,19 @@ def lease_pid(run_dir):
     except sqlite3.Error:
         return None
     return int(row[0].split(":")[1]) if row and row[0] else None
+
+
+def small_run_sets(rounds: int = 3, budget: int = 100) -> list[str]:
+    """The small CLI run (``--set`` items) that the crash, fault-injection and security tests
+    start: m = 40, torch sampler, no evaluations (estimates and fresh finals off)."""
+    return [
+        f"rounds={rounds}",
+        f"budget={budget}",
+        "samples_per_round=40",
+        "pool_size=120",
+        "eval.samples=0",
+        "eval.final_samples=0",
+        "negative.epochs=2",
+        "generator.epochs=1",
+        "sampler.backend=torch",
+    ]

@@ -9,17 +9,9 @@ import sys
 
 import pytest
 
-SETS = [
-    "rounds=3",
-    "budget=100",
-    "samples_per_round=40",
-    "pool_size=120",
-    "eval.samples=0",
-    "eval.final_samples=0",
-    "negative.epochs=2",
-    "generator.epochs=1",
-    "sampler.backend=torch",
-]
+from helpers import small_run_sets
+
+SETS = small_run_sets()
 
 
 def cli(run_dir, *extra, crash=None):

@@ -25,21 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import descendants, golden, kill_tree, lease_pid, ledger_rows
+from helpers import descendants, golden, kill_tree, lease_pid, ledger_rows, small_run_sets
 
 HERE = Path(__file__).resolve().parent
 SEED = int(os.environ.get("BANEL_FAULT_SEED", time.time_ns() % 10_000))
 ORACLE = "{kind: class, cls: 'fault_oracles:SlowAddition', latency_s: 0.2, batch_size: 10}"
 SETS = [
-    "rounds=3",
-    "budget=100",
-    "samples_per_round=40",
-    "pool_size=120",
-    "eval.samples=0",
-    "eval.final_samples=0",
-    "negative.epochs=2",
-    "generator.epochs=1",
-    "sampler.backend=torch",
+    *small_run_sets(),
     "task=callable",
     "task_options.base=addition_attack_v1",
     f"task_options.oracle={ORACLE}",

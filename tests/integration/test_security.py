@@ -13,19 +13,9 @@ import time
 
 import pytest
 
-from helpers import alive, descendants, lease_pid
+from helpers import alive, descendants, lease_pid, small_run_sets
 
-SETS = [
-    "rounds=30",
-    "budget=1000",
-    "samples_per_round=40",
-    "pool_size=120",
-    "eval.samples=0",
-    "eval.final_samples=0",
-    "negative.epochs=2",
-    "generator.epochs=1",
-    "sampler.backend=torch",
-]
+SETS = small_run_sets(rounds=30, budget=1000)
 
 
 def listeners(pids: set[int]) -> dict[str, str]:
