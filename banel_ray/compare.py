@@ -121,9 +121,9 @@ def collect(runs_root: Path) -> list[dict]:
                 "best": s["best"],
                 "final": s["final"],
                 "best_round": s.get("best_round"),
-                "final_fresh": s.get(K.FINAL_FRESH),
+                "final_fresh": largest_fresh(d, s.get(K.FINAL_FRESH)),
                 "base_fresh": s.get(K.BASE_FRESH),
-                "stop_fresh": s.get(K.STOP_FRESH),
+                "stop_fresh": largest_fresh(d, s.get(K.STOP_FRESH)),
                 "stop_round": s.get("stop_round"),
                 "nres": s[K.NRES],
                 "rounds": s["rounds"],
@@ -134,6 +134,20 @@ def collect(runs_root: Path) -> list[dict]:
             }
         )
     return recs
+
+
+def largest_fresh(run_dir: Path, est: dict | None) -> dict | None:
+    """The run's fresh-sample estimate of ``est``'s round with the most draws: a later
+    ``python -m banel_ray.evaluate RUN --samples N`` (``evals/round_NNNN.json``) replaces the one the
+    run made at its end when it drew more, so a table can be sharpened without rerunning a method."""
+    if not est or "round" not in est:
+        return est
+    f = Path(run_dir) / "evals" / f"round_{int(est['round']):04d}.json"
+    try:
+        later = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return est
+    return later if later.get("fresh") and later.get("n", 0) > est.get("n", 0) else est
 
 
 # the knobs each method is tuned on (shown with the table: what each row ran with)

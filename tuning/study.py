@@ -61,16 +61,21 @@ def load_runs(root: Path, arm_keys: list[str]) -> list[dict]:
     """Trials from plain run folders (``banel_ray.run`` / ``compare``) instead of a Tune experiment:
     the arm is the run's values of ``arm_keys`` (plus its method), the history its metrics."""
     from banel_ray.algorithms.stop_rules import signals
+    from banel_ray.compare import largest_fresh
     from banel_ray.report import read_metrics
 
     runs = []
     for d in sorted(p for p in Path(root).iterdir() if (p / "summary.json").exists()):
         cfg = json.loads((d / "config.json").read_text())
-        base = (json.loads((d / "summary.json").read_text()).get("base") or {}).get("rate")
-        runs.append((d, cfg, base, {"method": cfg.get("method", "banel"), **{k: cfg.get(k) for k in arm_keys}}))
+        summary = json.loads((d / "summary.json").read_text())
+        base = (summary.get("base") or {}).get("rate")
+        fresh = largest_fresh(d, summary.get("final_fresh"))
+        runs.append(
+            (d, cfg, (base, fresh), {"method": cfg.get("method", "banel"), **{k: cfg.get(k) for k in arm_keys}})
+        )
     varying = [k for k in (runs[0][3] if runs else {}) if len({str(r[3][k]) for r in runs}) > 1]
     trials = []
-    for d, cfg, base, point in runs:  # an arm is named by the keys that differ between runs
+    for d, cfg, (base, fresh), point in runs:  # an arm is named by the keys that differ between runs
         point = {k: point[k] for k in varying} or {"method": point["method"]}
         trials.append(
             {
@@ -80,29 +85,32 @@ def load_runs(root: Path, arm_keys: list[str]) -> list[dict]:
                 "seed": cfg.get("seed"),
                 "history": [signals(m) for m in read_metrics(d)],
                 "base": base,
+                "fresh_final": fresh,  # the final generator on a fresh sample, where the run made one
             }
         )
     return trials
 
 
 def decline(hist: list[dict]) -> dict:
-    """Peak, final, last-3 mean and relative drop from peak of one trial's true success curve."""
-    s = [h["success"] for h in hist if "success" in h]
+    """Peak, final, last-3 mean and relative drop from peak of one trial's true success curve, over
+    its evaluated rounds only (a run evaluated every k rounds has a sparse curve)."""
+    ev = [h for h in hist if "success" in h]
+    s = [h["success"] for h in ev]
     if not s:
         return {}
     pk = int(np.argmax(s))
     last3 = float(np.mean(s[-3:]))
     return {
         "peak": s[pk],
-        "peak_round": hist[pk]["round"],
+        "peak_round": ev[pk]["round"],
         "final": s[-1],
         "last3": last3,
         "drop": (s[pk] - s[-1]) / s[pk] if s[pk] > 0 else 0.0,
         "drop_last3": (s[pk] - last3) / s[pk] if s[pk] > 0 else 0.0,
-        "peak_ci": (hist[pk].get("success_lo"), hist[pk].get("success_hi")),
-        # the final round's 95% interval lies wholly below the peak round's: a decline noise
-        # (3,000-sample estimates, a maximum over rounds) does not explain
-        "significant": (hist[-1].get("success_hi") or 1.0) < (hist[pk].get("success_lo") or 0.0),
+        "peak_ci": (ev[pk].get("success_lo"), ev[pk].get("success_hi")),
+        # the last evaluation's 95% interval lies wholly below the peak's: a decline noise
+        # (finite-sample estimates, a maximum over rounds) does not explain
+        "significant": (ev[-1].get("success_hi") or 1.0) < (ev[pk].get("success_lo") or 0.0),
     }
 
 
@@ -161,6 +169,7 @@ def analyse(trials: list[dict], rules=DEFAULT_RULES) -> dict:
                 decline(t["history"]),
                 seed=t["seed"],
                 base=t["base"],
+                fresh=t.get("fresh_final"),
                 dir=t["dir"],
                 kl=t["history"][-1].get("kl_to_prior"),
                 novel=t["history"][-1].get("novel_frac"),
@@ -213,6 +222,12 @@ def _f(x, spec=".2e"):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _fresh(est) -> str:
+    if not est:
+        return "n/a"
+    return f"{_f(est['rate'], '.4f')} [{_f(est['lo'], '.4f')}, {_f(est['hi'], '.4f')}] ({est['n']:,})"
+
+
 def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     L = [
@@ -225,9 +240,10 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
         "",
         "## Does a decay schedule remove the decline?",
         "",
-        "| schedule | seed | base | peak [95% CI] (round) | final | mean of last 3 | drop final vs peak | "
-        "significant decline | KL to prior (final) | novel frac (final) | well-formed (final) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | seed | base | peak [95% CI] (round) | final | mean of last 3 | drop final vs peak | "
+        "significant decline | fresh final [95% CI] (draws) | KL to prior (final) | novel frac (final) | "
+        "well-formed (final) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, rows in sorted(res["arms"].items()):
         for r in sorted(rows, key=lambda x: x["seed"]):
@@ -235,14 +251,14 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
             L.append(
                 f"| {arm} | {r['seed']} | {_f(r['base'])} | {_f(r['peak'])} [{_f(lo)}, {_f(hi)}] "
                 f"({r['peak_round']}) | {_f(r['final'])} | {_f(r['last3'])} | {r['drop']:.0%} | "
-                f"{'yes' if r['significant'] else 'no'} | "
+                f"{'yes' if r['significant'] else 'no'} | {_fresh(r.get('fresh'))} | "
                 f"{_f(r['kl'], '.2f')} | {_f(r['novel'], '.2f')} | {_f(r['wf'], '.2f')} |"
             )
     L += [
         "",
         "Mean over seeds:",
         "",
-        "| schedule | peak | final | final/base | drop final vs peak | drop last-3 vs peak | peak round |",
+        "| arm | peak | final | final/base | drop final vs peak | drop last-3 vs peak | peak round |",
         "|---|---|---|---|---|---|---|",
     ]
     for arm, rows in sorted(res["arms"].items()):
@@ -291,7 +307,7 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
     short = {t["arm"]: t["short"] for t in trials}
     L += [
         "",
-        "Mean relative regret per schedule (over seeds):",
+        "Mean relative regret per arm (over seeds):",
         "",
         "| rule | " + " | ".join(short[a] for a in arm_names) + " |",
         "|---|" + "---|" * len(arm_names),

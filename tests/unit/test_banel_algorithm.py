@@ -104,3 +104,18 @@ def test_per_token_support_from_a_constant_and_from_the_priors_own_samples():
     assert s[1] == -np.inf and s[0] == 1.0 and s[2] == 3.0
     with pytest.raises(ValueError):
         alg.support_threshold(prior, 0.0)
+
+
+def test_the_support_benchmark_counts_what_each_floor_keeps_per_mode():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "prior_support.py"
+    spec = importlib.util.spec_from_file_location("prior_support", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    least = np.array([-4.4, -4.5, -8.0, -9.5, -2.0])
+    rows = {r["mode"]: r for r in mod.by_mode(least, ["lz", "lz", "malformed", "malformed", "other"], floors=(-5, -9))}
+    assert list(rows) == ["lz", "other", "malformed"]  # malformed listed last
+    assert rows["lz"]["kept"] == [1.0, 1.0] and rows["malformed"]["kept"] == [0.0, 0.5]
+    assert rows["lz"]["share"] == 0.4 and rows["malformed"]["q"][0] == -9.5

@@ -112,3 +112,19 @@ def test_tuned_settings_are_applied_per_method(tmp_path):
     assert compare.method_sets(args, "nsr") == ["pg.lr=0.001", "rnd.coef=0.3"]
     assert compare.method_sets(args, "banel") == []  # no file: the config's own settings
     assert compare.method_sets(argparse.Namespace(tuned=None), "nsr") == []
+
+
+def test_a_larger_later_fresh_evaluation_replaces_the_runs_own(tmp_path):
+    """compare reads evals/round_NNNN.json when it drew more than the run's final evaluation."""
+    import json
+
+    own = _est(5, 20_000, round=30, fresh=True)
+    assert compare.largest_fresh(tmp_path, own) is own  # no later evaluation
+    (tmp_path / "evals").mkdir()
+    f = tmp_path / "evals" / "round_0030.json"
+    f.write_text(json.dumps(_est(50, 100_000, round=30, fresh=True)))
+    assert compare.largest_fresh(tmp_path, own)["n"] == 100_000
+    f.write_text(json.dumps(_est(1, 10_000, round=30, fresh=True)))  # smaller: the run's own stays
+    assert compare.largest_fresh(tmp_path, own) is own
+    assert compare.largest_fresh(tmp_path, _est(5, 20_000, round=29, fresh=True))["n"] == 20_000
+    assert compare.largest_fresh(tmp_path, None) is None

@@ -277,6 +277,35 @@ def test_the_prior_in_the_numerator_with_p_phi_from_the_prior(tmp_path, prior_di
     assert p[2]["gen_heldout_nll"] != pytest.approx(g[2]["gen_heldout_nll"])
 
 
+def test_generator_reset_distils_from_the_prior_each_round(tmp_path, prior_dir):
+    sets = ["eval.samples=0", "rounds=3", "generator.lr=0.003", "generator.epochs=3"]
+    run_local(prior_dir, tmp_path / "free", *sets)
+    run_local(prior_dir, tmp_path / "reset", *sets, "generator.reset=true")
+    free, reset = _hist(tmp_path / "free"), _hist(tmp_path / "reset")
+    assert free[0]["kl_to_prior"] == pytest.approx(reset[0]["kl_to_prior"])  # round 1: both start from p0
+    # later rounds: one round of training away from p0, not three (drift cannot accumulate in g)
+    assert reset[-1]["kl_to_prior"] < 0.7 * free[-1]["kl_to_prior"], (reset, free)
+
+
+@pytest.mark.parametrize(
+    "sets, key, want",
+    [
+        (["filter.schedule=linear", "filter.factor=4", "filter.end=1.0"], "filter_value", [4.0, 2.5, 1.0]),
+        (
+            ["generator.schedule=linear", "generator.lr=3e-4", "generator.lr_end=1e-4"],
+            "generator_lr",
+            [3e-4, 2e-4, 1e-4],
+        ),
+    ],
+)
+def test_decay_schedules_move_the_filter_and_the_learning_rate_round_by_round(tmp_path, prior_dir, sets, key, want):
+    run_local(prior_dir, tmp_path / "d", "eval.samples=0", "rounds=3", "budget=60", *sets)
+    h = _hist(tmp_path / "d")
+    assert [m[key] for m in h] == pytest.approx(want)
+    if key == "filter_value":  # the quantile filter keeps the top 1/f of the pool: 40/4, 40/2.5, 40/1
+        assert [m["kept"] for m in h] == [10, 16, 40]
+
+
 def test_fresh_finals_and_a_stop_rule_round_never_spend_an_nre(tmp_path, prior_dir):
     from banel_ray.evaluate import evaluate_round
     from banel_ray.runtime.job import run

@@ -258,3 +258,8 @@ def test_the_study_reads_plain_run_folders_and_sparse_evaluations(tmp_path):
     # novel_frac 1.0, 0.7, 0.4: fires after round 3, whose rate is unknown: the last evaluated one (round 2) counts
     assert nov[("support.kind=none", 0)]["stop_round"] == 3 and nov[("support.kind=none", 0)]["at_stop"] == 0.2
     assert nov[("support.kind=token", 0)]["regret"] == pytest.approx(0.3)
+    # the decline reads the evaluated rounds only: b peaks at round 2 (0.2), ends at 0.05
+    b = res["arms"]["support.kind=none"][0]
+    assert (b["peak"], b["peak_round"], b["final"], b["drop"]) == (0.2, 2, 0.05, pytest.approx(0.75))
+    assert b["peak_ci"] == (0.2, 0.2) and b["significant"]  # final [0.05, 0.05] lies below the peak's [0.2, 0.2]
+    assert res["arms"]["support.kind=token"][0]["peak_round"] == 4
