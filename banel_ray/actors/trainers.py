@@ -226,12 +226,16 @@ class NegativeTrainer(TrainerRole):
         samples = [tuple(s) for b in batches for s in b.samples]
         version = batches[0].version if batches else 0
         if self.regions and samples:
-            rows = []
             m = copy_model(self.prior)
-            for weights, log_tau in self.regions:
-                load_state(m, weights)
-                rows.append(self._region_scores(m, samples) - log_tau)
-            mask = alg.sequential_accept(np.stack(rows), 0.0)
+
+            def region(weights, log_tau):
+                def score(idx):
+                    load_state(m, weights)
+                    return self._region_scores(m, [samples[i] for i in idx]) - log_tau
+
+                return score
+
+            mask = alg.sequential_accept_in_turn(len(samples), [region(w, lt) for w, lt in self.regions])
             samples = [s for s, k in zip(samples, mask) if k]
         passed = len(samples)
         samples = samples[:limit]

@@ -91,6 +91,22 @@ def sequential_accept(score_matrix, log_tau: float) -> np.ndarray:
     return np.all(m >= log_tau, axis=0)
 
 
+def sequential_accept_in_turn(n: int, region_scores, log_tau: float = 0.0) -> np.ndarray:
+    """``sequential_accept`` without scoring what is already rejected: region j scores only the
+    candidates every earlier region kept (``region_scores[j](indices)`` returns their scores).
+    The same mask; with f = 2 each region halves the survivors, so t regions cost about two
+    full passes instead of t."""
+    alive = np.arange(n)
+    for score in region_scores:
+        if alive.size == 0:
+            break
+        s = np.asarray(score(alive), dtype=np.float64)
+        alive = alive[s >= log_tau]
+    mask = np.zeros(n, dtype=bool)
+    mask[alive] = True
+    return mask
+
+
 def schedule_value(
     kind: str, start: float, end: float, t: int, total: int, step_every: int = 1, gamma: float = 0.5
 ) -> float:

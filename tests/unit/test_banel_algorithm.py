@@ -39,6 +39,24 @@ def test_threshold_filter():
     assert mask.tolist() == [False, False, True, True]
 
 
+def test_sequential_accept_in_turn_gives_the_same_mask_and_scores_only_survivors():
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(6, 200))
+    seen = []
+
+    def row(j):
+        def score(idx):
+            seen.append(len(idx))
+            return m[j, idx]
+
+        return score
+
+    got = alg.sequential_accept_in_turn(200, [row(j) for j in range(6)], 0.3)
+    assert (got == alg.sequential_accept(m, 0.3)).all() and got.any()
+    assert seen[0] == 200 and all(b < a for a, b in zip(seen, seen[1:]))  # each region sees fewer
+    assert alg.sequential_accept_in_turn(3, []).all()
+
+
 def test_sequential_accept_needs_every_region():
     m = np.array([[1.0, -1.0, 2.0], [1.0, 3.0, -0.5]])
     assert alg.sequential_accept(m, 0.0).tolist() == [True, False, False]
