@@ -60,6 +60,7 @@ def load_experiment(exp: Path) -> list[dict]:
 def load_runs(root: Path, arm_keys: list[str]) -> list[dict]:
     """Trials from plain run folders (``banel_ray.run`` / ``compare``) instead of a Tune experiment:
     the arm is the run's values of ``arm_keys`` (plus its method), the history its metrics."""
+    from banel_ray import config as C
     from banel_ray.algorithms.stop_rules import signals
     from banel_ray.compare import largest_fresh
     from banel_ray.report import read_metrics
@@ -74,14 +75,16 @@ def load_runs(root: Path, arm_keys: list[str]) -> list[dict]:
             (d, cfg, (base, fresh), {"method": cfg.get("method", "banel"), **{k: cfg.get(k) for k in arm_keys}})
         )
     varying = [k for k in (runs[0][3] if runs else {}) if len({str(r[3][k]) for r in runs}) > 1]
+    defaults = C.defaults()
     trials = []
-    for d, cfg, (base, fresh), point in runs:  # an arm is named by the keys that differ between runs
-        point = {k: point[k] for k in varying} or {"method": point["method"]}
+    for d, cfg, (base, fresh), point in runs:
+        # an arm is named by the keys that differ between runs, where it departs from the defaults
+        own = {k: point[k] for k in varying if str(point[k]) != str(defaults.get(k))}
         trials.append(
             {
                 "dir": d.name,
-                "arm": ", ".join(f"{k}={v}" for k, v in point.items()),
-                "short": "/".join(str(v) for v in point.values()),
+                "arm": ", ".join(f"{k}={v}" for k, v in own.items()) or f"{point['method']} defaults",
+                "short": "/".join(str(v) for v in own.values()) or "defaults",
                 "seed": cfg.get("seed"),
                 "history": [signals(m) for m in read_metrics(d)],
                 "base": base,
@@ -127,7 +130,7 @@ def analyse(trials: list[dict], rules=DEFAULT_RULES) -> dict:
     for t in trials:
         for r in rules:
             sr = stop_round(r, t["history"])
-            res = regret(t["history"], sr)
+            res = regret(t["history"], sr, t.get("base"))
             if res:
                 res["fired"] = fires(r, t["history"][:sr])
                 res["at_stop_x_base"] = res["at_stop"] / t["base"] if t.get("base") else math.nan
@@ -178,11 +181,11 @@ def analyse(trials: list[dict], rules=DEFAULT_RULES) -> dict:
         )
     corr = {}
     for sig in list(SIGNALS) + ["nres"]:
-        vals = [
-            spearman([h.get(sig, math.nan) for h in t["history"]], [h.get("success") for h in t["history"]])
-            for t in trials
-            if all(sig in h and "success" in h for h in t["history"])
-        ]
+        vals = []
+        for t in trials:  # over the evaluated rounds that logged the signal
+            pts = [(h[sig], h["success"]) for h in t["history"] if sig in h and "success" in h]
+            if len(pts) >= 3:
+                vals.append(spearman([a for a, _ in pts], [b for _, b in pts]))
         vals = [v for v in vals if not math.isnan(v)]
         if vals:
             corr[sig] = (float(np.mean(vals)), len(vals))

@@ -112,11 +112,12 @@ def stop_round(rule: Rule, history: list[dict]) -> int:
     return len(history)
 
 
-def regret(history: list[dict], stopped: int) -> dict:
+def regret(history: list[dict], stopped: int, base: float | None = None) -> dict:
     """Success lost by stopping after round ``stopped`` instead of at the round of peak success.
 
     Where rounds are evaluated only every k rounds, the rate at the stop is the last evaluated
-    round at or before it (what a run that stopped there could have reported), or nan before any.
+    round at or before it (what a run that stopped there could have reported); before any, the
+    prior's rate ``base`` (a run stopped that early reports p0), or nan without one.
     """
     rates = [h.get("success") for h in history]
     known = [(i + 1, r) for i, r in enumerate(rates) if r is not None]
@@ -124,7 +125,7 @@ def regret(history: list[dict], stopped: int) -> dict:
         return {}
     peak_round, peak = max(known, key=lambda x: (x[1], -x[0]))
     before = [r for i, r in known if i <= stopped]
-    at = before[-1] if before else math.nan
+    at = before[-1] if before else (math.nan if base is None else base)
     return {
         "stop_round": stopped,
         "peak_round": peak_round,

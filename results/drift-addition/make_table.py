@@ -21,6 +21,15 @@ for name in [
     "d8_numprior_s0",
     "d8_numprior_s1",
     "d8_numprior_s2",
+    "d8_reset_s0",
+    "d8_reset_s1",
+    "d8_reset_s2",
+    "d8_fdecay_s0",
+    "d8_fdecay_s1",
+    "d8_fdecay_s2",
+    "d8_lrdecay_s0",
+    "d8_lrdecay_s1",
+    "d8_lrdecay_s2",
 ]:
     d = R / name
     s = json.loads((d / "summary.json").read_text())
@@ -34,6 +43,10 @@ for name in [
         "none": "none",
         "kl01": "KL 0.1, no support",
         "numprior": "prior numerator, no support",
+        "reset": "generator.reset, no support",
+        "fdecay": "filter decay 2 -> 1, no support",
+        "lrdecay": "generator lr decay 5e-4 -> 5e-5, no support",
+        "seq": "Algorithm 1 (sequential), no support",
     }[name.split("_")[1]]
     seed = name[-1]
     wf = 1 - f.get("modes", {}).get("malformed", {}).get("share", 0)

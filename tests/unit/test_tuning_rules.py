@@ -2,6 +2,7 @@
 checks and the study's analysis on a synthetic experiment. Real Tune sweeps: integration tier."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -57,6 +58,9 @@ def test_regret_against_the_peak_round():
     assert r["regret"] == pytest.approx(0.01) and r["rel_regret"] == pytest.approx(1 / 3)
     assert S.regret(h, 2)["regret"] == 0.0
     assert S.regret(hist(novel_frac=[1.0]), 1) == {}
+    sparse = [{"round": 1}, {"round": 2, "success": 0.3}]
+    assert math.isnan(S.regret(sparse, 1)["at_stop"])  # stopped before any evaluation, p0's rate unknown
+    assert S.regret(sparse, 1, base=0.01)["at_stop"] == 0.01  # known: a run stopped then reports p0
 
 
 def test_signals_flattens_a_metrics_line_and_derives_gain_and_spread():
@@ -252,14 +256,18 @@ def test_the_study_reads_plain_run_folders_and_sparse_evaluations(tmp_path):
         ]
         (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     trials = study.load_runs(tmp_path, ["support.kind", "generator.schedule"])
-    assert sorted(t["arm"] for t in trials) == ["support.kind=none", "support.kind=none", "support.kind=token"]
+    # arms are named by where they depart from the defaults (support.kind: none is the default)
+    assert sorted(t["arm"] for t in trials) == ["banel defaults", "banel defaults", "support.kind=token"]
     res = study.analyse(trials)
-    nov = {(x["arm"], x["seed"]): x for x in res["per_rule"]["novel_frac < 0.5"]}
+    nov = {
+        (x["arm"].replace("banel defaults", "support.kind=none"), x["seed"]): x
+        for x in res["per_rule"]["novel_frac < 0.5"]
+    }
     # novel_frac 1.0, 0.7, 0.4: fires after round 3, whose rate is unknown: the last evaluated one (round 2) counts
     assert nov[("support.kind=none", 0)]["stop_round"] == 3 and nov[("support.kind=none", 0)]["at_stop"] == 0.2
     assert nov[("support.kind=token", 0)]["regret"] == pytest.approx(0.3)
     # the decline reads the evaluated rounds only: b peaks at round 2 (0.2), ends at 0.05
-    b = res["arms"]["support.kind=none"][0]
+    b = res["arms"]["banel defaults"][0]
     assert (b["peak"], b["peak_round"], b["final"], b["drop"]) == (0.2, 2, 0.05, pytest.approx(0.75))
     assert b["peak_ci"] == (0.2, 0.2) and b["significant"]  # final [0.05, 0.05] lies below the peak's [0.2, 0.2]
     assert res["arms"]["support.kind=token"][0]["peak_round"] == 4
