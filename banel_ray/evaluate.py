@@ -25,6 +25,49 @@ EPILOG = """examples:
 """
 
 
+def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
+    """Algorithm 1's generator is p0 restricted to what no past region rejects: a function that keeps
+    the samples of a batch every region of round ``round_``'s checkpoint accepts (None: not a
+    sequential run, or round 0). Without it a fresh evaluation would score p0 itself."""
+    import numpy as np
+
+    from banel_ray.algorithms import banel as alg
+    from banel_ray.models import copy_model, load_model, load_state
+    from banel_ray.models.logprobs import sequence_logprobs
+    from banel_ray.runtime import checkpoint as ckpt
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    if round_ <= 0 or cfg.get("method") != "banel_sequential" and cfg.get("mode") != "sequential":
+        return None
+    store = CheckpointStore(Path(run_dir) / "checkpoints")
+    d = store.shard("negative", store.path(round_))
+    if d is None:
+        raise FileNotFoundError(f"round {round_} of {run_dir} has no negative shard (Algorithm 1's regions)")
+    taus = json.loads((d / "negative.json").read_text())["region_log_taus"]
+    prior = load_model(prior_dir)
+    m = copy_model(prior)
+    norm = bool(cfg.get("score.length_norm", True))
+
+    def logp(model, samples):
+        return sequence_logprobs(model, [(task.prompt, s) for s in samples], pad_id=task.pad_id)
+
+    def keep(samples: list) -> list:
+        l0, lengths = logp(prior, samples)
+
+        def region(i: int, log_tau: float):
+            def score(idx):
+                load_state(m, ckpt.load_tensors(d / f"region_{i:04d}.safetensors"))
+                ln, _ = logp(m, [samples[j] for j in idx])
+                return alg.sequence_scores(l0[idx], ln, lengths[idx], norm) - log_tau
+
+            return score
+
+        mask = alg.sequential_accept_in_turn(len(samples), [region(i, t) for i, t in enumerate(taus)])
+        return [s for s, k in zip(samples, np.asarray(mask)) if k]
+
+    return keep
+
+
 def evaluate_round(
     run_dir: Path, round_: int, samples: int, threads: int = 1, batch: int = 25_000, progress=None
 ) -> dict:
@@ -55,13 +98,22 @@ def evaluate_round(
         if found is not None:
             version = sampler.load_weights(*found)
     evaluator = Evaluator(threads=threads, **topts)
+    keep = sequential_filter(run_dir, round_, cfg, task, prior)
     t0 = time.perf_counter()
-    k = n = 0
+    k = n = drawn = 0
     patterns: dict = {}
     modes: dict = {}
     tag = seeds.FINAL + round_
-    for i, start in enumerate(range(0, samples, batch)):
-        b = sampler.sample(min(batch, samples - start), seeds.per_sampler(seeds.draw(cfg["seed"], tag), i))
+    i = 0
+    # Algorithm 1: rejection sampling from p0 until `samples` are accepted, at most 64x as many drawn
+    while n < samples and drawn < (64 * samples if keep else samples):
+        want = min(batch, samples - n) if keep is None else batch
+        b = sampler.sample(want, seeds.per_sampler(seeds.draw(cfg["seed"], tag), i))
+        i, drawn = i + 1, drawn + want
+        if keep is not None:
+            from banel_ray.records import SampleBatch
+
+            b = SampleBatch(samples=keep(b.samples)[: samples - n], version=b.version)
         res = evaluator.estimate(b)
         k, n = k + res.k, n + res.n
         for p, c in res.patterns.items():
@@ -78,6 +130,7 @@ def evaluate_round(
         version=version,
         fresh=True,
         seed_tag=tag,
+        **({"drawn_from_prior": drawn, "accepted_share": n / max(drawn, 1)} if keep else {}),
         seconds=time.perf_counter() - t0,
         patterns=dict(sorted(patterns.items(), key=lambda x: -x[1])),
         modes={

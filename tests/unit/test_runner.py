@@ -137,6 +137,14 @@ def test_a_sequential_run_keeps_regions_and_never_distils(tmp_path, prior_dir):
     man = json.loads((tmp_path / "seq" / "checkpoints" / "round_0002" / "manifest.json").read_text())
     assert set(man["shards"]) == {"negative"} and man["generator_weights"] is None
     assert len(list((tmp_path / "seq" / "checkpoints" / "round_0002" / "negative").glob("region_*"))) == 2
+    # its fresh evaluation is of the accepted distribution (p0 through both regions), not of p0
+    from banel_ray.evaluate import evaluate_round
+
+    cfg = C.load(None, TINY + [f"run_dir={tmp_path / 'seq'}", "mode=sequential", "rounds=2", "eval.every=0"])
+    (tmp_path / "seq" / "config.json").write_text(json.dumps(cfg))  # what banel_ray.run writes
+    est = evaluate_round(tmp_path / "seq", 2, 100)
+    assert est["n"] == 100 and est["drawn_from_prior"] > 100 and 0 < est["accepted_share"] < 0.6
+    assert "drawn_from_prior" not in evaluate_round(tmp_path / "seq", 0, 50)  # round 0 is p0 itself
 
 
 def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, prior_dir, monkeypatch):
