@@ -4,6 +4,8 @@ python results/drift-addition/make_table.py > results/drift-addition/table.md"""
 import json
 from pathlib import Path
 
+from banel_ray.compare import largest_fresh
+
 R = Path(__file__).resolve().parent  # the run folders' summaries, metrics and evaluations, copied here
 rows, traj = [], []
 for name in [
@@ -33,10 +35,7 @@ for name in [
 ]:
     d = R / name
     s = json.loads((d / "summary.json").read_text())
-    ev = d / "evals" / "round_0030.json"
-    f = json.loads(ev.read_text()) if ev.exists() else s["final_fresh"]
-    if f["n"] < s["final_fresh"]["n"]:
-        f = s["final_fresh"]
+    f = largest_fresh(d, s["final_fresh"])  # a later, larger evaluation replaces the run's own
     base = 0.012886
     arm = {
         "support": "support -6",

@@ -128,3 +128,5 @@ def test_a_larger_later_fresh_evaluation_replaces_the_runs_own(tmp_path):
     assert compare.largest_fresh(tmp_path, own) is own
     assert compare.largest_fresh(tmp_path, _est(5, 20_000, round=29, fresh=True))["n"] == 20_000
     assert compare.largest_fresh(tmp_path, None) is None
+    f.write_text(json.dumps(_est(0, 3, round=30, fresh=True, drawn_from_prior=128_000)))  # Algorithm 1's, fixed
+    assert compare.largest_fresh(tmp_path, own)["drawn_from_prior"] == 128_000
