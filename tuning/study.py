@@ -57,7 +57,7 @@ def load_experiment(exp: Path) -> list[dict]:
     return trials
 
 
-def load_runs(root: Path, arm_keys: list[str]) -> list[dict]:
+def load_runs(root: Path, arm_keys: list[str], skip: tuple[str, ...] = ()) -> list[dict]:
     """Trials from plain run folders (``banel_ray.run`` / ``compare``) instead of a Tune experiment:
     the arm is the run's values of ``arm_keys`` (plus its method), the history its metrics."""
     from banel_ray import config as C
@@ -66,7 +66,11 @@ def load_runs(root: Path, arm_keys: list[str]) -> list[dict]:
     from banel_ray.report import read_metrics
 
     runs = []
+    from fnmatch import fnmatch
+
     for d in sorted(p for p in Path(root).iterdir() if (p / "summary.json").exists()):
+        if any(fnmatch(d.name, pat) for pat in skip):
+            continue
         cfg = json.loads((d / "config.json").read_text())
         summary = json.loads((d / "summary.json").read_text())
         base = (summary.get("base") or {}).get("rate")
@@ -84,7 +88,7 @@ def load_runs(root: Path, arm_keys: list[str]) -> list[dict]:
             {
                 "dir": d.name,
                 "arm": ", ".join(f"{k}={v}" for k, v in own.items()) or f"{point['method']} defaults",
-                "short": "/".join(str(v) for v in own.values()) or "defaults",
+                "short": ", ".join(f"{k}={v}" for k, v in own.items()) or "defaults",
                 "seed": cfg.get("seed"),
                 "history": [signals(m) for m in read_metrics(d)],
                 "base": base,
@@ -377,9 +381,14 @@ def plot(trials: list[dict], res: dict, path: Path) -> None:
                 ax.axhline(t["base"], color="grey", lw=0.5)
         ax.set_title(sig + (" (true, evaluation samples)" if sig == "success" else " (positive-free)"))
         ax.set_xlabel("round")
-    axes.flat[0].legend(fontsize=7)
+    # one legend entry per arm (colour) beside the panels; line style is the seed
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=color[a], marker="o", markersize=3, label=a) for a in arms]
+    handles += [Line2D([], [], color="k", ls=ls, label=f"seed {i}") for i, ls in enumerate(["-", "--", ":", "-."])]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -398,6 +407,7 @@ def main(argv=None) -> int:
         "score.numerator,filter.schedule,mode",
         help="config keys that name a run's arm (with --runs)",
     )
+    p.add_argument("--skip", action="append", metavar="GLOB", help="with --runs: leave out run folders named so")
     p.add_argument("--run", action="store_true", help="run the sweep (--config) first")
     p.add_argument(
         "--config",
@@ -406,7 +416,8 @@ def main(argv=None) -> int:
     )
     a = p.parse_args(argv)
     if a.runs:
-        trials = [t for r in a.runs for t in load_runs(Path(r), [k for k in a.arm_keys.split(",") if k])]
+        keys = [k for k in a.arm_keys.split(",") if k]
+        trials = [t for r in a.runs for t in load_runs(Path(r), keys, tuple(a.skip or ()))]
         if not trials:
             print(f"error: no finished run folders under {', '.join(a.runs)}", file=sys.stderr)
             return 2

@@ -32,6 +32,9 @@ for name in [
     "d8_lrdecay_s0",
     "d8_lrdecay_s1",
     "d8_lrdecay_s2",
+    "d8_seq_s0",
+    "d8_seq_s1",
+    "d8_seq_s2",
 ]:
     d = R / name
     s = json.loads((d / "summary.json").read_text())
@@ -50,13 +53,21 @@ for name in [
     seed = name[-1]
     wf = 1 - f.get("modes", {}).get("malformed", {}).get("share", 0)
     lz = f.get("modes", {}).get("leading_zero", {}).get("share", 0)
+    draws = f"{f['n']:,}"
+    if "drawn_from_prior" in f:  # Algorithm 1: p0 through every region, rejection-sampled
+        draws = f"{f['n']:,} accepted of {f['drawn_from_prior']:,} p0 draws"
+    if f["n"] == 0 or ("drawn_from_prior" in f and f["n"] < 100):
+        wf = lz = float("nan")
     rows.append(
-        f"| {arm} | {seed} | {f['rate']:.4f} [{f['lo']:.4f}, {f['hi']:.4f}] | {f['n']:,} | {f['rate'] / base:.1f}x | {wf:.3f} | {lz:.3f} | {s['successes']:,} | {s['nres']:,} |"
+        f"| {arm} | {seed} | {f['rate']:.4f} [{f['lo']:.4f}, {f['hi']:.4f}] | {draws} | {f['rate'] / base:.1f}x | {wf:.3f} | {lz:.3f} | {s['successes']:,} | {s['nres']:,} |"
     )
     t = []
     for l in (d / "metrics.jsonl").read_text().splitlines():
         m = json.loads(l)
-        if m.get("eval"):
+        if "pre_oracle_acceptance" in m:  # Algorithm 1: its evaluations hold a handful of draws; show
+            if m["round"] % 5 == 0:  # the share of p0 its regions still accept
+                t.append(f"accept {m['pre_oracle_acceptance']:.1e}")
+        elif m.get("eval"):
             t.append(f"{m['eval']['rate']:.3f}")
     traj.append(f"| {arm} | {seed} | " + " | ".join(t) + " |")
 print(

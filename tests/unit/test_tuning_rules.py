@@ -256,6 +256,7 @@ def test_the_study_reads_plain_run_folders_and_sparse_evaluations(tmp_path):
         ]
         (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     trials = study.load_runs(tmp_path, ["support.kind", "generator.schedule"])
+    assert [t["dir"] for t in study.load_runs(tmp_path, ["support.kind"], skip=("b*",))] == ["a", "c"]
     # arms are named by where they depart from the defaults (support.kind: none is the default)
     assert sorted(t["arm"] for t in trials) == ["banel defaults", "banel defaults", "support.kind=token"]
     res = study.analyse(trials)
