@@ -65,6 +65,17 @@ def test_distill_run_with_vllm_keeps_budget_ledger_and_versions(tmp_path):
     assert 0 <= summary["final"]["lo"] <= summary["final"]["rate"] <= summary["final"]["hi"] <= 1
 
 
+@pytest.mark.parametrize("method", ["nsr", "w_reinforce"])
+def test_negative_sample_rl_on_ray_actors_keeps_budget_and_ledger(tmp_path, method):
+    cfg = tiny(tmp_path, method, f"method={method}", "sampler.backend=torch", "eval.every=0")
+    s = run(cfg, tmp_path / method)
+    rows, hist = ledger(tmp_path / method), report.read_metrics(tmp_path / method)
+    assert s["method"] == method and cfg["runtime"] == "ray"
+    assert s["nres"] == len(rows) == sum(m["paid"] for m in hist) == 100  # the budget binds, all in the ledger
+    assert all(r[3] == "ok" and r[4] == 1 for r in rows) and len({r[0] for r in rows}) == len(rows)
+    assert {r[5] for r in rows} == {1, 2, 3} and [m["sampler_versions"] for m in hist] == [[1], [2], [3]]
+
+
 def test_sequential_mode_rejects_before_paying(tmp_path):
     cfg = tiny(tmp_path, "seq", "mode=sequential", "sampler.backend=torch", "rounds=2", "eval.every=0")
     s = run(cfg, tmp_path / "seq")
