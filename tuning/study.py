@@ -354,6 +354,10 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
     return out / "report.md"
 
 
+# line style per seed: solid, dashed, dotted, dash-dot, long dash-dot-dot
+SEED_STYLES = ["-", "--", ":", "-.", (0, (8, 2, 1, 2, 1, 2))]
+
+
 def plot(trials: list[dict], res: dict, path: Path) -> None:
     import matplotlib
 
@@ -368,10 +372,10 @@ def plot(trials: list[dict], res: dict, path: Path) -> None:
         for t in trials:
             pts = [(h["round"], h[sig]) for h in t["history"] if sig in h]
             if pts:
-                ls = ["-", "--", ":", "-."][int(t["seed"] or 0) % 4]
+                ls = SEED_STYLES[int(t["seed"] or 0) % len(SEED_STYLES)]
                 ax.plot(
                     *zip(*pts),
-                    ls,
+                    linestyle=ls,
                     color=color[t["arm"]],
                     marker="o",
                     markersize=3,
@@ -385,7 +389,8 @@ def plot(trials: list[dict], res: dict, path: Path) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=color[a], marker="o", markersize=3, label=a) for a in arms]
-    handles += [Line2D([], [], color="k", ls=ls, label=f"seed {i}") for i, ls in enumerate(["-", "--", ":", "-."])]
+    seeds_seen = sorted({int(t["seed"] or 0) for t in trials})
+    handles += [Line2D([], [], color="k", ls=SEED_STYLES[i % len(SEED_STYLES)], label=f"seed {i}") for i in seeds_seen]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
