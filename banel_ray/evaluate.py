@@ -29,11 +29,8 @@ def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
     """Algorithm 1's generator is p0 restricted to what no past region rejects: a function that keeps
     the samples of a batch every region of round ``round_``'s checkpoint accepts (None: not a
     sequential run, or round 0). Without it a fresh evaluation would score p0 itself."""
-    import numpy as np
-
-    from banel_ray.algorithms import banel as alg
-    from banel_ray.models import copy_model, load_model, load_state
-    from banel_ray.models.logprobs import sequence_logprobs
+    from banel_ray.actors.trainers import regions_accept
+    from banel_ray.models import load_model
     from banel_ray.runtime import checkpoint as ckpt
     from banel_ray.runtime.checkpoint import CheckpointStore
 
@@ -44,26 +41,13 @@ def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
     if d is None:
         raise FileNotFoundError(f"round {round_} of {run_dir} has no negative shard (Algorithm 1's regions)")
     taus = json.loads((d / "negative.json").read_text())["region_log_taus"]
+    regions = [(ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t)) for i, t in enumerate(taus)]
     prior = load_model(prior_dir)
-    m = copy_model(prior)
     norm = bool(cfg.get("score.length_norm", True))
 
-    def logp(model, samples):
-        return sequence_logprobs(model, [(task.prompt, s) for s in samples], pad_id=task.pad_id)
-
     def keep(samples: list) -> list:
-        l0, lengths = logp(prior, samples)
-
-        def region(i: int, log_tau: float):
-            def score(idx):
-                load_state(m, ckpt.load_tensors(d / f"region_{i:04d}.safetensors"))
-                ln, _ = logp(m, [samples[j] for j in idx])
-                return alg.sequence_scores(l0[idx], ln, lengths[idx], norm) - log_tau
-
-            return score
-
-        mask = alg.sequential_accept_in_turn(len(samples), [region(i, t) for i, t in enumerate(taus)])
-        return [s for s, k in zip(samples, np.asarray(mask)) if k]
+        mask = regions_accept(prior, regions, [(task.prompt, s) for s in samples], task.pad_id, norm)
+        return [s for s, k in zip(samples, mask) if k]
 
     return keep
 
@@ -77,7 +61,9 @@ def evaluate_round(
     from banel_ray import tasks
     from banel_ray.actors.evaluator import Evaluator
     from banel_ray.actors.sampler import Sampler
+    from banel_ray.algorithms import banel as alg
     from banel_ray.algorithms.stats import Estimate
+    from banel_ray.records import SampleBatch
     from banel_ray.runtime import seeds
     from banel_ray.runtime.checkpoint import CheckpointStore
 
@@ -105,14 +91,12 @@ def evaluate_round(
     modes: dict = {}
     tag = seeds.FINAL + round_
     i = 0
-    # Algorithm 1: rejection sampling from p0 until `samples` are accepted, at most 64x as many drawn
-    while n < samples and drawn < (64 * samples if keep else samples):
+    # Algorithm 1: rejection sampling from p0 until `samples` are accepted, at most ACCEPT_CAP x drawn
+    while n < samples and drawn < (alg.ACCEPT_CAP * samples if keep else samples):
         want = min(batch, samples - n) if keep is None else batch
         b = sampler.sample(want, seeds.per_sampler(seeds.draw(cfg["seed"], tag), i))
         i, drawn = i + 1, drawn + want
         if keep is not None:
-            from banel_ray.records import SampleBatch
-
             b = SampleBatch(samples=keep(b.samples)[: samples - n], version=b.version)
         res = evaluator.estimate(b)
         k, n = k + res.k, n + res.n

@@ -60,14 +60,14 @@ def load_experiment(exp: Path) -> list[dict]:
 def load_runs(root: Path, arm_keys: list[str], skip: tuple[str, ...] = ()) -> list[dict]:
     """Trials from plain run folders (``banel_ray.run`` / ``compare``) instead of a Tune experiment:
     the arm is the run's values of ``arm_keys`` (plus its method), the history its metrics."""
+    from fnmatch import fnmatch
+
     from banel_ray import config as C
     from banel_ray.algorithms.stop_rules import signals
     from banel_ray.compare import largest_fresh
     from banel_ray.report import read_metrics
 
     runs = []
-    from fnmatch import fnmatch
-
     for d in sorted(p for p in Path(root).iterdir() if (p / "summary.json").exists()):
         if any(fnmatch(d.name, pat) for pat in skip):
             continue
@@ -83,12 +83,12 @@ def load_runs(root: Path, arm_keys: list[str], skip: tuple[str, ...] = ()) -> li
     trials = []
     for d, cfg, (base, fresh), point in runs:
         # an arm is named by the keys that differ between runs, where it departs from the defaults
-        own = {k: point[k] for k in varying if str(point[k]) != str(defaults.get(k))}
+        own = ", ".join(f"{k}={point[k]}" for k in varying if str(point[k]) != str(defaults.get(k)))
         trials.append(
             {
                 "dir": d.name,
-                "arm": ", ".join(f"{k}={v}" for k, v in own.items()) or f"{point['method']} defaults",
-                "short": ", ".join(f"{k}={v}" for k, v in own.items()) or "defaults",
+                "arm": own or f"{point['method']} defaults",
+                "short": own or "defaults",
                 "seed": cfg.get("seed"),
                 "history": [signals(m) for m in read_metrics(d)],
                 "base": base,

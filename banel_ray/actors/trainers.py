@@ -226,16 +226,9 @@ class NegativeTrainer(TrainerRole):
         samples = [tuple(s) for b in batches for s in b.samples]
         version = batches[0].version if batches else 0
         if self.regions and samples:
-            m = copy_model(self.prior)
-
-            def region(weights, log_tau):
-                def score(idx):
-                    load_state(m, weights)
-                    return self._region_scores(m, [samples[i] for i in idx]) - log_tau
-
-                return score
-
-            mask = alg.sequential_accept_in_turn(len(samples), [region(w, lt) for w, lt in self.regions])
+            mask = regions_accept(
+                self.prior, self.regions, self._pairs(samples), self.task.pad_id, self.score_cfg.length_norm
+            )
             samples = [s for s, k in zip(samples, mask) if k]
         passed = len(samples)
         samples = samples[:limit]
@@ -268,6 +261,25 @@ class NegativeTrainer(TrainerRole):
             (ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t))
             for i, t in enumerate(st["region_log_taus"])
         ]
+
+
+def regions_accept(prior, regions, pairs, pad_id: int, length_norm: bool) -> np.ndarray:
+    """Algorithm 1's acceptance of ``pairs`` (prompt, completion): the mask of those no region
+    (``(p_phi weights, log tau)``) rejects. log p0 is computed once; each region scores only what
+    the earlier ones kept (``alg.sequential_accept_in_turn``). Shared by the trainer's proposals
+    and by ``banel_ray.evaluate``."""
+    l0, lengths = sequence_logprobs(prior, pairs, pad_id=pad_id)
+    m = copy_model(prior)
+
+    def region(weights, log_tau):
+        def score(idx):
+            load_state(m, weights)
+            ln, _ = sequence_logprobs(m, [pairs[i] for i in idx], pad_id=pad_id)
+            return alg.sequence_scores(l0[idx], ln, lengths[idx], length_norm) - log_tau
+
+        return score
+
+    return alg.sequential_accept_in_turn(len(pairs), [region(w, t) for w, t in regions])
 
 
 class GeneratorTrainer(TrainerRole):

@@ -91,6 +91,11 @@ def sequential_accept(score_matrix, log_tau: float) -> np.ndarray:
     return np.all(m >= log_tau, axis=0)
 
 
+# Algorithm 1 draws at most this many p0 samples per sample it wants accepted (its proposals and
+# its evaluations): past that, a round or an evaluation takes fewer
+ACCEPT_CAP = 64
+
+
 def sequential_accept_in_turn(n: int, region_scores, log_tau: float = 0.0) -> np.ndarray:
     """``sequential_accept`` without scoring what is already rejected: region j scores only the
     candidates every earlier region kept (``region_scores[j](indices)`` returns their scores).

@@ -101,7 +101,7 @@ class BanelSequential(_Banel):
         self._start_negative()
         self.accept_rate = 1.0
 
-    def accepted(self, n: int, tag: int, cap_factor: int = 64) -> list:
+    def accepted(self, n: int, tag: int, cap_factor: int = alg.ACCEPT_CAP) -> list:
         """Draw from p0 and keep what no past region rejects, up to n (no NREs). Only counts reach
         the driver; the accepted samples stay where they are (the object store)."""
         got, passed, refs, drawn, rate = 0, 0, [], 0, 1.0
