@@ -121,8 +121,8 @@ def collect(runs_root: Path) -> list[dict]:
                 "best": s["best"],
                 "final": s["final"],
                 "best_round": s.get("best_round"),
-                "final_fresh": largest_fresh(d, s.get(K.FINAL_FRESH)),
-                "base_fresh": s.get(K.BASE_FRESH),
+                "final_fresh": largest_fresh(d, _computed(s, "final") or s.get(K.FINAL_FRESH)),
+                "base_fresh": _computed(s, "base") or s.get(K.BASE_FRESH),
                 "stop_fresh": largest_fresh(d, s.get(K.STOP_FRESH)),
                 "stop_round": s.get("stop_round"),
                 "nres": s[K.NRES],
@@ -136,6 +136,17 @@ def collect(runs_root: Path) -> list[dict]:
     return recs
 
 
+def _computed(summary: dict, key: str) -> dict | None:
+    """A rate the task computed (exact, or importance sampled on fresh draws) is the headline: a
+    sampled fresh estimate of a 1e-20 rate sees nothing."""
+    from banel_ray.runtime.job import computed
+
+    est = summary.get(key)
+    if not computed(est) or not summary.get("rounds"):
+        return None
+    return dict(est, fresh=True, round=summary["rounds"] if key == "final" else 0)
+
+
 def largest_fresh(run_dir: Path, est: dict | None) -> dict | None:
     """The run's fresh-sample estimate of ``est``'s round with the most draws: a later
     ``python -m banel_ray.evaluate RUN --samples N`` (``evals/round_NNNN.json``) replaces the one the
@@ -147,8 +158,8 @@ def largest_fresh(run_dir: Path, est: dict | None) -> dict | None:
         later = json.loads(f.read_text())
     except (OSError, ValueError):
         return est
-    if not later.get("fresh"):
-        return est
+    if not later.get("fresh") or "exact" in est and "exact" not in later:
+        return est  # a computed rate is replaced only by a larger computed one
     if "drawn_from_prior" in later and "drawn_from_prior" not in est:
         return later  # Algorithm 1 through its regions replaces an evaluation of p0 (made before the fix)
     return later if later.get("n", 0) > est.get("n", 0) else est
@@ -202,16 +213,21 @@ def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
     if bases:
         b = list(bases.values())
         ref = b[0] if all(x.get("reference") for x in b) else None  # one shipped measurement for all
-        k, n = (ref["k"], ref["n"]) if ref else (sum(x["k"] for x in b), sum(x["n"] for x in b))
-        lo, hi = alg.clopper_pearson(k, n)
+        if all("k" in x for x in b):
+            k, n = (ref["k"], ref["n"]) if ref else (sum(x["k"] for x in b), sum(x["n"] for x in b))
+            rate, (lo, hi) = k / n, alg.clopper_pearson(k, n)
+            source = "shipped measurement" if ref else "fresh, pooled"
+        else:  # computed rates: the estimate with the most draws (the same prior and draws: one value)
+            ref = max(b, key=lambda x: x.get("n", 0))
+            rate, lo, hi, source = ref["rate"], ref["lo"], ref["hi"], ref["method"]
         rows.append(
             {
                 "method": "pretrained",
                 "seeds": len(bases),
-                "final_iqm": k / n,
+                "final_iqm": rate,
                 "final_iqm_lo": lo,
                 "final_iqm_hi": hi,
-                "final_mean": k / n,
+                "final_mean": rate,
                 "ratio_iqm": 1.0,
                 "ratio_iqm_lo": math.nan,
                 "ratio_iqm_hi": math.nan,
@@ -225,7 +241,7 @@ def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
                 "successes_per_1k": 0.0,
                 "nres_mean": 0.0,
                 "time_s_mean": math.nan,
-                "base_source": "shipped measurement" if ref else "fresh, pooled",
+                "base_source": source,
             }
         )
     banel = sorted((r for r in recs if r["method"] == "banel" and r["final_fresh"]), key=lambda r: r["seed"])
@@ -306,8 +322,10 @@ def _g(x: float, fmt: str = ".2e") -> str:
 def markdown(rows: list[dict], recs: list[dict]) -> str:
     budgets = sorted({r["budget"] for r in recs})
     fresh = sorted({r["final_fresh"]["n"] for r in recs if r["final_fresh"]})
+    how = sorted({r["final_fresh"]["method"] for r in recs if r["final_fresh"] and "method" in r["final_fresh"]})
     lines = [
-        f"Final generator of each run on a fresh sample ({', '.join(f'{n:,}' for n in fresh)} draws, not NREs), "
+        f"Final generator of each run on a fresh sample ({', '.join(f'{n:,}' for n in fresh)} draws"
+        f"{''.join(f', {h}' for h in how)}, not NREs), "
         f"NRE budget {', '.join(map(str, budgets))}. Built by `python -m banel_ray.compare` from {len(recs)} run "
         f"folders.",
         "",
@@ -334,7 +352,8 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
         "",
         "IQM: interquartile mean over seeds; 95% CI: stratified bootstrap (rliable, seeded). pretrained: the prior's "
         "rate (its shipped measurement when every run used it, else the runs' fresh base draws pooled), 95% "
-        "Clopper-Pearson. P(BaNEL run > this): probability that a random BaNEL run's fresh final rate beats a random "
+        "Clopper-Pearson; where the task computes rates (exact, or importance sampled), that estimate and its "
+        "interval. P(BaNEL run > this): probability that a random BaNEL run's fresh final rate beats a random "
         "run of this method (ties half). The cumulative best is the maximum of a run's in-run estimates, as the paper "
         "reports it: optimistic (selection over noisy estimates; random search, which learns nothing, gains on it).",
         "",
@@ -363,8 +382,55 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
             )
             + (f", stop round {r['stop_round']}: {_g(sf['rate'])}" if sf else "")
             + f", {r['successes']}, {r['nres']}"
+            + (_diagnostics(ff) if ff and "ess" in ff else "")
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + certain_bounds(recs)) + "\n"
+
+
+def certain_lower_bound(rec: dict) -> float:
+    """A lower bound on final/base that needs no trust in the final's estimate: the final
+    generator's own probability of the distinct successes its estimator found, over the upper end
+    of the prior's 95% interval (nan when the records carry no such mass)."""
+    ff, bf = rec.get("final_fresh") or {}, rec.get("base_fresh") or {}
+    if "certain_lo" not in ff or not bf.get("hi"):
+        return math.nan
+    return ff["certain_lo"] / bf["hi"]
+
+
+def certain_bounds(recs: list[dict]) -> list[str]:
+    """The lower bounds per method and seed (importance-sampled tasks only)."""
+    by: dict = {}
+    for r in sorted(recs, key=lambda r: (_order(r["method"]), r["seed"])):
+        b = certain_lower_bound(r)
+        if not math.isnan(b):
+            by.setdefault(r["method"], []).append((r["seed"], b, r["final_fresh"]["certain_lo"]))
+    if not by:
+        return []
+    out = [
+        "",
+        "Certain lower bounds on final/base (no trust in an estimate of the final needed): the final generator's own "
+        "probability of the distinct successes its estimator found, over the upper end of the prior's 95% interval.",
+        "",
+        "| method | per seed: final's found mass (lower bound on final/base) | smallest lower bound |",
+        "|---|---|---|",
+    ]
+    for m, xs in by.items():
+        cells = ", ".join(f"s{s}: {_g(lo)} ({_g(b, '.3g')}x)" for s, b, lo in xs)
+        out.append(f"| {m} | {cells} | {_g(min(b for _, b, _ in xs), '.3g')}x |")
+    return out
+
+
+def _diagnostics(est: dict) -> str:
+    """An importance-sampled final's trust: ESS, the flag, and the certain lower bound."""
+    return (
+        f"; {est.get('n', 0):,} draws, ESS {est['ess']:.1f}, largest weight share {est['max_weight_share']:.2f}, "
+        f"{'reliable' if est.get('reliable') else 'UNRELIABLE'}"
+        + (
+            f", certain >= {_g(est['certain_lo'])} ({est['distinct_hits']} distinct successes found)"
+            if "certain_lo" in est
+            else ""
+        )
+    )
 
 
 def plot(recs: list[dict], out: Path) -> Path:

@@ -2,7 +2,9 @@
 
 The in-run estimates are what a run watches; a headline is the final generator (or the round a
 positive-free stop rule picked) on a fresh sample, drawn from its own seed stream
-(``seeds.FINAL``), scored by the task's evaluator, with a Clopper-Pearson interval. Every evaluated
+(``seeds.FINAL``), scored by the task's evaluator, with a Clopper-Pearson interval. A task that
+computes its rates (``Task.success_rate``: exact, or importance sampled on draws tied to the
+model's weights) is evaluated that way instead, ``--samples`` being the estimator's draws. Every evaluated
 round keeps its checkpoint, so any reported round can be re-checked with one command; the
 result goes to ``RUN_DIR/evals/round_NNNN.json`` and is what ``compare`` reads.
 
@@ -128,6 +130,43 @@ def evaluate_round(
     return est
 
 
+def computes_rates(task) -> bool:
+    from banel_ray.tasks.base import Task
+
+    return type(task).success_rate is not Task.success_rate
+
+
+def evaluate_computed(run_dir: Path, round_: int, samples: int | None, threads: int = 1) -> dict:
+    """The task's computed rate of round ``round_``'s generator (round 0: the prior), with
+    ``samples`` estimator draws; written to ``evals/round_NNNN.json`` and returned."""
+    from banel_ray import tasks
+    from banel_ray.models import load_model, load_state, set_threads
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    task = tasks.build(cfg["task"], cfg["task_options"])
+    set_threads(threads)
+    model, version = load_model(task.prepare(progress=lambda s: None)), 0
+    if round_ > 0:
+        store = CheckpointStore(cfg.get("checkpoint.dir") or run_dir / "checkpoints")
+        ck = store.path(round_)
+        found = store.generator(ck) if (ck / "manifest.json").exists() else None
+        if found is None:
+            raise FileNotFoundError(
+                f"no generator checkpoint of round {round_} in {store.root} (kept: {store.rounds()})"
+            )
+        version, weights = found
+        load_state(model, weights)
+    t0 = time.perf_counter()
+    est = dict(task.success_rate(model, samples=samples), round=round_, version=version, fresh=True)
+    est["seconds"] = time.perf_counter() - t0
+    out = run_dir / "evals" / f"round_{round_:04d}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(est, indent=2, default=float))
+    return est
+
+
 def final_round(run_dir: Path) -> int:
     from banel_ray.runtime.checkpoint import CheckpointStore
 
@@ -143,7 +182,13 @@ def main(argv=None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--round", type=int, help="the round to evaluate (0: the prior; default: the last)")
     g.add_argument("--all", action="store_true", help="every round with a kept checkpoint, and the prior")
-    p.add_argument("--samples", type=int, default=0, help="fresh draws (default: the task's final_samples)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="fresh draws (default: the task's final_samples; for a task that computes its rates, the estimator's "
+        "draws, default the task's own)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     a = p.parse_args(argv)
     rd = Path(a.run_dir)
@@ -153,8 +198,10 @@ def main(argv=None) -> int:
     from banel_ray.runtime.checkpoint import CheckpointStore
 
     cfg = json.loads((rd / "config.json").read_text())
-    n = a.samples or tasks.build(cfg["task"], cfg["task_options"]).final_samples
-    if n <= 0:
+    task = tasks.build(cfg["task"], cfg["task_options"])
+    computed = computes_rates(task)
+    n = a.samples or (None if computed else task.final_samples)
+    if not computed and n <= 0:
         return fail("--samples must be > 0 (the task sets no final sample size)")
     try:
         if a.all:
@@ -162,9 +209,14 @@ def main(argv=None) -> int:
         else:
             rounds = [final_round(rd) if a.round is None else a.round]
         for r in rounds:
-            est = evaluate_round(rd, r, n, a.threads, progress=lambda s: print(s, flush=True))
+            if computed:
+                est = evaluate_computed(rd, r, n, a.threads)
+                what = f"{est['method']}, {est.get('n', 'no')} draws"
+            else:
+                est = evaluate_round(rd, r, n, a.threads, progress=lambda s: print(s, flush=True))
+                what = f"{est['k']}/{est['n']}"
             print(
-                f"round {r}: {est['rate']:.3e} [{est['lo']:.3e}, {est['hi']:.3e}] ({est['k']}/{est['n']}), "
+                f"round {r}: {est['rate']:.3e} [{est['lo']:.3e}, {est['hi']:.3e}] ({what}), "
                 f"written to {rd / 'evals' / f'round_{r:04d}.json'}",
                 flush=True,
             )

@@ -244,4 +244,16 @@ def estimate_rate(
     success = np.asarray(success_fn([tuple(r) for r in samples.tolist()], guide_log_p), dtype=bool)
     est = importance.estimate(log_p, log_q, counts, strata, success, interval=interval)
     est.update(method=label, components=[list(c) for c in comps], exact=False, t_estimate=time.perf_counter() - t0)
+    est.update(found_mass(samples, log_p, success))
     return est
+
+
+def found_mass(samples: np.ndarray, log_p: np.ndarray, success: np.ndarray) -> dict:
+    """A certain lower bound on the rate, no estimate in it: the model's own probability of the
+    distinct successes the draws found (``certain_lo``), and how many there were."""
+    hits = np.flatnonzero(np.asarray(success, dtype=bool))
+    if not len(hits):
+        return {"certain_lo": 0.0, "distinct_hits": 0}
+    _, first = np.unique(np.asarray(samples)[hits], axis=0, return_index=True)
+    lp = np.asarray(log_p, dtype=np.float64)[hits[first]]
+    return {"certain_lo": float(np.exp(np.logaddexp.reduce(lp))), "distinct_hits": int(len(first))}

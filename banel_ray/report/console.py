@@ -111,7 +111,7 @@ def closing_table(summary: dict) -> str:
         lines += [
             f"{'final, fresh sample':<26}{fmt_rate(ff)}  (round {ff.get('round')})",
             f"{'prior, ' + src:<26}{fmt_rate(bf)}",
-            f"{'improvement (fresh)':<26}{summary.get('improvement_final_fresh', float('nan')):.2f}x",
+            f"{'improvement (fresh)':<26}{summary.get('improvement_final_fresh', float('nan')):.3g}x",
         ]
         if summary.get("stop_fresh"):
             lines.append(
@@ -123,7 +123,7 @@ def closing_table(summary: dict) -> str:
         f"{'base success rate':<26}{fmt_rate(b)}",
         f"{'final success rate':<26}{fmt_rate(f)}",
         f"{'best success rate':<26}{fmt_rate(best)}" + (f"  (round {summary.get('best_round')})" if best else ""),
-        f"{'improvement (final/base)':<26}{summary.get('improvement_final', float('nan')):.2f}x",
+        f"{'improvement (final/base)':<26}{summary.get('improvement_final', float('nan')):.3g}x",
         f"{'improvement (best/base)':<26}{summary.get('improvement_best', float('nan')):.2f}x",
         f"{'NREs spent':<26}{summary['nres']} of {summary['budget']}",
         f"{'successes paid for':<26}{summary['successes']} distinct",

@@ -67,10 +67,11 @@ class Task:
     def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
         return {"mean_length": sum(map(len, completions)) / max(len(completions), 1)}
 
-    def success_rate(self, model) -> dict | None:
+    def success_rate(self, model, samples: int | None = None) -> dict | None:
         """Optional: the success rate of ``model`` (a generator held by a trainer) computed rather
-        than sampled, for rates sampling cannot see: {"rate", "lo", "hi", "method", ...}.
-        None: the driver estimates the rate from evaluation samples (Clopper-Pearson)."""
+        than sampled, for rates sampling cannot see: {"rate", "lo", "hi", "method", ...}; an
+        estimator's draws are ``samples`` (None: the task's setting). None: the driver estimates
+        the rate from evaluation samples (Clopper-Pearson)."""
         return None
 
     def reference_rate(self) -> dict | None:

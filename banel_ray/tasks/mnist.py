@@ -214,7 +214,7 @@ class MnistZeroToSix(Task):
             out[valid] = self.classifier.is_six(decode(codes[valid], self.classifier.codebook))
         return out.tolist()
 
-    def success_rate(self, model) -> dict:
+    def success_rate(self, model, samples: int | None = None) -> dict:  # exact: no draws
         from banel_ray.models import set_threads
         from banel_ray.models.exact_rate import all_logprobs, exact_estimate
 

@@ -24,6 +24,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,8 @@ from banel_ray.models.tilted import TableLM, estimate_rate
 
 SMALL_L, SMALL_V, RARE = 6, 4, 3
 SMALL_DELTAS = (3.0, 5.0, 7.0, 9.0)  # exact rates about 3e-6, 1e-9, 4e-13, 2e-16
-GAMMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # the pixel task's ladder (task_options.is_gammas)
+GAMMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # the pixel task's ladder under the classifier rule
+TYPICAL_GAMMAS = (0.0, 0.5, 1.0, 1.25, 1.5)  # the pixel task's default ladder (task_options.is_gammas)
 
 
 def small_model(delta: float, seed: int = 0) -> TableLM:
@@ -68,7 +70,10 @@ def small_study(
     deltas=SMALL_DELTAS, repeats: int = 200, n: int = 1200, seed: int = 0, progress=None, proposal: str = "tilt"
 ) -> list[dict]:
     """``proposal`` "tilt": a ladder of tilts towards token 3 (a good instrument); "poor-guide":
-    bridges to ``small_guide`` (a poor one: the negative control the diagnostics must flag)."""
+    bridges to ``small_guide`` (a poor one: the negative control the diagnostics must flag);
+    "typical": the pixel task's rule in miniature (``small_typical_study``)."""
+    if proposal == "typical":
+        return small_typical_study(repeats=repeats, n=n, seed=seed, progress=progress)
     bias = np.zeros((SMALL_L, SMALL_V))
     if proposal == "tilt":
         bias[:, RARE] = 1.0
@@ -104,9 +109,61 @@ def small_study(
     return rows
 
 
+SMALL_TYPICAL_DELTA = 7.0
+SMALL_MIN_LLRS = (6.0, 20.0, 30.0)  # exact rates about 1e-5, 8e-11, 4e-15
+
+
+def small_typical_study(
+    min_llrs=SMALL_MIN_LLRS, repeats: int = 200, n: int = 1200, seed: int = 0, progress=None
+) -> list[dict]:
+    """The pixel task's rule and ladder on a table model: success iff log g(x) - log p(x) >=
+    min_llr (g = ``small_guide``, the model of "sixes"; p the evaluated model and the rule's
+    reference), proposals bridging p to g with gamma in ``TYPICAL_GAMMAS``."""
+    model, guide = small_model(SMALL_TYPICAL_DELTA), small_guide()
+    llr = guide.all_logprobs() - model.all_logprobs()
+    comps = [(g, 0.0) for g in TYPICAL_GAMMAS]
+    rows = []
+    for min_llr in min_llrs:
+        rule = llr >= min_llr
+
+        def success(comps, guide_log_p=None, rule=rule):
+            return rule[tuple(np.asarray(comps).T)]
+
+        exact = math.exp(log_rate(model.all_logprobs(), rule))
+        t = time.perf_counter()
+        ests = [
+            estimate_rate(
+                model,
+                (),
+                range(SMALL_V),
+                np.zeros((SMALL_L, SMALL_V)),
+                comps,
+                n,
+                success,
+                seed=seed * 100_003 + r,
+                tie_seed_to_weights=False,
+                guide=guide,
+            )
+            for r in range(repeats)
+        ]
+        row = dict(
+            I.coverage(ests, exact),
+            setting=f"typical, delta={SMALL_TYPICAL_DELTA:g}, min_llr={min_llr:g}",
+            n=n,
+            seconds=time.perf_counter() - t,
+        )
+        rows.append(row)
+        if progress:
+            progress(table_line(row))
+    return rows
+
+
 # ---- full: the 4-token MNIST task, sharpened --------------------------------------------------
 
 FULL_BETAS = (1.0, 2.0, 3.0, 4.0)
+# the pixel task's rule on the 4-token space: (beta of the evaluated model, min_llr in nats);
+# exact rates 3.4e-6, 1.3e-8, 2.3e-13, 2.8e-16 (beta 1) and 2.5e-9, 6.9e-15 (beta 1.5)
+TYPICAL_SETTINGS = ((1.0, 5.0), (1.0, 15.0), (1.0, 25.0), (1.0, 30.0), (1.5, 10.0), (1.5, 20.0))
 CODE_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)
 FULL_N = 3000
 
@@ -166,9 +223,13 @@ def full_study(
     progress=None,
     threads: int = 1,
     proposal: str = "tilt",
+    settings: Sequence[tuple[float, float]] = TYPICAL_SETTINGS,
 ) -> list[dict]:
     """``proposal`` "bridge": bridges to a model of sixes; "tilt": tilts by the sixes' code
-    frequencies; "union": both in one mixture."""
+    frequencies; "union": both in one mixture (all three under the classifier rule, over
+    ``betas``). "typical": the pixel task's rule and ladder, over ``TYPICAL_SETTINGS``: a success
+    is a code the classifier calls 6 with log p_six - log p0 >= min_llr (p0 the shipped prior,
+    p_six the model of sixes), the proposals bridge to p_six with gamma in ``TYPICAL_GAMMAS``."""
     from banel_ray.models import load_model, set_threads
     from banel_ray.models.exact_rate import all_logprobs
     from banel_ray.tasks import mnist as M
@@ -178,7 +239,12 @@ def full_study(
     prior = load_model(task.prior_dir())
     table = task.success_table()
     toks = list(range(M.OFFSET, M.VOCAB_SIZE))
-    if proposal == "bridge":
+    typical_settings, settings = settings, [(b, None) for b in betas]
+    if proposal == "typical":
+        bias, comps, guide = np.zeros((M.K, M.V)), [(g, 0.0) for g in TYPICAL_GAMMAS], code_six_model(task)
+        llr = all_logprobs(guide, task.prompt, toks, M.K) - all_logprobs(prior, task.prompt, toks, M.K)
+        settings = list(typical_settings)
+    elif proposal == "bridge":
         bias, comps, guide = np.zeros((M.K, M.V)), [(g, 0.0) for g in GAMMAS], code_six_model(task)
     elif proposal == "tilt":
         bias, comps, guide = code_tilt(task), [(0.0, s) for s in CODE_SCALES], None
@@ -186,15 +252,16 @@ def full_study(
         bias, guide = code_tilt(task), code_six_model(task)
         comps = [(0.0, s) for s in CODE_SCALES] + [(g, 0.0) for g in GAMMAS[1:]]
 
-    def success(comps, guide_log_p=None):
-        a = np.asarray(comps) - M.OFFSET
-        return table[tuple(a.T)]
-
     rows = []
-    for beta in betas:
+    for beta, min_llr in settings:
+        rule = table if min_llr is None else table & (llr >= min_llr)
+
+        def success(comps, guide_log_p=None, rule=rule):
+            return rule[tuple((np.asarray(comps) - M.OFFSET).T)]
+
         model = sharpened(prior, beta)
         t = time.perf_counter()
-        exact = math.exp(log_rate(all_logprobs(model, task.prompt, toks, M.K), table))
+        exact = math.exp(log_rate(all_logprobs(model, task.prompt, toks, M.K), rule))
         t_exact = time.perf_counter() - t
         t = time.perf_counter()
         ests = [
@@ -214,7 +281,7 @@ def full_study(
         ]
         row = dict(
             I.coverage(ests, exact),
-            setting=f"{proposal}, beta={beta:g}",
+            setting=f"{proposal}, beta={beta:g}" + ("" if min_llr is None else f", min_llr={min_llr:g}"),
             n=n,
             seconds=time.perf_counter() - t,
             seconds_exact=t_exact,
@@ -250,21 +317,44 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m banel_ray.tasks.mnist_coverage", description=__doc__.split("\n\n")[0])
     p.add_argument("which", choices=["small", "full"])
     p.add_argument(
-        "--proposal", default="", help="small: tilt (default) or poor-guide; full: union (default), bridge or tilt"
+        "--proposal",
+        default="",
+        help="small: tilt (default) or poor-guide; full: typical (default: the pixel task's rule and ladder), "
+        "union, bridge or tilt",
     )
     p.add_argument("--repeats", type=int, default=0, help="estimates per rate (small: 200, full: 100 when 0)")
     p.add_argument("--draws", type=int, default=0, help=f"draws per estimate (small: 1200, full: {FULL_N} when 0)")
+    p.add_argument(
+        "--settings",
+        default="",
+        help="full, typical: comma-separated BETA:MIN_LLR pairs (default: "
+        + ",".join(f"{b:g}:{t:g}" for b, t in TYPICAL_SETTINGS)
+        + "); beta < 1 flattens the prior, as a drifted generator is",
+    )
     p.add_argument("--out", help="also write the rows as JSON here")
     a = p.parse_args(argv)
     if a.repeats < 0 or a.draws < 0:
         print("error: --repeats and --draws must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        settings = [tuple(float(x) for x in s.split(":")) for s in a.settings.split(",") if s.strip()]
+        if any(len(s) != 2 or s[0] <= 0 for s in settings):
+            raise ValueError
+    except ValueError:
+        print(f"error: --settings must be BETA:MIN_LLR pairs with beta > 0, got {a.settings!r}", file=sys.stderr)
         return 2
     say = lambda s: print(s, flush=True)  # noqa: E731
     print(HEADER, flush=True)
     if a.which == "small":
         rows = small_study(repeats=a.repeats or 200, n=a.draws or 1200, progress=say, proposal=a.proposal or "tilt")
     else:
-        rows = full_study(repeats=a.repeats or 100, n=a.draws or FULL_N, progress=say, proposal=a.proposal or "tilt")
+        rows = full_study(
+            repeats=a.repeats or 100,
+            n=a.draws or FULL_N,
+            progress=say,
+            proposal=a.proposal or "typical",
+            settings=settings or TYPICAL_SETTINGS,
+        )
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=1, default=float))
     return 0

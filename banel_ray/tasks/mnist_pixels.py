@@ -10,11 +10,16 @@ task (``tasks.mnist_coverage``, docs/mnist.md).
 
 * Prior p0: a Llama-style causal LM over the 144 pixels (after BOS), trained only on the 5,923
   training zeros; deterministic, shipped in ``assets/mnist/pixels_prior``.
-* Oracle: a 10-class MLP (144-256-10) on the binary image, trained on all ten digits. Reward 1 iff
-  the completion is exactly 144 pixel tokens and the classifier gives class 6 a softmax
-  probability >= 0.99 (the 4-token task's rule). EOS or a special token: malformed, reward 0.
-* Measuring instrument (never seen by a method): a model of sixes (``assets/mnist/pixels_six_model``,
-  trained on the training sixes); the proposals bridge the evaluated model to it token by token.
+* Oracle (``rule: typical``, the default): reward 1 iff the completion is exactly 144 pixel
+  tokens, a 10-class MLP (144-256-10, all ten digits) gives class 6 a softmax probability >= 0.99,
+  and the image is at least e^46.05 = 1e20 times likelier under a model of sixes
+  (``assets/mnist/pixels_six_model``) than under the shipped zeros prior (the likelihood-ratio
+  test: zero-like images the MLP calls 6 cannot pass it). Hence P_p0(success) <= e^-min_llr =
+  1e-20 for the shipped prior by construction, and an importance weight p0/p_six on a success is
+  at most 1e-20. ``rule: classifier`` is the MLP alone (base rate about 1e-4). EOS or a special
+  token: malformed, reward 0.
+* Measuring instrument (never seen by a method): the same model of sixes; the proposals bridge the
+  evaluated model to it token by token.
   Per-pixel on-counts of training sixes and zeros (``pixels_instrument.npz``) give an alternative
   ladder of fixed tilts (``pixel_tilt``).
 
@@ -44,6 +49,9 @@ from banel_ray.tasks.mnist import ASSETS, BOS, EOS, HIDDEN, MIN_PROB, PAD, SHARE
 SIDE = 12  # the central 12x12 of the 14x14 image
 CROP = slice(1, 13)
 L = SIDE * SIDE  # 144 pixel tokens
+MIN_LLR = math.log(1e20)  # nats: log p_six(x) - log p0(x) a success needs under ``rule: typical``
+RULES = ("typical", "classifier")
+MAX_GAMMA = 3.0  # bridges past the model of sixes (gamma > 1) reach further into the success region
 THRESHOLD = 128  # a pixel is on iff its 14x14 value (a 2x2 mean of the 28x28 image) is >= this
 OFF, ON = 3, 4  # pixel tokens
 PIXEL_TOKENS = (OFF, ON)
@@ -154,9 +162,11 @@ class MnistPixels(Task):
         prior_epochs: int = 60,
         threads: int = 1,
         is_samples: int = 4000,
-        is_scales: str = "0.5,1,1.5",
-        is_gammas: str = "0,0.4,0.6,0.8,1",
+        is_scales: str = "",
+        is_gammas: str = "0,0.5,1,1.25,1.5",
         is_seed: int = 0,
+        rule: str = "typical",
+        min_llr: float = MIN_LLR,
     ):
         self.prior_path = prior
         self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "banel_ray")
@@ -166,6 +176,9 @@ class MnistPixels(Task):
         self.is_gammas = parse_gammas(is_gammas)
         self.is_scales = parse_scales(is_scales)
         self.is_seed = int(is_seed)
+        self.rule = str(rule)
+        self.min_llr = float(min_llr)
+        self._reference = None
         self.prompt = (BOS,)
         self.eos_id, self.pad_id = EOS, PAD
         self.max_new_tokens = L
@@ -175,11 +188,19 @@ class MnistPixels(Task):
 
     @staticmethod
     def check_options(options: dict) -> str | None:
+        if str(options.get("rule", "typical")) not in RULES:
+            return f"'task_options.rule' must be one of {', '.join(RULES)}, got {options['rule']!r}"
+        llr = options.get("min_llr", MIN_LLR)
+        if isinstance(llr, bool) or not isinstance(llr, (int, float)) or not math.isfinite(llr):
+            return f"'task_options.min_llr' must be a finite number of nats, got {llr!r}"
         text = str(options.get("is_gammas", "0,1"))
         try:
             gammas = parse_gammas(text)
         except ValueError:
-            return f"'task_options.is_gammas' must be comma-separated numbers in [0, 1] starting with 0, got {text!r}"
+            return (
+                f"'task_options.is_gammas' must be comma-separated numbers in [0, {MAX_GAMMA:g}] starting with 0, "
+                f"got {text!r}"
+            )
         if gammas[0] != 0:
             return "'task_options.is_gammas' must start with 0 (the defensive component: the model itself)"
         try:
@@ -205,6 +226,24 @@ class MnistPixels(Task):
 
             self._six_model = load_model(SIX_MODEL_DIR)
         return self._six_model
+
+    @property
+    def reference(self):
+        """The zeros model of the likelihood-ratio test: always the shipped prior (part of the oracle)."""
+        if self._reference is None:
+            from banel_ray.models import load_model
+
+            self._reference = load_model(PRIOR_DIR)
+        return self._reference
+
+    def log_likelihood_ratio(self, completions: Sequence[Sequence[int]]) -> np.ndarray:
+        """log p_six(x) - log p0(x) for well-formed completions (144 pixel tokens each)."""
+        from banel_ray.models import sequence_logprobs
+
+        pairs = [(self.prompt, tuple(c)) for c in completions]
+        six, _ = sequence_logprobs(self.six_model, pairs, pad_id=PAD)
+        zero, _ = sequence_logprobs(self.reference, pairs, pad_id=PAD)
+        return six - zero
 
     @property
     def tilt(self) -> np.ndarray:
@@ -234,15 +273,19 @@ class MnistPixels(Task):
         return self.success(completions).astype(np.int64).tolist()
 
     def success(self, completions: Sequence[Sequence[int]], guide_log_p=None) -> np.ndarray:
-        """The rule: 144 pixel tokens and the classifier's softmax p(6) >= 0.99 (``guide_log_p``,
-        the estimator's six-model log-likelihoods, is not part of it)."""
+        """The rule: 144 pixel tokens, the classifier's softmax p(6) >= 0.99 and (``rule:
+        typical``) log p_six - log p0 >= ``min_llr`` (``guide_log_p`` is unused: the oracle
+        scores with its own models)."""
         valid, images = images_of(completions)
         out = np.zeros(len(completions), dtype=bool)
         if valid.any():
             out[valid] = self.classifier.is_six(images[valid])
+        if self.rule == "typical" and out.any():
+            idx = np.flatnonzero(out)
+            out[idx] = self.log_likelihood_ratio([completions[i] for i in idx]) >= self.min_llr
         return out
 
-    def success_rate(self, model) -> dict:
+    def success_rate(self, model, samples: int | None = None) -> dict:
         """Importance-sampling estimate of P_model(six), with its 95% interval and diagnostics.
 
         Proposals (a defensive mixture, balance-heuristic weights): the model itself; the model
@@ -254,18 +297,30 @@ class MnistPixels(Task):
 
         set_threads(self.threads)
         comps = [(0.0, 0.0)] + [(0.0, s) for s in self.is_scales] + [(g, 0.0) for g in self.is_gammas if g > 0]
-        return estimate_rate(
+        est = estimate_rate(
             model,
             self.prompt,
             PIXEL_TOKENS,
             self.tilt,
             comps,
-            self.is_samples,
+            int(samples or self.is_samples),
             self.success,
             seed=self.is_seed,
             label=f"importance sampling over 2^{L} images",
             guide=self.six_model,
         )
+        if self.rule == "typical" and self.is_reference(model):
+            # every success has p0(x) <= e^-min_llr p_six(x): the sum over them is at most e^-min_llr
+            est["certain_hi"] = math.exp(-self.min_llr)
+        return est
+
+    def is_reference(self, model) -> bool:
+        """Whether ``model`` has the shipped prior's weights (the rule's zeros model)."""
+        import torch
+
+        ref = self.reference.state_dict()
+        mine = model.state_dict()
+        return mine.keys() == ref.keys() and all(torch.equal(mine[k], ref[k]) for k in ref)
 
     # ---- reporting ----------------------------------------------------------------------------
     def render(self, completion: Sequence[int]) -> str:
@@ -289,8 +344,11 @@ class MnistPixels(Task):
             cls = self.classifier.classify(images[valid])
             d["class_0"] = float((cls == 0).sum()) / n
             d["class_6"] = float((cls == TARGET).sum()) / n
-            d["success"] = float(self.classifier.is_six(images[valid]).sum()) / n
+            d["success"] = float(self.success(completions).sum()) / n
             d["ink"] = float(images[valid].mean())
+            # how far towards sixes the samples are: the likelihood-ratio test's statistic
+            llr = self.log_likelihood_ratio([c for c, v in zip(completions, valid) if v])
+            d["llr_mean"], d["llr_max"] = float(llr.mean()), float(llr.max())
         return d
 
     def save_sample_grid(self, path: Path, posterior: Sequence[Sequence[int]], seed: int = 0) -> Path:
@@ -299,7 +357,10 @@ class MnistPixels(Task):
 
         prior = sample(load_model(self.prior_dir()), self.prompt, len(posterior), L, EOS, seed=seed)
         return save_grid(
-            path, [("prior p0 (zeros only)", prior), ("generator (end of run)", posterior)], self.classifier
+            path,
+            [("prior p0 (zeros only)", prior), ("generator (end of run)", posterior)],
+            self.classifier,
+            self.success,
         )
 
 
@@ -312,12 +373,12 @@ def parse_scales(text: str) -> tuple[float, ...]:
 
 def parse_gammas(text: str) -> tuple[float, ...]:
     vals = tuple(float(x) for x in str(text).split(",") if x.strip())
-    if not vals or any(not (0.0 <= v <= 1.0) for v in vals):
+    if not vals or any(not (0.0 <= v <= MAX_GAMMA) for v in vals):
         raise ValueError(text)
     return vals
 
 
-def save_grid(path: Path, panels, classifier: PixelClassifier, cols: int = 8) -> Path:
+def save_grid(path: Path, panels, classifier: PixelClassifier, success=None, cols: int = 8) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -327,7 +388,8 @@ def save_grid(path: Path, panels, classifier: PixelClassifier, cols: int = 8) ->
     for ax, (title, comps) in zip(np.atleast_1d(axes), panels):
         valid, imgs = images_of(comps)
         imgs[~valid] = 0.5  # malformed: grey
-        cls, six = classifier.classify(imgs), classifier.is_six(imgs) & valid
+        cls = classifier.classify(imgs)
+        six = (success(comps) if success else classifier.is_six(imgs)) & valid
         rows = math.ceil(len(comps) / cols)
         canvas = np.ones((rows * (SIDE + 1), cols * (SIDE + 1)))
         for i, im in enumerate(imgs):
@@ -341,7 +403,7 @@ def save_grid(path: Path, panels, classifier: PixelClassifier, cols: int = 8) ->
                 fontsize=7,
             )
         ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"{title}\n{int(six.sum())}/{len(comps)} successes (red: p(6) >= {MIN_PROB})", fontsize=10)
+        ax.set_title(f"{title}\n{int(six.sum())}/{len(comps)} successes (red), digit: the MLP's class", fontsize=10)
         ax.axis("off")
     fig.tight_layout()
     path = Path(path)

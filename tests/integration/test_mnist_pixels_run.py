@@ -50,6 +50,20 @@ def test_tiny_pixel_run_reports_estimated_rates_with_intervals(tmp_path):
             assert d in e
         assert e["sampled"]["n"] == 40
     assert s["final"]["rate"] != s["base"]["rate"] or s["final"]["hits"] == 0  # a new generator, fresh draws
+    # the computed rates are the headline (a sampled fresh estimate of a 1e-22 rate sees nothing)
+    assert s["final_fresh"]["rate"] == s["final"]["rate"] and s["final_fresh"]["fresh"]
+    assert s["base_fresh"]["rate"] == s["base"]["rate"] and s["base"]["rate"] <= 1e-19
+    assert s["improvement_final_fresh"] == s["final"]["rate"] / s["base"]["rate"]
+    assert s["final"]["eval_llr_mean"] < s["final"]["eval_llr_max"]  # the rule's statistic, per evaluation
+    # a sharper estimate of the final generator afterwards (more draws): compare reads the larger one
+    from banel_ray import compare, evaluate
+
+    assert evaluate.main([str(rd), "--samples", "600"]) == 0
+    later = json.loads((rd / "evals" / "round_0002.json").read_text())
+    assert later["n"] == 600 and later["fresh"] and later["method"] == s["final"]["method"]
+    assert later["rate"] != s["final"]["rate"] or later["hits"] == 0  # more draws: another estimate
+    (rec,) = compare.collect(tmp_path)
+    assert rec["final_fresh"]["n"] == 600 and rec["base_fresh"]["n"] == 400
     assert (rd / "samples.png").stat().st_size > 10_000
     assert "importance sampling over 2^144 images" in report.closing_table(s)
     assert len(report.read_metrics(rd)) == 2

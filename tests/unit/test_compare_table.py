@@ -114,6 +114,53 @@ def test_tuned_settings_are_applied_per_method(tmp_path):
     assert compare.method_sets(argparse.Namespace(tuned=None), "nsr") == []
 
 
+def test_computed_rates_are_the_headline_where_a_task_computes_them(tmp_path):
+    """An importance-sampled rate of 1e-22 is the run's fresh final, not a sampled 0 of 20,000; the
+    pretrained row takes the base estimate and its interval."""
+    import json
+
+    def is_est(rate):
+        return {
+            "rate": rate,
+            "lo": rate / 2,
+            "hi": rate * 2,
+            "n": 4000,
+            "exact": False,
+            "method": "importance sampling",
+        }
+
+    d = tmp_path / "banel-s0"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"method": "banel", "seed": 0, "budget": 100}))
+    summary = {
+        "base": is_est(1e-22),
+        "final": is_est(3e-21),
+        "best": is_est(3e-21),
+        "rounds": 3,
+        "nres": 100,
+        "successes": 0,
+        "final_fresh": _est(0, 20_000, round=3, fresh=True),  # what sampling sees at this rate
+        "base_fresh": _est(0, 20_000, fresh=True),
+    }
+    (d / "summary.json").write_text(json.dumps(summary))
+    (rec,) = compare.collect(tmp_path)
+    assert rec["final_fresh"]["rate"] == 3e-21 and rec["final_fresh"]["fresh"] and rec["final_fresh"]["round"] == 3
+    assert rec["base_fresh"]["rate"] == 1e-22
+    rows = {r["method"]: r for r in compare.summarize([rec], reps=100)}
+    pre = rows["pretrained"]
+    assert (pre["final_iqm"], pre["final_iqm_lo"], pre["final_iqm_hi"]) == (1e-22, 5e-23, 2e-22)
+    assert pre["base_source"] == "importance sampling" and math.isclose(rows["banel"]["ratio_iqm"], 30.0)
+    summary["final"]["certain_lo"], summary["final"]["distinct_hits"] = 1e-20, 4  # the mass of the found successes
+    (d / "summary.json").write_text(json.dumps(summary))
+    (rec,) = compare.collect(tmp_path)
+    assert math.isclose(compare.certain_lower_bound(rec), 1e-20 / 2e-22)  # over the prior's upper limit
+    text = compare.markdown(compare.summarize([rec], reps=100), [rec])
+    assert "| banel | s0: 1.00e-20 (50x) | 50x |" in text
+    summary["final"].pop("exact")  # a sampled record: the fresh evaluation stays the headline
+    (d / "summary.json").write_text(json.dumps(summary))
+    assert compare.collect(tmp_path)[0]["final_fresh"]["n"] == 20_000
+
+
 def test_a_larger_later_fresh_evaluation_replaces_the_runs_own(tmp_path):
     """compare reads evals/round_NNNN.json when it drew more than the run's final evaluation."""
     import json

@@ -2,6 +2,7 @@
 its importance-sampled rate."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -32,9 +33,10 @@ def test_binarise_crop_and_tokens_round_trip():
     assert valid.tolist() == [True, True, False, False, False] and (img[:2] == b).all()
 
 
-def test_classifier_held_out_accuracy_and_the_six_rule(task):
+def test_classifier_held_out_accuracy_and_the_six_rule():
     d = M.load_data()
     x, y = P.binarise(d["x_test"]), d["y_test"]
+    task = P.MnistPixels(rule="classifier")
     o = task.classifier
     acc = float((o.classify(x) == y).mean())
     info = json.loads(P.ORACLE.with_suffix(".json").read_text())
@@ -46,6 +48,25 @@ def test_classifier_held_out_accuracy_and_the_six_rule(task):
     assert (r == (p6 >= M.MIN_PROB)).all()
     assert task.rewards([(P.ON,) * 143, (P.BOS,) * 144, (P.EOS,)]) == [0, 0, 0]  # malformed
     assert task.rewards(P.tokens_of(P.binarise(d["zeros"]))) == [0] * len(d["zeros"])  # no training zero is a six
+
+
+def test_typical_rule_is_the_classifier_and_the_likelihood_ratio_test(task):
+    """The default rule: p(6) >= 0.99 and log p_six - log p0 >= ln 1e20. No zero passes; the
+    real sixes that pass are the most six-like; every success has p0(x) <= 1e-20 p_six(x)."""
+    assert task.rule == "typical" and task.min_llr == pytest.approx(math.log(1e20))
+    d = M.load_data()
+    x, y = P.binarise(d["x_test"]), d["y_test"]
+    keep = (y == 6) | (y == 0)
+    toks = P.tokens_of(x[keep])
+    llr = task.log_likelihood_ratio(toks)
+    mlp = task.classifier.is_six(x[keep])
+    r = np.array(task.rewards(toks), dtype=bool)
+    assert (r == (mlp & (llr >= task.min_llr))).all()
+    assert r[y[keep] == 0].sum() == 0 and llr[y[keep] == 0].max() < 5  # zeros: likelier under p0
+    assert np.median(llr[y[keep] == 6]) > 15  # real sixes are far likelier under the six model
+    loose = P.MnistPixels(min_llr=20.0)
+    assert np.array(loose.rewards(toks), dtype=bool)[y[keep] == 6].mean() > 0.5  # the threshold is the knob
+    assert task.rewards([(P.ON,) * 143, (P.EOS,)]) == [0, 0]
 
 
 def test_instrument_tilt_points_from_zeros_to_sixes(task):
@@ -85,7 +106,13 @@ def test_configs_and_bad_options(capsys):
     )
     assert paper["negative.epochs"] >= 50 and paper["eval.every"] == 5
     assert C.load(str(CONFIG_DIR / "mnist_paper.yaml"))["task"] == "mnist_0to6"  # the 4-token variant stays
-    for bad, word in (("task_options.is_gammas=0.5,1", "start with 0"), ("task_options.is_samples=3", "is_samples")):
+    for bad, word in (
+        ("task_options.is_gammas=0.5,1", "start with 0"),
+        ("task_options.is_gammas=0,4", "[0, 3]"),
+        ("task_options.is_samples=3", "is_samples"),
+        ("task_options.rule=argmax", "typical, classifier"),
+        ("task_options.min_llr=lots", "min_llr"),
+    ):
         assert main(["--config", str(CONFIG_DIR / "mnist_pixels_quick.yaml"), "--set", bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and word in err
@@ -93,12 +120,16 @@ def test_configs_and_bad_options(capsys):
 
 def test_success_rate_hook_returns_an_interval_and_diagnostics():
     """The hook the trainers call: a small estimate of the shipped prior's rate (the measured one,
-    with 4,000 draws, is in docs/mnist.md: about 1e-4)."""
+    with 20,000 draws, is in docs/mnist.md: about 7e-23). By the rule, no success of the prior
+    can weigh more than 1e-20 / (share of the gamma-1 bridge) = 5e-20."""
     small = P.MnistPixels(is_samples=400)
     prior = load_model(small.prior_dir())
     est = small.success_rate(prior)
     assert est["method"].startswith("importance sampling") and est["n"] == 400 and not est["exact"]
-    assert 0 <= est["lo"] <= est["rate"] <= est["hi"] <= 1e-2
+    assert 0 < est["lo"] <= est["rate"] <= est["hi"] <= 1e-19 and est["rate"] <= 5e-20
+    # two certainties beside the estimate: the rule's bound for the prior, the found successes' mass
+    assert est["certain_hi"] == pytest.approx(1e-20) and 0 < est["certain_lo"] <= est["rate"]
+    assert 1 <= est["distinct_hits"] <= est["hits"]
     for k in ("ess", "max_weight_share", "hits_per_component", "component_share", "reliable", "intervals"):
         assert k in est
     assert est["hits"] > 0 and sum(est["hits_per_component"]) == est["hits"]
