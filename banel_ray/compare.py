@@ -122,7 +122,7 @@ def collect(runs_root: Path) -> list[dict]:
                 "final": s["final"],
                 "best_round": s.get("best_round"),
                 "final_fresh": largest_fresh(d, _computed(s, "final") or s.get(K.FINAL_FRESH)),
-                "base_fresh": _computed(s, "base") or s.get(K.BASE_FRESH),
+                "base_fresh": largest_fresh(d, _computed(s, "base")) or s.get(K.BASE_FRESH),
                 "stop_fresh": largest_fresh(d, s.get(K.STOP_FRESH)),
                 "stop_round": s.get("stop_round"),
                 "nres": s[K.NRES],

@@ -16,8 +16,10 @@ task (``tasks.mnist_coverage``, docs/mnist.md).
   (``assets/mnist/pixels_six_model``) than under the shipped zeros prior (the likelihood-ratio
   test: zero-like images the MLP calls 6 cannot pass it). Hence P_p0(success) <= e^-min_llr =
   1e-20 for the shipped prior by construction, and an importance weight p0/p_six on a success is
-  at most 1e-20. ``rule: classifier`` is the MLP alone (base rate about 1e-4). EOS or a special
-  token: malformed, reward 0.
+  at most 1e-20. A success must also be typical of sixes (log p_six >= -50 nats, as 99.5% of test
+  sixes are): noise that p0 finds even less likely than p_six does passes the ratio alone.
+  ``rule: classifier`` is the MLP alone (base rate about 1e-4). EOS or a special token:
+  malformed, reward 0.
 * Measuring instrument (never seen by a method): the same model of sixes; the proposals bridge the
   evaluated model to it token by token.
   Per-pixel on-counts of training sixes and zeros (``pixels_instrument.npz``) give an alternative
@@ -50,6 +52,9 @@ SIDE = 12  # the central 12x12 of the 14x14 image
 CROP = slice(1, 13)
 L = SIDE * SIDE  # 144 pixel tokens
 MIN_LLR = math.log(1e20)  # nats: log p_six(x) - log p0(x) a success needs under ``rule: typical``
+# nats: log p_six(x) a success needs under ``rule: typical`` (99.5% of test sixes have more): noise
+# that p0 finds even less likely than p_six does passes the ratio but is no six
+MIN_SIX_LOGP = -50.0
 RULES = ("typical", "classifier")
 MAX_GAMMA = 3.0  # bridges past the model of sixes (gamma > 1) reach further into the success region
 THRESHOLD = 128  # a pixel is on iff its 14x14 value (a 2x2 mean of the 28x28 image) is >= this
@@ -167,6 +172,7 @@ class MnistPixels(Task):
         is_seed: int = 0,
         rule: str = "typical",
         min_llr: float = MIN_LLR,
+        min_six_logp: float = MIN_SIX_LOGP,
     ):
         self.prior_path = prior
         self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "banel_ray")
@@ -178,6 +184,7 @@ class MnistPixels(Task):
         self.is_seed = int(is_seed)
         self.rule = str(rule)
         self.min_llr = float(min_llr)
+        self.min_six_logp = float(min_six_logp)
         self._reference = None
         self.prompt = (BOS,)
         self.eos_id, self.pad_id = EOS, PAD
@@ -190,9 +197,10 @@ class MnistPixels(Task):
     def check_options(options: dict) -> str | None:
         if str(options.get("rule", "typical")) not in RULES:
             return f"'task_options.rule' must be one of {', '.join(RULES)}, got {options['rule']!r}"
-        llr = options.get("min_llr", MIN_LLR)
-        if isinstance(llr, bool) or not isinstance(llr, (int, float)) or not math.isfinite(llr):
-            return f"'task_options.min_llr' must be a finite number of nats, got {llr!r}"
+        for key, default in (("min_llr", MIN_LLR), ("min_six_logp", MIN_SIX_LOGP)):
+            v = options.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                return f"'task_options.{key}' must be a finite number of nats, got {v!r}"
         text = str(options.get("is_gammas", "0,1"))
         try:
             gammas = parse_gammas(text)
@@ -236,13 +244,18 @@ class MnistPixels(Task):
             self._reference = load_model(PRIOR_DIR)
         return self._reference
 
-    def log_likelihood_ratio(self, completions: Sequence[Sequence[int]]) -> np.ndarray:
-        """log p_six(x) - log p0(x) for well-formed completions (144 pixel tokens each)."""
+    def log_likelihoods(self, completions: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(log p_six(x), log p0(x)) for well-formed completions (144 pixel tokens each)."""
         from banel_ray.models import sequence_logprobs
 
         pairs = [(self.prompt, tuple(c)) for c in completions]
         six, _ = sequence_logprobs(self.six_model, pairs, pad_id=PAD)
         zero, _ = sequence_logprobs(self.reference, pairs, pad_id=PAD)
+        return six, zero
+
+    def log_likelihood_ratio(self, completions: Sequence[Sequence[int]]) -> np.ndarray:
+        """log p_six(x) - log p0(x) for well-formed completions."""
+        six, zero = self.log_likelihoods(completions)
         return six - zero
 
     @property
@@ -274,15 +287,16 @@ class MnistPixels(Task):
 
     def success(self, completions: Sequence[Sequence[int]], guide_log_p=None) -> np.ndarray:
         """The rule: 144 pixel tokens, the classifier's softmax p(6) >= 0.99 and (``rule:
-        typical``) log p_six - log p0 >= ``min_llr`` (``guide_log_p`` is unused: the oracle
-        scores with its own models)."""
+        typical``) log p_six - log p0 >= ``min_llr`` and log p_six >= ``min_six_logp``
+        (``guide_log_p`` is unused: the oracle scores with its own models)."""
         valid, images = images_of(completions)
         out = np.zeros(len(completions), dtype=bool)
         if valid.any():
             out[valid] = self.classifier.is_six(images[valid])
         if self.rule == "typical" and out.any():
             idx = np.flatnonzero(out)
-            out[idx] = self.log_likelihood_ratio([completions[i] for i in idx]) >= self.min_llr
+            six, zero = self.log_likelihoods([completions[i] for i in idx])
+            out[idx] = (six - zero >= self.min_llr) & (six >= self.min_six_logp)
         return out
 
     def success_rate(self, model, samples: int | None = None) -> dict:

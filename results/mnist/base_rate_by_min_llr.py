@@ -1,4 +1,5 @@
-"""One set of importance draws of the shipped pixel prior, its rate under several min_llr.
+"""One set of importance draws of the shipped pixel prior, its rate under several min_llr (the
+rule's other clauses as shipped: MLP p(6) >= 0.99 and log p_six >= min_six_logp).
 
 The same draws, weights and MLP verdicts serve every threshold; the share of test sixes each
 threshold accepts is printed beside it (docs/mnist.md, the oracle's table).
@@ -40,16 +41,17 @@ def main(seed: int, n: int) -> None:
     strata = np.repeat(np.arange(k), counts)
     lsm, gsm = position_logprobs(prior, task.prompt, x), position_logprobs(six, task.prompt, x)
     log_p, log_q = component_logprobs(lsm, x, P.PIXEL_TOKENS, task.tilt, comps, gsm)
-    llr = np.take_along_axis(gsm, x[..., None], -1)[..., 0].sum(1) - np.take_along_axis(lsm, x[..., None], -1)[
-        ..., 0
-    ].sum(1)
+    six_lp = np.take_along_axis(gsm, x[..., None], -1)[..., 0].sum(1)
+    llr = six_lp - np.take_along_axis(lsm, x[..., None], -1)[..., 0].sum(1)
+    typical = six_lp >= task.min_six_logp  # the rule's third clause
     valid, images = P.images_of([tuple(r) for r in x.tolist()])
     mlp = valid & task.classifier.is_six(images)
     d = M.load_data()
     sixes = P.binarise(d["x_test"][d["y_test"] == M.TARGET])
-    llr6, mlp6 = task.log_likelihood_ratio(P.tokens_of(sixes)), task.classifier.is_six(sixes)
+    six6, zero6 = task.log_likelihoods(P.tokens_of(sixes))
+    llr6, mlp6 = six6 - zero6, task.classifier.is_six(sixes) & (six6 >= task.min_six_logp)
     for t in THRESHOLDS:
-        e = importance.estimate(log_p, log_q, counts, strata, mlp & (llr >= t))
+        e = importance.estimate(log_p, log_q, counts, strata, mlp & typical & (llr >= t))
         out = {
             key: e[key]
             for key in ("rate", "lo", "hi", "hits", "ess", "max_weight_share", "reliable", "hits_per_component")

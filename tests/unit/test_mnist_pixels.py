@@ -51,17 +51,23 @@ def test_classifier_held_out_accuracy_and_the_six_rule():
 
 
 def test_typical_rule_is_the_classifier_and_the_likelihood_ratio_test(task):
-    """The default rule: p(6) >= 0.99 and log p_six - log p0 >= ln 1e20. No zero passes; the
-    real sixes that pass are the most six-like; every success has p0(x) <= 1e-20 p_six(x)."""
-    assert task.rule == "typical" and task.min_llr == pytest.approx(math.log(1e20))
+    """The default rule: p(6) >= 0.99, log p_six - log p0 >= ln 1e20 and log p_six >= -50. No zero
+    passes; the real sixes that pass are the most six-like; every success has p0(x) <= 1e-20
+    p_six(x); noise, which p0 finds even less likely than p_six does, is not typical of sixes."""
+    assert task.rule == "typical" and task.min_llr == pytest.approx(math.log(1e20)) and task.min_six_logp == -50
     d = M.load_data()
     x, y = P.binarise(d["x_test"]), d["y_test"]
     keep = (y == 6) | (y == 0)
     toks = P.tokens_of(x[keep])
-    llr = task.log_likelihood_ratio(toks)
+    six, zero = task.log_likelihoods(toks)
+    llr = six - zero
     mlp = task.classifier.is_six(x[keep])
     r = np.array(task.rewards(toks), dtype=bool)
-    assert (r == (mlp & (llr >= task.min_llr))).all()
+    assert (r == (mlp & (llr >= task.min_llr) & (six >= -50))).all()
+    assert (six[y[keep] == 6] >= -50).mean() > 0.99  # the typicality clause keeps real sixes
+    noise = P.tokens_of(np.random.default_rng(0).random((200, P.SIDE, P.SIDE)) < 0.3)
+    n_six, n_zero = task.log_likelihoods(noise)
+    assert (n_six - n_zero).mean() > 0 and (n_six < -50).all()  # likelier under p_six, yet no six
     assert r[y[keep] == 0].sum() == 0 and llr[y[keep] == 0].max() < 5  # zeros: likelier under p0
     assert np.median(llr[y[keep] == 6]) > 15  # real sixes are far likelier under the six model
     loose = P.MnistPixels(min_llr=20.0)
@@ -112,6 +118,7 @@ def test_configs_and_bad_options(capsys):
         ("task_options.is_samples=3", "is_samples"),
         ("task_options.rule=argmax", "typical, classifier"),
         ("task_options.min_llr=lots", "min_llr"),
+        ("task_options.min_six_logp=lots", "min_six_logp"),
     ):
         assert main(["--config", str(CONFIG_DIR / "mnist_pixels_quick.yaml"), "--set", bad]) == 2
         err = capsys.readouterr().err.strip()
