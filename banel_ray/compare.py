@@ -162,6 +162,8 @@ def largest_fresh(run_dir: Path, est: dict | None) -> dict | None:
         return est  # a computed rate is replaced only by a larger computed one
     if "drawn_from_prior" in later and "drawn_from_prior" not in est:
         return later  # Algorithm 1 through its regions replaces an evaluation of p0 (made before the fix)
+    if "exact" in est:  # a re-estimate of a computed rate (as many draws or more) is the later word
+        return later if later.get("n", 0) >= est.get("n", 0) else est
     return later if later.get("n", 0) > est.get("n", 0) else est
 
 

@@ -94,7 +94,7 @@ def test_enumeration_matches_brute_force_scoring_on_a_tiny_space():
     rule[0, :, 1] = True
     rule[3, 3, :] = True
     est = exact_estimate(table, rule, "test")
-    assert est["rate"] == pytest.approx(np.exp(brute)[rule.ravel()].sum(), rel=1e-9)
+    assert est["rate"] == pytest.approx(np.exp(brute)[rule.ravel()].sum(), rel=1e-5)  # float32 passes, other batching
     draws = sample(model, (1,), 20000, length, eos_id=2, seed=1, batch_size=5000)
     hits = sum(1 for s in draws if len(s) == 3 and all(t in toks for t in s) and rule[tuple(t - 3 for t in s)])
     se = math.sqrt(est["rate"] * (1 - est["rate"]) / 20000)
