@@ -54,12 +54,27 @@ def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
     return keep
 
 
+def generator_at(run_dir: Path, cfg: dict, round_: int) -> tuple[int, dict] | None:
+    """(version, weights) of round ``round_``'s generator; None for round 0 or a kept checkpoint
+    without generator weights (a method that never updates it: the prior)."""
+    from banel_ray import config as C
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    if round_ <= 0:
+        return None
+    rc = C.sections(dict(C.defaults(), **cfg))
+    store = CheckpointStore(rc.checkpoint.dir or Path(run_dir) / "checkpoints")
+    ck = store.path(round_)
+    if not (ck / "manifest.json").exists():
+        raise FileNotFoundError(f"no checkpoint of round {round_} in {store.root} (kept: {store.rounds()})")
+    return store.generator(ck)
+
+
 def evaluate_round(
     run_dir: Path, round_: int, samples: int, threads: int = 1, batch: int = 25_000, progress=None
 ) -> dict:
     """Fresh-sample estimate of round ``round_``'s generator (round 0: the prior); written to
     ``evals/round_NNNN.json`` and returned."""
-    from banel_ray import config as C
     from banel_ray import tasks
     from banel_ray.actors.evaluator import Evaluator
     from banel_ray.actors.sampler import Sampler
@@ -67,24 +82,15 @@ def evaluate_round(
     from banel_ray.algorithms.stats import Estimate
     from banel_ray.records import SampleBatch
     from banel_ray.runtime import seeds
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
-    rc = C.sections(dict(C.defaults(), **cfg))
-    store = CheckpointStore(rc.checkpoint.dir or run_dir / "checkpoints")
     task = tasks.build(cfg["task"], cfg["task_options"])
     prior = task.prepare(progress=lambda s: None)
     topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
     sampler = Sampler("torch", prior, seed=seeds.sampler_actor(cfg["seed"], 0), threads=threads, **topts)
-    version = 0
-    if round_ > 0:
-        ck = store.path(round_)
-        found = store.generator(ck) if (ck / "manifest.json").exists() else None
-        if found is None and not (ck / "manifest.json").exists():
-            raise FileNotFoundError(f"no checkpoint of round {round_} in {store.root} (kept: {store.rounds()})")
-        if found is not None:
-            version = sampler.load_weights(*found)
+    found = generator_at(run_dir, cfg, round_)
+    version = sampler.load_weights(*found) if found is not None else 0
     evaluator = Evaluator(threads=threads, **topts)
     keep = sequential_filter(run_dir, round_, cfg, task, prior)
     t0 = time.perf_counter()
@@ -141,21 +147,14 @@ def evaluate_computed(run_dir: Path, round_: int, samples: int | None, threads: 
     ``samples`` estimator draws; written to ``evals/round_NNNN.json`` and returned."""
     from banel_ray import tasks
     from banel_ray.models import load_model, load_state, set_threads
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
     task = tasks.build(cfg["task"], cfg["task_options"])
     set_threads(threads)
     model, version = load_model(task.prepare(progress=lambda s: None)), 0
-    if round_ > 0:
-        store = CheckpointStore(cfg.get("checkpoint.dir") or run_dir / "checkpoints")
-        ck = store.path(round_)
-        found = store.generator(ck) if (ck / "manifest.json").exists() else None
-        if found is None:
-            raise FileNotFoundError(
-                f"no generator checkpoint of round {round_} in {store.root} (kept: {store.rounds()})"
-            )
+    found = generator_at(run_dir, cfg, round_)
+    if found is not None:  # else the generator never changed: the prior
         version, weights = found
         load_state(model, weights)
     t0 = time.perf_counter()

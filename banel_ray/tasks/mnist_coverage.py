@@ -41,6 +41,28 @@ GAMMAS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # the pixel task's ladder und
 TYPICAL_GAMMAS = (0.0, 0.5, 1.0, 1.25, 1.5)  # the pixel task's default ladder (task_options.is_gammas)
 
 
+def repeated_estimates(model, prompt, tokens, bias, comps, n, success, repeats, seed, guide=None) -> tuple[list, float]:
+    """``repeats`` independent estimates of one model's rate (seed streams seed * 100,003 + r) and the
+    seconds they took: the raw material of one coverage row."""
+    t = time.perf_counter()
+    ests = [
+        estimate_rate(
+            model,
+            prompt,
+            tokens,
+            bias,
+            comps,
+            n,
+            success,
+            seed=seed * 100_003 + r,
+            tie_seed_to_weights=False,
+            guide=guide,
+        )
+        for r in range(repeats)
+    ]
+    return ests, time.perf_counter() - t
+
+
 def small_model(delta: float, seed: int = 0) -> TableLM:
     """Random conditionals with token 3 made rarer by delta (delta < 0: commoner, the guide)."""
     rng = np.random.default_rng(seed)
@@ -84,25 +106,10 @@ def small_study(
     for delta in deltas:
         model = small_model(delta)
         exact = small_exact(model)
-        t = time.perf_counter()
-        ests = [
-            estimate_rate(
-                model,
-                (),
-                range(SMALL_V),
-                bias,
-                comps,
-                n,
-                small_success,
-                seed=seed * 100_003 + r,
-                tie_seed_to_weights=False,
-                guide=guide,
-            )
-            for r in range(repeats)
-        ]
-        row = dict(
-            I.coverage(ests, exact), setting=f"{proposal}, delta={delta:g}", n=n, seconds=time.perf_counter() - t
+        ests, seconds = repeated_estimates(
+            model, (), range(SMALL_V), bias, comps, n, small_success, repeats, seed, guide
         )
+        row = dict(I.coverage(ests, exact), setting=f"{proposal}, delta={delta:g}", n=n, seconds=seconds)
         rows.append(row)
         if progress:
             progress(table_line(row))
@@ -143,27 +150,14 @@ def small_typical_study(
             return rule[tuple(np.asarray(comps).T)]
 
         exact = math.exp(log_rate(model.all_logprobs(), rule))
-        t = time.perf_counter()
-        ests = [
-            estimate_rate(
-                model,
-                (),
-                range(SMALL_V),
-                np.zeros((SMALL_L, SMALL_V)),
-                comps,
-                n,
-                success,
-                seed=seed * 100_003 + r,
-                tie_seed_to_weights=False,
-                guide=guide,
-            )
-            for r in range(repeats)
-        ]
+        ests, seconds = repeated_estimates(
+            model, (), range(SMALL_V), np.zeros((SMALL_L, SMALL_V)), comps, n, success, repeats, seed, guide
+        )
         row = dict(
             I.coverage(ests, exact),
             setting=f"typical, delta={SMALL_TYPICAL_DELTA:g}, min_llr={min_llr:g}",
             n=n,
-            seconds=time.perf_counter() - t,
+            seconds=seconds,
         )
         rows.append(row)
         if progress:
@@ -279,27 +273,12 @@ def full_study(
         t = time.perf_counter()
         exact = math.exp(log_rate(all_logprobs(model, task.prompt, toks, M.K), rule))
         t_exact = time.perf_counter() - t
-        t = time.perf_counter()
-        ests = [
-            estimate_rate(
-                model,
-                task.prompt,
-                toks,
-                bias,
-                comps,
-                n,
-                success,
-                seed=seed * 100_003 + r,
-                tie_seed_to_weights=False,
-                guide=guide,
-            )
-            for r in range(repeats)
-        ]
+        ests, seconds = repeated_estimates(model, task.prompt, toks, bias, comps, n, success, repeats, seed, guide)
         row = dict(
             I.coverage(ests, exact),
             setting=f"{proposal}, beta={beta:g}" + ("" if min_llr is None else f", min_llr={min_llr:g}"),
             n=n,
-            seconds=time.perf_counter() - t,
+            seconds=seconds,
             seconds_exact=t_exact,
         )
         rows.append(row)
