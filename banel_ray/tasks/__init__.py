@@ -8,6 +8,7 @@ from banel_ray.tasks.base import Task
 
 BUILTIN = {
     "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
+    "addition_attack_d8": "banel_ray.tasks.addition:AdditionAttackD8",
     "addition_attack_v1": "banel_ray.tasks.addition:AdditionAttackV1",
     "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",  # the 4-token code (exact rates)
     "mnist_0to6_pixels": "banel_ray.tasks.mnist_pixels:MnistPixels",  # binary 12x12 (paper regime)

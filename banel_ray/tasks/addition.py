@@ -23,6 +23,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,24 @@ def answer_is_wrong(answer: str, a: str, b: str, reward: str) -> bool:
     raise ValueError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
 
 
+ANSWER_ORDERS = ("normal", "reversed")
+
+
+def written_answer(total: int, reversed_: bool) -> str:
+    """The digit string a solver is trained to write for ``total`` (reversed: least significant first)."""
+    text = str(total)
+    return text[::-1] if reversed_ else text
+
+
 def has_leading_zero(a: str, b: str) -> bool:
     return (len(a) > 1 and a[0] == "0") or (len(b) > 1 and b[0] == "0")
+
+
+def padding_mode(a: str, b: str) -> str:
+    """The default task's modes: both operands padded with a leading zero, one, or neither (plain).
+    With the reversed solver only padded queries ever fail."""
+    pa, pb = len(a) > 1 and a[0] == "0", len(b) > 1 and b[0] == "0"
+    return "both_padded" if pa and pb else ("one_padded" if pa or pb else "plain")
 
 
 def mode_of(a: str, b: str, max_digits: int) -> str:
@@ -124,20 +141,28 @@ def pattern_of(a: str, b: str, max_digits: int) -> str:
 
 
 class AdditionAttack(Task):
+    """The default attack, in the paper's regime (since 2026-12-02): 5-digit operands, a solver
+    that writes its sum reversed (0 errors in 200,000 in-distribution queries), the ``numeric``
+    reward (the answer's value is wrong) and a 100-step prior whose base rate is about 3e-4, every
+    success a query with a padded operand. ``addition_attack_d8`` is the task before it."""
+
     name = "addition_attack"
     free_evaluation = True  # local rewards: success-rate estimates cost nothing
     final_samples = 100_000
+    # how a missing solver is trained (the shipped one was trained so): kind name in the cache, kwargs
+    solver_kind = "solver_rev"
+    solver_recipe = {"ema": 0.999, "answer_order": "reversed"}
 
     def __init__(
         self,
-        max_digits: int = 8,
+        max_digits: int = 5,
         solver: str = "",
         prior: str = "",
         cache_dir: str = "",
-        prior_steps: int = 600,
-        solver_steps: int = 16000,
+        prior_steps: int = 100,
+        solver_steps: int = 3000,
         threads: int = 1,
-        reward: str = "exact",
+        reward: str = "numeric",
     ):
         msg = self.check_options({"reward": reward})
         if msg:
@@ -155,6 +180,8 @@ class AdditionAttack(Task):
         self.pad_id = PAD
         self.max_new_tokens = 2 * self.max_digits + 4
         self._solver = None
+        self._solver_reversed = False
+        self._judged: tuple | None = None
 
     # ---- models -------------------------------------------------------------------------------
     def _model_dir(self, kind: str, steps: int, train, progress) -> Path:
@@ -176,7 +203,7 @@ class AdditionAttack(Task):
     def solver_dir(self, progress=print) -> Path:
         if self.solver_path:
             return Path(self.solver_path)
-        return self._model_dir("solver", self.solver_steps, train_solver, progress)
+        return self._model_dir(self.solver_kind, self.solver_steps, partial(train_solver, **self.solver_recipe), progress)
 
     def prior_dir(self, progress=print) -> Path:
         if self.prior_path:
@@ -204,25 +231,41 @@ class AdditionAttack(Task):
         if self._solver is None:
             from banel_ray.models import load_model
 
-            self._solver = load_model(self.solver_dir())
+            folder = self.solver_dir()
+            info = folder / "banel_ray.json"
+            order = json.loads(info.read_text()).get("answer_order", "normal") if info.exists() else "normal"
+            self._solver_reversed = order == "reversed"
+            self._solver = load_model(folder)
         return self._solver
 
     def solver_answers(self, queries: Sequence[tuple[str, str]]) -> list[str]:
+        """The solver's greedy answers in normal digit order, whatever order it writes them in."""
         from banel_ray.models import greedy_batch
 
+        solver = self._load_solver()
         prompts = [(BOS,) + encode(f"{a}+{b}=") for a, b in queries]
-        outs = greedy_batch(self._load_solver(), prompts, self.max_digits + 3, EOS, PAD)
-        return [decode(o) for o in outs]
+        outs = greedy_batch(solver, prompts, self.max_digits + 3, EOS, PAD)
+        return [decode(o)[::-1] if self._solver_reversed else decode(o) for o in outs]
 
-    def rewards(self, completions: Sequence[Sequence[int]]) -> list[int]:
+    def judge(self, completions: Sequence[Sequence[int]]) -> dict[str, list[int]]:
+        """Each completion under both criteria ({"exact": [...], "numeric": [...]}): malformed
+        queries fail neither. The last call is remembered, so that ``diagnostics`` on the same
+        draws after ``rewards`` does not ask the solver twice."""
+        if self._judged is not None and self._judged[0] is completions:
+            return self._judged[1]
         parsed = [parse_query(c, self.max_digits) for c in completions]
         idx = [i for i, q in enumerate(parsed) if q is not None]
-        out = [0] * len(completions)
+        out = {r: [0] * len(completions) for r in REWARDS}
         if idx:
             answers = self.solver_answers([parsed[i] for i in idx])
             for i, ans in zip(idx, answers):
-                out[i] = int(answer_is_wrong(ans, *parsed[i], self.reward))
+                for r in REWARDS:
+                    out[r][i] = int(answer_is_wrong(ans, *parsed[i], r))
+        self._judged = (completions, out)
         return out
+
+    def rewards(self, completions: Sequence[Sequence[int]]) -> list[int]:
+        return list(self.judge(completions)[self.reward])
 
     @staticmethod
     def check_options(options: dict) -> str | None:
@@ -241,21 +284,60 @@ class AdditionAttack(Task):
 
     def mode(self, completion: Sequence[int]) -> str:
         q = parse_query(completion, self.max_digits)
-        return mode_of(*q, self.max_digits) if q else "malformed"
+        return padding_mode(*q) if q else "malformed"
 
     def diagnostics(self, completions: Sequence[Sequence[int]]) -> dict:
+        """Well-formed and padded shares, and the success rate under both criteria with the share
+        that only the format makes a success (a right value written with a leading zero)."""
         parsed = [parse_query(c, self.max_digits) for c in completions]
         ok = [q for q in parsed if q]
         lz = sum(1 for a, b in ok if has_leading_zero(a, b))
         n = max(len(completions), 1)
-        return {
+        out = {
             "well_formed": len(ok) / n,
             "leading_zero": lz / n,
             "mean_length": float(np.mean([len(c) for c in completions])) if completions else 0.0,
         }
+        if completions:
+            j = self.judge(completions)
+            out.update(
+                rate_exact=sum(j["exact"]) / n,
+                rate_numeric=sum(j["numeric"]) / n,
+                format_only=sum(e and not v for e, v in zip(j["exact"], j["numeric"])) / n,
+            )
+        return out
 
 
-class AdditionAttackV1(AdditionAttack):
+class AdditionAttackD8(AdditionAttack):
+    """The default task of 2026-11-20 to 2026-12-02 (``task: addition_attack_d8``): 8-digit
+    operands, a solver writing its sum in the usual order (0.57% in-distribution error), the
+    ``exact`` reward and the 600-step prior (base 1.29e-2). Kept so that ``results/drift-addition``
+    and ``results/compare-addition-d8`` reproduce; its modes are leading_zero / carry_chain /
+    other / malformed."""
+
+    name = "addition_attack_d8"
+    solver_kind = "solver"
+    solver_recipe: dict = {}
+
+    def __init__(
+        self,
+        max_digits: int = 8,
+        solver: str = "",
+        prior: str = "",
+        cache_dir: str = "",
+        prior_steps: int = 600,
+        solver_steps: int = 16000,
+        threads: int = 1,
+        reward: str = "exact",
+    ):
+        super().__init__(max_digits, solver, prior, cache_dir, prior_steps, solver_steps, threads, reward)
+
+    def mode(self, completion: Sequence[int]) -> str:
+        q = parse_query(completion, self.max_digits)
+        return mode_of(*q, self.max_digits) if q else "malformed"
+
+
+class AdditionAttackV1(AdditionAttackD8):
     """The task as it was before 2026-12 (``task: addition_attack_v1``): operands of up to 8
     digits, the shipped 3,000-step prior (leading zeros in 1e-5 of its samples), the 16,000-step
     solver (0.67% in-distribution error) and the numeric reward. Kept so that earlier results
@@ -294,6 +376,7 @@ def _train_stream(
     stop_after: int = 0,
     threads: int = 1,
     ema: float = 0.0,
+    info: dict | None = None,
 ):
     """Train on fresh synthetic batches with AdamW + warmup/cosine.
 
@@ -348,6 +431,7 @@ def _train_stream(
                 "arch": arch,
                 "seconds": round(time.time() - t0, 1),
                 "ema": ema,
+                **(info or {}),
             }
             if eval_fn:
                 info.update(eval_fn(keep))
@@ -458,14 +542,14 @@ def measure_regime(
     }
 
 
-def solver_accuracy(model, max_digits: int, n: int = 2000, seed: int = 12345) -> float:
+def solver_accuracy(model, max_digits: int, n: int = 2000, seed: int = 12345, reversed_: bool = False) -> float:
     from banel_ray.models import greedy_batch
 
     rng = np.random.default_rng(seed)
     ops = random_operands(rng, n, max_digits)
     prompts = [(BOS,) + encode(f"{a}+{b}=") for a, b in ops]
     outs = greedy_batch(model, prompts, max_digits + 3, EOS, PAD)
-    return float(np.mean([decode(o) == str(a + b) for o, (a, b) in zip(outs, ops)]))
+    return float(np.mean([decode(o) == written_answer(a + b, reversed_) for o, (a, b) in zip(outs, ops)]))
 
 
 def train_solver(
@@ -483,13 +567,20 @@ def train_solver(
     ema: float = 0.0,
     eval_n: int = 2000,
     arch: dict | None = None,
+    answer_order: str = "normal",
 ):
-    """``hard_frac`` of each batch comes from ``hard_operands``; ``ema``: see ``_train_stream``."""
+    """``hard_frac`` of each batch comes from ``hard_operands``; ``ema``: see ``_train_stream``.
+    ``answer_order="reversed"``: the solver writes the sum least-significant digit first, the
+    order in which carries are computed, which a small transformer learns far more exactly
+    (recorded in the checkpoint's ``banel_ray.json``; the task reverses it back)."""
+    if answer_order not in ANSWER_ORDERS:
+        raise ValueError(f"answer_order must be one of {', '.join(ANSWER_ORDERS)}, got {answer_order!r}")
     n_hard = int(round(batch * hard_frac))
+    flip = answer_order == "reversed"
 
     def make_batch(rng):
         ops = random_operands(rng, batch - n_hard, max_digits) + hard_operands(rng, n_hard, max_digits)
-        return [((BOS,) + encode(f"{a}+{b}="), encode(str(a + b)) + (EOS,)) for a, b in ops]
+        return [((BOS,) + encode(f"{a}+{b}="), encode(written_answer(a + b, flip)) + (EOS,)) for a, b in ops]
 
     return _train_stream(
         Path(out),
@@ -500,11 +591,12 @@ def train_solver(
         seed,
         "solver",
         progress,
-        eval_fn=lambda m: {"accuracy": solver_accuracy(m, max_digits, n=eval_n)},
+        eval_fn=lambda m: {"accuracy": solver_accuracy(m, max_digits, n=eval_n, reversed_=flip)},
         save_every=save_every,
         stop_after=stop_after,
         threads=threads,
         ema=ema,
+        info={"answer_order": answer_order},
     )
 
 
@@ -572,6 +664,12 @@ def main(argv=None) -> int:
     p.add_argument("--eval-n", type=int, default=2000, help="solver: held-out queries per checkpoint")
     p.add_argument("--lr", type=float, default=1.5e-3, help="solver: peak learning rate")
     p.add_argument("--layers", type=int, default=SOLVER_ARCH["layers"], help="solver: transformer layers")
+    p.add_argument(
+        "--answer-order",
+        default="reversed",
+        choices=ANSWER_ORDERS,
+        help="solver: write the sum least-significant digit first (reversed, the default task's) or as usual",
+    )
     p.add_argument("--samples", type=int, default=1_000_000, help="regime / solver-error: draws")
     p.add_argument("--reward", default="exact", choices=REWARDS, help="regime / solver-error: the criterion")
     p.add_argument("--prior", default="", help="regime: the prior folder (default: the task's)")
@@ -612,6 +710,7 @@ def main(argv=None) -> int:
             eval_n=a.eval_n,
             lr=a.lr,
             arch=dict(SOLVER_ARCH, layers=a.layers),
+            answer_order=a.answer_order,
             progress=lambda s: print(s, flush=True),
         )
     else:
