@@ -77,12 +77,27 @@ FIELDS: dict[str, Field] = {
         "with negative.init=prior, p_phi is fitted from p0)",
         choices=("generator", "prior"),
     ),
+    "score.negative_power": F(
+        1.0,
+        float,
+        "kappa of a tempered negative model: s = log g - kappa log p_phi (1: the paper's ratio; "
+        "below 1 rejects less for resembling past failures)",
+        lo=0.0,
+        hi=1.0,
+    ),
     "support.kind": F(
         "none",
         str,
         "drift control: token drops pool candidates with a token the prior finds nearly impossible "
-        "(log p0(x_t | x_<t) below the threshold) before the filter; none: off",
-        choices=("none", "token"),
+        "(log p0(x_t | x_<t) below the threshold) before the filter; drift drops those with a token "
+        "g_t makes more than support.max_ratio nats likelier than p0 does; none: off",
+        choices=("none", "token", "drift"),
+    ),
+    "support.max_ratio": F(
+        4.0,
+        float,
+        "support.kind=drift: the most any one token's log-probability may rise from p0 to g_t (nats)",
+        lo=0.0,
     ),
     "support.threshold": F(-6.0, float, "support.kind=token: the per-token log-probability floor under p0"),
     "support.quantile": F(
@@ -128,6 +143,14 @@ FIELDS: dict[str, Field] = {
     "generator.reset": F(False, bool, "distil from p0 each round instead of from g_t"),
     "generator.kl_coef": F(
         0.0, float, "drift control: weight of a per-token KL(g || p0) added to the distillation loss (0: off)", lo=0.0
+    ),
+    "generator.prior_mix": F(
+        0.0,
+        float,
+        "drift control: add this many fresh p0 draws per kept candidate to each distillation set "
+        "(0: off; 0.25: a fifth of the set is the prior)",
+        lo=0.0,
+        hi=10.0,
     ),
     "generator.schedule": F(
         "constant",

@@ -64,6 +64,7 @@ class ScoredPool:
     samples: list[Sample]
     scores: Any  # numpy array of float64
     info: dict = field(default_factory=dict)
+    prior_min: Any = None  # per candidate: its least likely token's log p0 (diagnostics)
 
 
 @dataclass

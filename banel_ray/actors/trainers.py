@@ -22,6 +22,7 @@ from banel_ray.models import (
     load_model,
     load_state,
     lora_copy,
+    max_token_log_ratio,
     mean_nll,
     merge_lora,
     sequence_logprobs,
@@ -118,6 +119,8 @@ class NegativeTrainer(TrainerRole):
         c = self.support_cfg
         if c.kind == "none":
             return None
+        if c.kind == "drift":
+            return float(c.max_ratio)
         if c.quantile <= 0:
             return float(c.threshold)
         from banel_ray.models import sample
@@ -186,20 +189,31 @@ class NegativeTrainer(TrainerRole):
         }
 
     def score(self, *batches: SampleBatch) -> ScoredPool:
-        """Scores of pool candidates, log g_t - log p_phi_t (or log p0 - log p_phi_t); the samples
-        travel on with them. The support control sets -inf where p0 finds a token nearly impossible."""
+        """Scores of pool candidates, log g_t - kappa log p_phi_t (or log p0 - ...); the samples
+        travel on with them, with each one's least likely token under p0 (for the diagnostics).
+        The support control sets -inf where p0 finds a token nearly impossible (``token``) or where
+        g_t has raised a token too far above p0 (``drift``)."""
         samples = [tuple(s) for b in batches for s in b.samples]
         numerator = self.prior if self.score_cfg.numerator == "prior" else self.generator
         lg, lengths = self._logp(numerator, samples)
         ln, _ = self._logp(self.negative_model, samples)
-        scores = alg.sequence_scores(lg, ln, lengths, self.score_cfg.length_norm)
+        scores = alg.sequence_scores(
+            lg, ln, lengths, self.score_cfg.length_norm, getattr(self.score_cfg, "negative_power", 1.0)
+        )
         info = {}
-        if self.support_threshold is not None and samples:
+        least = None
+        if samples:
             _, least, _ = sequence_logprobs_and_min(self.prior, self._pairs(samples), pad_id=self.task.pad_id)
-            inside = alg.support_mask(least, self.support_threshold)
+        if self.support_threshold is not None and samples:
+            if self.support_cfg.kind == "drift":
+                ratio = max_token_log_ratio(self.generator, self.prior, self._pairs(samples), pad_id=self.task.pad_id)
+                inside = alg.drift_mask(ratio, self.support_threshold)
+                info = {"drift_max_ratio_q50": float(np.median(ratio))}
+            else:
+                inside = alg.support_mask(least, self.support_threshold)
             scores = alg.apply_support(scores, inside)
-            info = {"support_threshold": self.support_threshold, "support_rejected": float(1 - inside.mean())}
-        return ScoredPool(samples=samples, scores=scores, info=info)
+            info.update(support_threshold=self.support_threshold, support_rejected=float(1 - inside.mean()))
+        return ScoredPool(samples=samples, scores=scores, info=info, prior_min=least)
 
     # ---- Algorithm 1 (sequential) ----------------------------------------------------------------
     def add_region(self, factor: float | None, log_tau: float | None, *calib: SampleBatch) -> dict:
@@ -319,14 +333,28 @@ class GeneratorTrainer(TrainerRole):
             else alg.threshold_filter(s, np.log(filter_value))
         )
         kept = [x for x, k in zip(scored.samples, mask) if k]
+        mechanism = self.mechanism(scored, mask)
+        distil_set = list(kept)
         if self.use_positives and paid is not None:
-            kept += [tuple(x) for x, r in zip(paid.samples, paid.rewards) if r == 1]
+            distil_set += [tuple(x) for x, r in zip(paid.samples, paid.rewards) if r == 1]
+        mix = int(round(getattr(c, "prior_mix", 0.0) * len(kept)))
+        if mix and kept:  # fresh p0 draws beside what the filter kept: the prior is never left behind
+            from banel_ray.models import sample
+
+            distil_set += sample(
+                self.prior,
+                self.task.prompt,
+                mix,
+                self.task.max_new_tokens,
+                self.task.eos_id,
+                seed=seeds.generator_update(self.seed, round_) + 7,
+            )
         if c.reset:
             self.generator = copy_model(self.prior)
         losses = (
             train_mle(
                 self.generator,
-                self._pairs(kept),
+                self._pairs(distil_set),
                 c.epochs,
                 lr,
                 c.batch_size,
@@ -335,7 +363,7 @@ class GeneratorTrainer(TrainerRole):
                 anchor=self.prior if c.kl_coef > 0 else None,
                 kl_coef=c.kl_coef,
             )
-            if kept
+            if distil_set
             else []
         )
         self.generator_version = version
@@ -350,6 +378,8 @@ class GeneratorTrainer(TrainerRole):
             "score_q90": float(q[2]),
             "distil_loss": losses[-1] if losses else float("nan"),
             "t_distil_actor": time.perf_counter() - t,
+            "prior_mixed": mix,
+            **mechanism,
             **scored.info,
         }
         if kept:
@@ -357,6 +387,23 @@ class GeneratorTrainer(TrainerRole):
             l0, _ = self._logp(self.prior, kept)
             metrics["kl_to_prior"] = alg.kl_estimate(lg, l0)
         return state_dict(self.generator), metrics
+
+    def mechanism(self, scored: ScoredPool, mask) -> dict:
+        """What the filter did, by the task's modes: each mode's share of the pool and of the kept
+        set, and the median least-likely-token log p0 of kept and of rejected candidates."""
+        mask = np.asarray(mask, dtype=bool)
+        modes = [self.task.mode(x) for x in scored.samples]
+        out: dict = {}
+        for name, sel in (("pool", np.ones(len(modes), dtype=bool)), ("kept", mask)):
+            chosen = [m for m, k in zip(modes, sel) if k]
+            out[f"{name}_modes"] = {m: chosen.count(m) / len(chosen) for m in sorted(set(chosen))} if chosen else {}
+        least = scored.prior_min
+        if least is not None and len(least) == len(mask):
+            least = np.asarray(least, dtype=np.float64)
+            for name, sel in (("kept", mask), ("rejected", ~mask)):
+                v = least[sel & np.isfinite(least)]
+                out[f"{name}_min_logp0_q50"] = float(np.median(v)) if v.size else float("nan")
+        return out
 
     def save_shard(self, folder: str) -> dict:
         """g_t's weights into ``folder`` (the file the samplers load after a restart)."""

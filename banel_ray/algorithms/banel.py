@@ -13,9 +13,14 @@ import numpy as np
 SCHEDULES = ("constant", "linear", "exponential", "cosine", "step")
 
 
-def sequence_scores(logp_gen, logp_neg, lengths=None, length_norm: bool = True) -> np.ndarray:
-    """s(x) = log g(x) - log p_phi(x), divided by the token count when ``length_norm``."""
-    s = np.asarray(logp_gen, dtype=np.float64) - np.asarray(logp_neg, dtype=np.float64)
+def sequence_scores(
+    logp_gen, logp_neg, lengths=None, length_norm: bool = True, negative_power: float = 1.0
+) -> np.ndarray:
+    """s(x) = log g(x) - kappa log p_phi(x), divided by the token count when ``length_norm``.
+
+    ``negative_power`` kappa < 1 tempers the negative model (the ratio g / p_phi^kappa): a
+    candidate is rejected less for looking like past failures and ranked more by g itself."""
+    s = np.asarray(logp_gen, dtype=np.float64) - float(negative_power) * np.asarray(logp_neg, dtype=np.float64)
     if length_norm:
         if lengths is None:
             raise ValueError("length_norm needs lengths")
@@ -72,6 +77,15 @@ def support_mask(min_token_logp0, threshold: float) -> np.ndarray:
     nothing but p0."""
     m = np.asarray(min_token_logp0, dtype=np.float64)
     return np.isfinite(m) & (m >= threshold)
+
+
+def drift_mask(max_token_log_ratio, limit: float) -> np.ndarray:
+    """Candidates whose every token is at most ``limit`` nats more likely under g_t than under p0
+    (max_t log g(x_t | x_<t) - log p0(x_t | x_<t) <= limit): a trust region on the *change* from
+    the prior, not on the prior's own probability, so a token p0 writes rarely stays reachable
+    (up to e^limit times its prior odds) while no token can run away from p0 without bound."""
+    r = np.asarray(max_token_log_ratio, dtype=np.float64)
+    return np.isfinite(r) & (r <= limit)
 
 
 def apply_support(scores, inside) -> np.ndarray:

@@ -195,6 +195,20 @@ def sequence_logprobs_and_min(model, pairs: Sequence[Pair], batch_size: int = 25
     return total, least, lengths
 
 
+@torch.no_grad()
+def max_token_log_ratio(model, anchor, pairs: Sequence[Pair], batch_size: int = 256, pad_id: int = 0):
+    """Per sequence: max over its completion tokens of log model(x_t | x_<t) - log anchor(x_t | x_<t),
+    how far ``model`` has moved any one token away from ``anchor`` (-inf for an empty completion)."""
+    out = np.full(len(pairs), -np.inf, dtype=np.float64)
+    for sl in micro_batches(pairs, batch_size, vocab_size(model)):
+        ids, attn, target = pad_pairs(pairs[sl], pad_id)
+        lp, mask = token_logprobs(model, ids, attn, target)
+        la, _ = token_logprobs(anchor, ids, attn, target)
+        diff = torch.where(mask, lp - la, torch.full_like(lp, -float("inf")))
+        out[sl] = diff.max(-1).values.double().cpu().numpy()
+    return out
+
+
 def weighted_nll_step(
     model, optimizer, pairs: Sequence[Pair], weights, normalizer: float, pad_id: int = 0, max_grad_norm: float = 1.0
 ) -> float:

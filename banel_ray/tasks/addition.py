@@ -203,7 +203,9 @@ class AdditionAttack(Task):
     def solver_dir(self, progress=print) -> Path:
         if self.solver_path:
             return Path(self.solver_path)
-        return self._model_dir(self.solver_kind, self.solver_steps, partial(train_solver, **self.solver_recipe), progress)
+        return self._model_dir(
+            self.solver_kind, self.solver_steps, partial(train_solver, **self.solver_recipe), progress
+        )
 
     def prior_dir(self, progress=print) -> Path:
         if self.prior_path:
@@ -497,27 +499,35 @@ def solver_error(task: AdditionAttack, n: int = 200_000, seed: int = 777, batch:
 def measure_regime(
     task: AdditionAttack, n: int = 1_000_000, seed: int = 424242, batch: int = 20_000, progress=None
 ) -> dict:
-    """The prior's base success rate under the task's own reward (``task.rewards``), decomposed by
-    mode: each mode's share of the draws, P(success | mode) and its share of the successes, all
-    with 95% Clopper-Pearson intervals. Shipped beside the prior as ``regime.json``."""
+    """The prior's base success rate under the task's own reward, decomposed by mode: each mode's
+    share of the draws, P(success | mode) and its share of the successes, all with 95%
+    Clopper-Pearson intervals; and the same base rate under both criteria, with the share of
+    ``exact`` successes whose value is right (format only). Shipped beside the prior as ``regime.json``."""
     from banel_ray.algorithms.stats import clopper_pearson
     from banel_ray.models import load_model, sample
 
     prior = load_model(task.prior_dir())
     counts: dict[str, list[int]] = {}
+    by_rule = {r: 0 for r in REWARDS}
+    format_only = 0
     t0 = time.time()
     for i, start in enumerate(range(0, n, batch)):
         draws = sample(prior, task.prompt, min(batch, n - start), task.max_new_tokens, task.eos_id, seed=seed + i)
-        for s, r in zip(draws, task.rewards(draws)):
-            c = counts.setdefault(task.mode(s), [0, 0])
+        judged = task.judge(draws)
+        for j, s in enumerate(draws):
+            c = counts.setdefault(task.mode(s), [0, 0, 0, 0])
             c[0] += 1
-            c[1] += r
+            c[1] += judged[task.reward][j]
+            c[2] += judged["exact"][j]
+            c[3] += judged["numeric"][j]
+        for r in REWARDS:
+            by_rule[r] += sum(judged[r])
+        format_only += sum(e and not v for e, v in zip(judged["exact"], judged["numeric"]))
         if progress:
             progress(f"[regime] {start + len(draws):,}/{n:,} draws ({time.time() - t0:.0f}s)")
-    k = sum(c[1] for c in counts.values())
-    lo, hi = clopper_pearson(k, n)
+    k = by_rule[task.reward]
     modes = {}
-    for m, (n_m, k_m) in sorted(counts.items()):
+    for m, (n_m, k_m, e_m, v_m) in sorted(counts.items()):
         s_lo, s_hi = clopper_pearson(n_m, n)
         p_lo, p_hi = clopper_pearson(k_m, n_m)
         w_lo, w_hi = clopper_pearson(k_m, k) if k else (0.0, 1.0)
@@ -530,13 +540,22 @@ def measure_regime(
             "p_success_ci": [p_lo, p_hi],
             "success_share": k_m / k if k else 0.0,
             "success_share_ci": [w_lo, w_hi],
+            "p_success_exact": e_m / n_m if n_m else 0.0,
+            "p_success_numeric": v_m / n_m if n_m else 0.0,
         }
+
+    def rate(kk: int) -> dict:
+        lo, hi = clopper_pearson(kk, n)
+        return {"k": kk, "n": n, "rate": kk / n, "lo": lo, "hi": hi}
+
     return {
         "samples": n,
         "seed": seed,
         "reward": task.reward,
         "max_digits": task.max_digits,
-        "base": {"k": k, "n": n, "rate": k / n, "lo": lo, "hi": hi},
+        "base": rate(k),
+        "base_by_reward": {r: rate(by_rule[r]) for r in REWARDS},
+        "format_only_share_of_exact": format_only / by_rule["exact"] if by_rule["exact"] else 0.0,
         "modes": modes,
         "seconds": round(time.time() - t0, 1),
     }
@@ -638,8 +657,8 @@ def main(argv=None) -> int:
 
     p = Parser(
         prog="python -m banel_ray.tasks.addition",
-        description="Rebuild the addition task's solver or attacker prior "
-        "(deterministic for a given seed and thread count).",
+        description="Rebuild the addition task's solver or attacker prior, or measure them "
+        "(deterministic for a given seed and thread count). Defaults are the --task's own.",
     )
     p.add_argument(
         "which",
@@ -649,8 +668,14 @@ def main(argv=None) -> int:
         "on --samples fresh in-distribution queries",
     )
     p.add_argument("--out", required=True, help="output HF folder (solver, prior) or JSON file")
-    p.add_argument("--max-digits", type=int, default=8)
-    p.add_argument("--steps", type=int, default=16000, help="planned steps (sets the LR schedule)")
+    p.add_argument(
+        "--task",
+        default="addition_attack",
+        choices=sorted(VARIANTS),
+        help="whose defaults (digits, steps, solver recipe, reward) apply",
+    )
+    p.add_argument("--max-digits", type=int, default=0, help="operand digits (0: the task's)")
+    p.add_argument("--steps", type=int, default=0, help="planned steps, which set the LR schedule (0: the task's)")
     p.add_argument("--stop-after", type=int, default=0, help="stop early at this step (0: run all)")
     p.add_argument("--save-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
@@ -660,27 +685,28 @@ def main(argv=None) -> int:
         default=0.0,
         help="solver: fraction of each batch with long carry chains (0: the query law only)",
     )
-    p.add_argument("--ema", type=float, default=0.0, help="solver: weight-average decay per step (0: off)")
+    p.add_argument("--ema", type=float, default=-1.0, help="solver: weight-average decay per step (-1: the task's)")
     p.add_argument("--eval-n", type=int, default=2000, help="solver: held-out queries per checkpoint")
     p.add_argument("--lr", type=float, default=1.5e-3, help="solver: peak learning rate")
     p.add_argument("--layers", type=int, default=SOLVER_ARCH["layers"], help="solver: transformer layers")
     p.add_argument(
         "--answer-order",
-        default="reversed",
-        choices=ANSWER_ORDERS,
-        help="solver: write the sum least-significant digit first (reversed, the default task's) or as usual",
+        default="",
+        choices=["", *ANSWER_ORDERS],
+        help="solver: write the sum least-significant digit first or as usual (empty: the task's)",
     )
     p.add_argument("--samples", type=int, default=1_000_000, help="regime / solver-error: draws")
-    p.add_argument("--reward", default="exact", choices=REWARDS, help="regime / solver-error: the criterion")
+    p.add_argument("--reward", default="", choices=["", *REWARDS], help="regime / solver-error: the criterion")
     p.add_argument("--prior", default="", help="regime: the prior folder (default: the task's)")
     p.add_argument("--solver", default="", help="regime / solver-error: the solver folder (default: the task's)")
     p.add_argument("--seed", type=int, default=424242, help="regime / solver-error: seed of the draws")
     a = p.parse_args(argv)
+    opts = {k: v for k, v in (("max_digits", a.max_digits), ("reward", a.reward)) if v}
     if a.which in ("regime", "solver-error"):
         from banel_ray.models import set_threads
 
         set_threads(a.threads)
-        task = AdditionAttack(max_digits=a.max_digits, reward=a.reward, prior=a.prior, solver=a.solver)
+        task = VARIANTS[a.task](prior=a.prior, solver=a.solver, **opts)
         if a.which == "regime":
             res = measure_regime(task, a.samples, a.seed, progress=lambda s: print(s, flush=True))
             res.update(
@@ -697,27 +723,32 @@ def main(argv=None) -> int:
         Path(a.out).write_text(json.dumps(res, indent=2, sort_keys=True))
         print(json.dumps(res, indent=2, sort_keys=True))
         return 0
+    task = VARIANTS[a.task](**opts)
     if a.which == "solver":
+        recipe = dict(task.solver_recipe)
+        if a.ema >= 0:
+            recipe["ema"] = a.ema
+        if a.answer_order:
+            recipe["answer_order"] = a.answer_order
         train_solver(
             Path(a.out),
-            a.max_digits,
-            a.steps,
+            task.max_digits,
+            a.steps or task.solver_steps,
             save_every=a.save_every,
             stop_after=a.stop_after,
             threads=a.threads,
             hard_frac=a.hard_frac,
-            ema=a.ema,
             eval_n=a.eval_n,
             lr=a.lr,
             arch=dict(SOLVER_ARCH, layers=a.layers),
-            answer_order=a.answer_order,
             progress=lambda s: print(s, flush=True),
+            **recipe,
         )
     else:
         train_prior(
             Path(a.out),
-            a.max_digits,
-            a.steps,
+            task.max_digits,
+            a.steps or task.prior_steps,
             threads=a.threads,
             save_every=a.save_every,
             stop_after=a.stop_after,
@@ -725,6 +756,9 @@ def main(argv=None) -> int:
         )
     print(json.dumps(json.loads((Path(a.out) / "banel_ray.json").read_text())))
     return 0
+
+
+VARIANTS = {c.name: c for c in (AdditionAttack, AdditionAttackD8, AdditionAttackV1)}
 
 
 if __name__ == "__main__":

@@ -137,3 +137,21 @@ def test_the_support_benchmark_counts_what_each_floor_keeps_per_mode():
     assert list(rows) == ["lz", "other", "malformed"]  # malformed listed last
     assert rows["lz"]["kept"] == [1.0, 1.0] and rows["malformed"]["kept"] == [0.0, 0.5]
     assert rows["lz"]["share"] == 0.4 and rows["malformed"]["q"][0] == -9.5
+
+
+def test_a_tempered_negative_model_weighs_the_failures_model_by_kappa():
+    # s = log g - kappa log p_phi: at kappa 0.5, -10 - 0.5 * -12 = -4 and -4 - 0.5 * -2 = -3
+    s = alg.sequence_scores([-10.0, -4.0], [-12.0, -2.0], length_norm=False, negative_power=0.5)
+    assert np.allclose(s, [-4.0, -3.0])
+    # at kappa 1 the ranking is the paper's (first above second); at 0.5 it flips
+    full = alg.sequence_scores([-10.0, -4.0], [-12.0, -2.0], length_norm=False)
+    assert full[0] > full[1] and s[0] < s[1]
+
+
+def test_the_drift_floor_bounds_the_change_from_the_prior_not_the_prior_itself():
+    # max over tokens of log g - log p0: a rare prior token raised by 3 nats passes a 4-nat limit,
+    # one raised by 5 does not, however likely or unlikely the prior found it
+    ratio = np.array([3.0, 5.0, 4.0, -np.inf, np.nan])
+    assert alg.drift_mask(ratio, 4.0).tolist() == [True, False, True, False, False]
+    scores = alg.apply_support(np.array([1.0, 2.0, 0.5, 0.0, 0.0]), alg.drift_mask(ratio, 4.0))
+    assert alg.quantile_filter(scores, 2.0).tolist() == [True, False, False, False, False]

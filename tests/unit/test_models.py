@@ -104,3 +104,24 @@ def test_min_token_logprob_finds_the_least_likely_token():
     assert np.allclose(total, sequence_logprobs(m, pairs)[0])
     assert np.isclose(least[0], float(lp[0][mask[0]].min())) and np.isclose(least[1], total[1])
     assert lengths.tolist() == [3, 1]
+
+
+def test_max_token_log_ratio_is_the_largest_per_token_rise_over_the_anchor():
+    import torch
+
+    from banel_ray.models import build_llama, copy_model, max_token_log_ratio, token_logprobs
+    from banel_ray.models.logprobs import pad_pairs
+
+    anchor = build_llama(16, seed=0, hidden=64, layers=1, heads=2, intermediate=64, max_positions=16)
+    model = copy_model(anchor)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pairs = [((1,), (3, 4, 2)), ((1,), (5, 2))]
+    got = max_token_log_ratio(model, anchor, pairs)
+    ids, attn, target = pad_pairs(pairs[:2], 0)
+    lm, mask = token_logprobs(model, ids, attn, target)
+    la, _ = token_logprobs(anchor, ids, attn, target)
+    want = [float((lm - la)[i][mask[i]].max()) for i in range(2)]
+    assert np.allclose(got, want, atol=1e-5) and np.all(np.abs(got) > 1e-4)
+    assert np.allclose(max_token_log_ratio(anchor, anchor, pairs), 0.0, atol=1e-6)

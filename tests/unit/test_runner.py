@@ -13,6 +13,7 @@ from banel_ray.runtime.actors import LocalRuntime
 from banel_ray.runtime.runner import Runner
 
 TINY = [
+    "task=addition_attack_d8",  # the numbers below were measured on the 8-digit task's models
     "rounds=3",
     "budget=50",
     "samples_per_round=20",
@@ -28,7 +29,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def prior_dir():
-    return tasks.build("addition_attack", {}).prepare(progress=lambda s: None)
+    return tasks.build("addition_attack_d8", {}).prepare(progress=lambda s: None)
 
 
 def run_local(prior_dir, run_dir, *sets, resume=False):
@@ -283,6 +284,41 @@ def test_the_prior_in_the_numerator_with_p_phi_from_the_prior(tmp_path, prior_di
     assert p[0]["score_q50"] == pytest.approx(g[0]["score_q50"])  # round 1: g_1 = p0, the same ratio
     assert p[2]["score_q50"] != pytest.approx(g[2]["score_q50"])  # later the numerator is p0, not g_t
     assert p[2]["gen_heldout_nll"] != pytest.approx(g[2]["gen_heldout_nll"])
+
+
+def test_the_drift_floor_bounds_each_tokens_rise_over_the_prior(tmp_path, prior_dir):
+    sets = ["eval.samples=0", "rounds=3", "generator.lr=0.003", "generator.epochs=3", "support.kind=drift"]
+    run_local(prior_dir, tmp_path / "d", *sets, "support.max_ratio=0.3")
+    h = _hist(tmp_path / "d")
+    assert h[0]["support_rejected"] == 0.0  # round 1: g_1 = p0, no token has moved
+    assert h[-1]["support_rejected"] > 0.05 and h[-1]["drift_max_ratio_q50"] > 0  # later: the ones that rose most go
+    assert all(m["kept"] == round(40 * (1 - m["support_rejected"]) / 2 + 0.49) for m in h)
+
+
+def test_prior_draws_mixed_into_distillation_keep_the_generator_closer(tmp_path, prior_dir):
+    sets = ["eval.samples=0", "rounds=3", "generator.lr=0.003", "generator.epochs=3"]
+    run_local(prior_dir, tmp_path / "free", *sets)
+    run_local(prior_dir, tmp_path / "mix", *sets, "generator.prior_mix=2.0")
+    free, mix = _hist(tmp_path / "free"), _hist(tmp_path / "mix")
+    assert [m["prior_mixed"] for m in mix] == [2 * m["kept"] for m in mix] and free[0]["prior_mixed"] == 0
+    assert mix[-1]["kl_to_prior"] < 0.8 * free[-1]["kl_to_prior"], (mix, free)
+
+
+def test_each_round_reports_the_filter_by_mode(tmp_path, prior_dir):
+    run_local(prior_dir, tmp_path / "m", "eval.samples=0", "rounds=2")
+    for m in _hist(tmp_path / "m"):
+        assert sum(m["pool_modes"].values()) == pytest.approx(1.0) and sum(m["kept_modes"].values()) == pytest.approx(1)
+        assert set(m["kept_modes"]) <= set(m["pool_modes"]) and "other" in m["pool_modes"]
+        assert m["kept_min_logp0_q50"] < 0 and m["rejected_min_logp0_q50"] < 0
+
+
+def test_a_tempered_negative_model_changes_what_is_kept(tmp_path, prior_dir):
+    run_local(prior_dir, tmp_path / "k", "eval.samples=0", "rounds=2", "score.negative_power=0.0")
+    run_local(prior_dir, tmp_path / "g", "eval.samples=0", "rounds=2")
+    k, g = _hist(tmp_path / "k"), _hist(tmp_path / "g")
+    # kappa 0: the score is log g alone (the most likely candidates), so kept ones are likelier under p0
+    assert k[0]["kept_min_logp0_q50"] > g[0]["kept_min_logp0_q50"]
+    assert k[0]["score_q50"] < 0 and g[0]["score_q50"] != pytest.approx(k[0]["score_q50"])
 
 
 def test_generator_reset_distils_from_the_prior_each_round(tmp_path, prior_dir):

@@ -1,0 +1,76 @@
+"""The drift-control study in the paper's regime: arms (name -> --set overrides on
+banel_ray/configs/attack_compare.yaml) x seeds, run two at a time, one process each, resumable
+(a run whose summary.json exists is skipped; a killed one is resumed from its checkpoint).
+
+    .venv/bin/python results/drift-regime/arms.py RUNS_DIR ARM[,ARM...] SEEDS [--parallel 2]
+
+Run folders land in RUNS_DIR/<arm>_s<seed>; ``make_table.py`` reads the slim copies kept here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIG = "banel_ray/configs/attack_compare.yaml"
+NO_FLOOR = ["support.kind=none"]
+ARMS: dict[str, list[str]] = {
+    # reference rows of ../shared/notes/probe-regime-2.md, sections 4-5
+    "floor6": [],  # the constant floor as shipped for the 8-digit task
+    "floor12": ["support.threshold=-12.0"],
+    "floor12_tau": ["support.threshold=-12.0", "filter.kind=threshold", "filter.tau=1.032"],
+    "none": NO_FLOOR,
+    # drift controls that do not rely on a constant token floor
+    "quantile": ["support.quantile=0.001"],  # the floor read off the prior's own tail
+    "drift4": ["support.kind=drift", "support.max_ratio=4.0"],  # a floor on the change from p0
+    "drift6": ["support.kind=drift", "support.max_ratio=6.0"],
+    "mix": [*NO_FLOOR, "generator.prior_mix=0.25"],  # p0 mixed into the distillation set
+    "kl": [*NO_FLOOR, "generator.kl_coef=0.1"],  # the KL anchor
+    "tau": [*NO_FLOOR, "filter.kind=threshold", "filter.tau=1.032"],  # the paper's ratio threshold
+    "kappa": [*NO_FLOOR, "score.negative_power=0.5"],  # a tempered negative model
+    "alg1": [*NO_FLOOR, "mode=sequential", "filter.factor=1.2"],  # Algorithm 1, a gentler filter
+    "negall": [*NO_FLOOR, "negative.data=all"],  # negatives from all rounds
+    # baselines of the regime comparison at the settings tuned on the 8-digit task
+    "count": ["method=count", "count.coef=0.3", "pg.lr=3e-4"],
+}
+
+
+def command(runs: Path, arm: str, seed: int) -> list[str]:
+    d = runs / f"{arm}_s{seed}"
+    if (d / "config.json").exists():
+        return [sys.executable, "-m", "banel_ray.run", "--resume", str(d)]
+    sets = [f"seed={seed}", f"run_dir={d}", *ARMS[arm]]
+    return [sys.executable, "-m", "banel_ray.run", "--config", CONFIG] + [x for s in sets for x in ("--set", s)]
+
+
+def main(argv: list[str]) -> int:
+    runs, arms, seeds = Path(argv[0]), argv[1].split(","), argv[2]
+    parallel = int(argv[argv.index("--parallel") + 1]) if "--parallel" in argv else 2
+    lo, _, hi = seeds.partition("-")
+    seed_list = list(range(int(lo), int(hi or lo) + 1)) if "," not in seeds else [int(s) for s in seeds.split(",")]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        print(f"unknown arm(s) {', '.join(unknown)}; allowed: {', '.join(ARMS)}", file=sys.stderr)
+        return 2
+    todo = [(a, s) for s in seed_list for a in arms if not (runs / f"{a}_s{s}" / "summary.json").exists()]
+    runs.mkdir(parents=True, exist_ok=True)
+    live: list[tuple[subprocess.Popen, str]] = []
+    while todo or live:
+        while todo and len(live) < parallel:
+            arm, seed = todo.pop(0)
+            log = open(runs / f"{arm}_s{seed}.log", "a")
+            live.append(
+                (subprocess.Popen(command(runs, arm, seed), stdout=log, stderr=subprocess.STDOUT), f"{arm}_s{seed}")
+            )
+            print(f"[study] start {arm}_s{seed} ({len(todo)} queued)", flush=True)
+        time.sleep(5)
+        for p, name in list(live):
+            if p.poll() is not None:
+                live.remove((p, name))
+                print(f"[study] {name} exit {p.returncode}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
