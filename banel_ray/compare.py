@@ -24,6 +24,7 @@ import numpy as np
 from banel_ray import config as C
 from banel_ray import trust
 from banel_ray.algorithms import aggregate as agg
+from banel_ray.algorithms import discovery
 from banel_ray.algorithms import stats as alg
 from banel_ray.cli import Parser, fail
 from banel_ray.methods.registry import METHODS
@@ -107,10 +108,13 @@ def collect(runs_root: Path) -> list[dict]:
         cfg = json.loads((d / "config.json").read_text())
         s = json.loads((d / "summary.json").read_text())
         curve, busy = [], (s["base"] or {}).get("t_eval", 0.0) + s.get("t_fresh_eval", 0.0)
+        rounds, spent = [], 0  # (NREs this round, new distinct paid successes this round)
         for m in read_metrics(d):
             busy += m.get("t_round", 0.0) + (m.get(K.EVAL) or {}).get("t_eval", 0.0)
             if m.get(K.EVAL):
                 curve.append((m[K.ROUND], m[K.NRES], m[K.EVAL]["rate"]))
+            rounds.append((m[K.NRES] - spent, m[K.SUCCESSES]))  # K.NRES is cumulative
+            spent = m[K.NRES]
         recs.append(
             {
                 "dir": str(d),
@@ -129,6 +133,8 @@ def collect(runs_root: Path) -> list[dict]:
                 "rounds": s["rounds"],
                 "successes": s[K.SUCCESSES],
                 "curve": curve,
+                "success_auc": discovery.success_auc(rounds, cfg["budget"]),
+                "first_success_nres": discovery.nres_to_first_success(rounds),
                 "time_s": busy,  # rounds + evaluations; a resumed run's invocations together
                 "settings": {k: v for k, v in sorted(cfg.items()) if k.startswith(SETTING_PREFIXES)},
             }
@@ -206,6 +212,8 @@ def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
     prior's rate (``base_fresh``); across seeds their interquartile mean with a stratified
     bootstrap 95% interval, per-seed ratios, and the probability that BaNEL's run beats this
     method's. The paper's cumulative best over in-run estimates is kept, labelled optimistic.
+    How early successes come (``algorithms/discovery.py``): the successes-so-far AUC's IQM with the
+    same interval, and the median NREs to the first success with the count of runs that found none.
     """
     rows = []
     bases = {}
@@ -244,6 +252,12 @@ def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
                 "nres_mean": 0.0,
                 "time_s_mean": math.nan,
                 "base_source": source,
+                "success_auc_iqm": math.nan,
+                "success_auc_iqm_lo": math.nan,
+                "success_auc_iqm_hi": math.nan,
+                "success_auc_mean": math.nan,
+                "first_success_nres_median": math.nan,
+                "runs_without_success": "",
             }
         )
     banel = sorted((r for r in recs if r["method"] == "banel" and r["final_fresh"]), key=lambda r: r["seed"])
@@ -263,6 +277,10 @@ def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
             else agg.probability_of_improvement([_rate(r["final_fresh"]) for r in banel], final, reps=reps)
         )
         best = [_rate(r["best"]) for r in rs if r["best"]]
+        auc = [r["success_auc"] for r in rs if not math.isnan(r.get("success_auc", math.nan))]
+        a_iqm, a_lo, a_hi = agg.iqm_interval(auc, reps=reps) if auc else (math.nan,) * 3
+        firsts = [r["first_success_nres"] for r in rs if "first_success_nres" in r]
+        first_median, first_none = discovery.median_first_success(firsts)
         best_ratio = [alg.improvement_factor(_rate(r["best"]), _rate(r["base"])) for r in rs if r["best"] and r["base"]]
         rows.append(
             {
@@ -288,6 +306,13 @@ def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
                 "nres_mean": float(np.mean([r["nres"] for r in rs])),
                 "time_s_mean": float(np.mean([r["time_s"] for r in rs])),
                 "base_source": "",
+                "success_auc_iqm": a_iqm,
+                "success_auc_iqm_lo": a_lo,
+                "success_auc_iqm_hi": a_hi,
+                "success_auc_mean": float(np.mean(auc)) if auc else math.nan,
+                "first_success_nres_median": first_median,
+                "runs_without_success": first_none,
+                "first_success_runs": len(firsts),
             }
         )
     return rows
@@ -314,11 +339,29 @@ CSV_COLUMNS = (
     "nres_mean",
     "time_s_mean",
     "base_source",
+    "success_auc_iqm",
+    "success_auc_iqm_lo",
+    "success_auc_iqm_hi",
+    "success_auc_mean",
+    "first_success_nres_median",
+    "runs_without_success",
 )
 
 
 def _g(x: float, fmt: str = ".2e") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _nres(x: float) -> str:
+    """NREs to a run's first success: "none" where it found none."""
+    return "none" if math.isinf(x) else _g(x, ".0f")
+
+
+def _first(row: dict) -> str:
+    """A method's median NREs to the first success, with how many of its runs found none."""
+    none = row["runs_without_success"]
+    cell = _nres(row["first_success_nres_median"])
+    return f"{cell} ({none} of {row['first_success_runs']} none)" if none else cell
 
 
 def markdown(rows: list[dict], recs: list[dict]) -> str:
@@ -332,22 +375,24 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
         f"folders.",
         "",
         "| method | seeds | final rate, IQM [95% CI] | final/base, IQM [95% CI] | final/base per seed | "
-        "P(BaNEL run > this) [95% CI] | distinct successes per 1k NREs | optimistic: cumulative best (mean), x base | "
-        "NREs (mean) | s (mean) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "P(BaNEL run > this) [95% CI] | distinct successes per 1k NREs | successes-so-far AUC, IQM [95% CI] | "
+        "NREs to first success, median | optimistic: cumulative best (mean), x base | NREs (mean) | s (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["method"] == "pretrained":
             lines.append(
                 f"| pretrained ({r['base_source']}) | {r['seeds']} | {_g(r['final_iqm'])} "
-                f"[{_g(r['final_iqm_lo'])}, {_g(r['final_iqm_hi'])}] | 1x | | | | | | |"
+                f"[{_g(r['final_iqm_lo'])}, {_g(r['final_iqm_hi'])}] | 1x | | | | | | | | |"
             )
             continue
         lines.append(
             f"| {r['method']} | {r['seeds']} | {_g(r['final_iqm'])} [{_g(r['final_iqm_lo'])}, {_g(r['final_iqm_hi'])}] | "
             f"{_g(r['ratio_iqm'], '.3g')}x [{_g(r['ratio_iqm_lo'], '.3g')}, {_g(r['ratio_iqm_hi'], '.3g')}] | "
             f"{r['ratios']} | {_g(r['p_banel_better'], '.2f')} [{_g(r['p_lo'], '.2f')}, {_g(r['p_hi'], '.2f')}] | "
-            f"{_g(r['successes_per_1k'], '.1f')} | {_g(r['best_mean'])}, {_g(r['best_ratio_mean'], '.3g')}x | "
+            f"{_g(r['successes_per_1k'], '.1f')} | {_g(r['success_auc_iqm'], '.1f')} "
+            f"[{_g(r['success_auc_iqm_lo'], '.1f')}, {_g(r['success_auc_iqm_hi'], '.1f')}] | {_first(r)} | "
+            f"{_g(r['best_mean'])}, {_g(r['best_ratio_mean'], '.3g')}x | "
             f"{_g(r['nres_mean'], '.0f')} | {_g(r['time_s_mean'], '.0f')} |"
         )
     lines += [
@@ -357,7 +402,12 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
         "Clopper-Pearson; where the task computes rates (exact, or importance sampled), that estimate and its "
         "interval. P(BaNEL run > this): probability that a random BaNEL run's fresh final rate beats a random "
         "run of this method (ties half). The cumulative best is the maximum of a run's in-run estimates, as the paper "
-        "reports it: optimistic (selection over noisy estimates; random search, which learns nothing, gains on it).",
+        "reports it: optimistic (selection over noisy estimates; random search, which learns nothing, gains on it). "
+        "Successes-so-far AUC: the number of distinct paid successes found so far, averaged over NREs 0 to the "
+        "budget (a round's successes count from the end of that round; a run that stops early keeps its last count "
+        "up to the budget). NREs to first success: cumulative NREs at the end of the first round that paid for a "
+        "success (round granularity); median over seeds, a run that found none counting as never (none: at least "
+        "half found none), with the number of such runs.",
         "",
         "Settings (method knobs as the runs had them):",
         "",
@@ -370,7 +420,8 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
         lines.append(f"- {method}: " + (", ".join(f"{k}={v}" for k, v in keep.items()) or "no knobs"))
     lines += [
         "",
-        "Per run (method, seed: fresh final [95% CI] (round) / prior, stop-rule round fresh, distinct successes, NREs):",
+        "Per run (method, seed: fresh final [95% CI] (round) / prior, stop-rule round fresh, distinct successes, NREs, "
+        "successes-so-far AUC, NREs to first success):",
         "",
     ]
     for r in sorted(recs, key=lambda r: (_order(r["method"]), r["seed"])):
@@ -384,6 +435,11 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
             )
             + (f", stop round {r['stop_round']}: {_g(sf['rate'])}" if sf else "")
             + f", {r['successes']}, {r['nres']}"
+            + (
+                f", AUC {_g(r['success_auc'], '.1f')}, first {_nres(r['first_success_nres'])}"
+                if "success_auc" in r
+                else ""
+            )
             + (_diagnostics(ff) if ff and "ess" in ff else "")
         )
     return "\n".join(lines + certain_bounds(recs)) + "\n"
@@ -514,6 +570,8 @@ def write_table(runs_root: Path, out: Path, reps: int = agg.REPS) -> list[dict]:
                 "successes",
                 "nres",
                 "time_s",
+                "success_auc",
+                "first_success_nres",
             ]
         )
         for r in sorted(recs, key=lambda r: (_order(r["method"]), r["seed"])):
@@ -536,6 +594,8 @@ def write_table(runs_root: Path, out: Path, reps: int = agg.REPS) -> list[dict]:
                     r["successes"],
                     r["nres"],
                     round(r["time_s"], 1),
+                    r.get("success_auc"),
+                    _nres(r["first_success_nres"]).replace("none", "inf") if "first_success_nres" in r else None,
                 ]
             )
     plot(recs, out)

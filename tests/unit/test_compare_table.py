@@ -177,3 +177,103 @@ def test_a_larger_later_fresh_evaluation_replaces_the_runs_own(tmp_path):
     assert compare.largest_fresh(tmp_path, None) is None
     f.write_text(json.dumps(_est(0, 3, round=30, fresh=True, drawn_from_prior=128_000)))  # Algorithm 1's, fixed
     assert compare.largest_fresh(tmp_path, own)["drawn_from_prior"] == 128_000
+
+
+# ---- how early successes come: successes-so-far AUC and NREs to the first success ---------------
+
+# The hand-checked table: three rounds of 250 NREs with 0, 2, 1 new distinct paid successes, budget
+# 1000. A round's successes count from the end of that round, so the cumulative count is 0 on
+# [0, 250) (round 1 not ended) and [250, 500) (round 1 found none), 2 on [500, 750) and 3 on
+# [750, 1000], held there after the run's last round:
+#   AUC = (0 * 250 + 0 * 250 + 2 * 250 + 3 * 250) / 1000 = 1.25; first success at 500 NREs.
+HAND = [(250, 0), (250, 2), (250, 1)]
+
+
+def _brute_auc(rounds, budget):
+    """The same area by counting, NRE by NRE: c(n) for n = 0 .. budget - 1 (integer NREs)."""
+    ends, spent = [], 0
+    for nres, new in rounds:
+        spent += nres
+        ends += [spent] * new
+    return sum(sum(1 for e in ends if e <= n) for n in range(budget)) / budget
+
+
+def test_success_auc_and_first_success_on_a_hand_checked_table():
+    from banel_ray.algorithms import discovery as D
+
+    assert D.success_auc(HAND, 1000) == 1.25 == _brute_auc(HAND, 1000)
+    assert D.nres_to_first_success(HAND) == 500
+    # spending the rest of the budget and finding nothing is the same as stopping early
+    assert D.success_auc(HAND + [(250, 0)], 1000) == 1.25
+    # successes paid for in a round that ends at the budget add no area (found with nothing left)
+    assert D.success_auc(HAND + [(250, 4)], 1000) == 1.25
+    # a run that stops early holds its last count up to the budget: 1 success from 100 to 1000 NREs
+    assert D.success_auc([(100, 1), (100, 0)], 1000) == 0.9 == _brute_auc([(100, 1), (100, 0)], 1000)
+    assert D.nres_to_first_success([(100, 1), (100, 0)]) == 100
+    # no success: area 0, first success never
+    assert D.success_auc([(250, 0)] * 4, 1000) == 0.0
+    assert D.nres_to_first_success([(250, 0)] * 4) == math.inf and D.nres_to_first_success([]) == math.inf
+    # NREs past the budget are cut at the budget; no budget, no area
+    assert D.success_auc([(600, 1), (600, 1)], 1000) == 0.4
+    assert math.isnan(D.success_auc(HAND, 0))
+    irregular = [(37, 0), (120, 3), (5, 0), (250, 1), (88, 7)]
+    assert math.isclose(D.success_auc(irregular, 700), _brute_auc(irregular, 700))
+
+
+def test_median_first_success_counts_runs_that_found_none():
+    from banel_ray.algorithms import discovery as D
+
+    inf = math.inf
+    assert D.median_first_success([500, inf, 250]) == (500, 1)
+    assert D.median_first_success([250, inf, inf]) == (inf, 2)  # most runs found none: the median is none
+    assert D.median_first_success([250, 500, 750, inf]) == (625, 1)
+    assert D.median_first_success([250, 500, inf, inf]) == (inf, 2)
+    median, none = D.median_first_success([])
+    assert math.isnan(median) and none == 0
+
+
+def test_the_table_shows_how_early_each_run_found_successes(tmp_path):
+    """From run folders: the hand table (seed 0), a run that found nothing (seed 1) and one that
+    found a success in its first round and then stopped early (seed 2), budget 1000."""
+    import csv
+    import json
+
+    runs = tmp_path / "runs"
+    tables = {0: HAND, 1: [(250, 0)] * 4, 2: [(250, 1), (250, 0)]}
+    for seed, rounds in tables.items():
+        d = runs / f"banel-s{seed}"
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"method": "banel", "seed": seed, "budget": 1000}))
+        lines, spent, found = [], 0, 0
+        for i, (nres, new) in enumerate(rounds, 1):
+            spent, found = spent + nres, found + new
+            lines.append(json.dumps({"round": i, "nres": spent, "paid": nres, "successes": new}))
+        (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        summary = {
+            "base": _est(10),
+            "final": _est(20),
+            "best": _est(20),
+            "rounds": len(rounds),
+            "nres": spent,
+            "successes": found,
+            "final_fresh": _est(20, round=len(rounds), fresh=True),
+            "base_fresh": _est(10, fresh=True),
+        }
+        (d / "summary.json").write_text(json.dumps(summary))
+    recs = {r["seed"]: r for r in compare.collect(runs)}
+    assert recs[0]["success_auc"] == 1.25 and recs[0]["first_success_nres"] == 500
+    assert recs[1]["success_auc"] == 0.0 and recs[1]["first_success_nres"] == math.inf
+    assert recs[2]["success_auc"] == 0.75 and recs[2]["first_success_nres"] == 250  # 1 from 250 to 1000
+    rows = {r["method"]: r for r in compare.write_table(runs, tmp_path / "out", reps=200)}
+    b = rows["banel"]
+    assert math.isclose(b["success_auc_mean"], (1.25 + 0.0 + 0.75) / 3)
+    assert b["success_auc_iqm_lo"] <= b["success_auc_iqm"] <= b["success_auc_iqm_hi"]
+    assert (b["first_success_nres_median"], b["runs_without_success"]) == (500, 1)  # of 250, 500, none
+    text = (tmp_path / "out" / "table.md").read_text()
+    assert "| 500 (1 of 3 none) |" in text
+    assert "banel, seed 1: " in text and ", AUC 0.0, first none" in text and ", AUC 1.2, first 500" in text
+    per_run = {int(r["seed"]): r for r in csv.DictReader(open(tmp_path / "out" / "runs.csv"))}
+    assert [per_run[s]["first_success_nres"] for s in (0, 1, 2)] == ["500", "inf", "250"]
+    assert float(per_run[0]["success_auc"]) == 1.25 and float(per_run[1]["first_success_nres"]) == math.inf
+    table = {r["method"]: r for r in csv.DictReader(open(tmp_path / "out" / "table.csv"))}
+    assert table["banel"]["runs_without_success"] == "1" and float(table["banel"]["first_success_nres_median"]) == 500
