@@ -378,7 +378,7 @@ def _train_stream(
     stop_after: int = 0,
     threads: int = 1,
     ema: float = 0.0,
-    info: dict | None = None,
+    extra_info: dict | None = None,
 ):
     """Train on fresh synthetic batches with AdamW + warmup/cosine.
 
@@ -433,7 +433,7 @@ def _train_stream(
                 "arch": arch,
                 "seconds": round(time.time() - t0, 1),
                 "ema": ema,
-                **(info or {}),
+                **(extra_info or {}),
             }
             if eval_fn:
                 info.update(eval_fn(keep))
@@ -483,17 +483,22 @@ def weights_digest(model_dir) -> str:
 
 def solver_error(task: AdditionAttack, n: int = 200_000, seed: int = 777, batch: int = 20_000) -> dict:
     """The solver's error on ``n`` fresh queries of its own training law (no leading zeros), under
-    the task's reward criterion, with a 95% Clopper-Pearson interval."""
+    the task's reward criterion, with a 95% Clopper-Pearson interval (and under the other
+    criterion, from the same answers, in ``by_reward``)."""
     from banel_ray.algorithms.stats import clopper_pearson
 
     rng = np.random.default_rng(seed)
-    wrong = 0
+    wrong = {r: 0 for r in REWARDS}
     for start in range(0, n, batch):
         ops = [(str(a), str(b)) for a, b in random_operands(rng, min(batch, n - start), task.max_digits)]
         answers = task.solver_answers(ops)
-        wrong += sum(answer_is_wrong(ans, a, b, task.reward) for ans, (a, b) in zip(answers, ops))
-    lo, hi = clopper_pearson(wrong, n)
-    return {"n": n, "errors": wrong, "rate": wrong / n, "lo": lo, "hi": hi, "seed": seed, "reward": task.reward}
+        for r in REWARDS:
+            wrong[r] += sum(answer_is_wrong(ans, a, b, r) for ans, (a, b) in zip(answers, ops))
+    by_reward = {}
+    for r, k in wrong.items():
+        lo, hi = clopper_pearson(k, n)
+        by_reward[r] = {"errors": k, "rate": k / n, "lo": lo, "hi": hi}
+    return {"n": n, "seed": seed, "reward": task.reward, **by_reward[task.reward], "by_reward": by_reward}
 
 
 def measure_regime(
@@ -615,7 +620,7 @@ def train_solver(
         stop_after=stop_after,
         threads=threads,
         ema=ema,
-        info={"answer_order": answer_order},
+        extra_info={"answer_order": answer_order},
     )
 
 
