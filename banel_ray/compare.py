@@ -179,6 +179,7 @@ SETTING_PREFIXES = (
     "rnd.",
     "count.",
     "wr.",
+    "npo.",
     "filter.factor",
     "negative.epochs",
     "support.kind",
@@ -192,6 +193,7 @@ RELEVANT = {
     "reinforce": ("pg.",),
     "nsr": ("pg.",),
     "w_reinforce": ("pg.", "wr."),
+    "npo": ("pg.", "npo."),
     "rnd": ("pg.", "rnd."),
     "count": ("pg.", "count."),
 }

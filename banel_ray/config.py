@@ -265,6 +265,13 @@ FIELDS: dict[str, Field] = {
     "count.coef": F(1.0, float, "count: bonus coef / sqrt(pseudo-count)", lo=0.0),
     "wr.pos_weight": F(0.1, float, "w_reinforce: weight lambda of the successes (failures weigh 1)", lo=0.0),
     "count.bits": F(8, int, "count: SimHash code length k", lo=1, hi=62),
+    "npo.beta": F(
+        0.1,
+        float,
+        "npo: inverse temperature beta; each failure's gradient weight is 2 sigmoid(beta (log g - log p0)) "
+        "in (0, 2), bounded (beta -> 0: nsr)",
+        lo=1e-6,
+    ),
     "ray.address": F("", str, "Ray address; empty: join a running cluster if any, else start one"),
     "ray.num_cpus": F(0, int, "CPUs for a local Ray instance (0: all)", lo=0),
 }

@@ -23,18 +23,28 @@ from banel_ray.records import PaidBatch
 from banel_ray.runtime import checkpoint as ckpt
 from banel_ray.runtime import seeds
 
-OBJECTIVES = ("reinforce", "nsr", "w_reinforce")
+OBJECTIVES = ("reinforce", "nsr", "w_reinforce", "npo")
 
 
 class PolicyTrainer(TrainerRole):
     """``objective``: reinforce (advantages of reward + bonus), nsr or w_reinforce (the
-    negative-sample weights of ``algorithms.negative_rl``); ``bonus``: none, rnd or count;
-    ``pg``/``rnd``/``count``/``wr``: those config sections."""
+    negative-sample weights of ``algorithms.negative_rl``), or npo (the failures only, with NPO's
+    bounded weight against the frozen prior p0 as reference); ``bonus``: none, rnd or count;
+    ``pg``/``rnd``/``count``/``wr``/``npo``: those config sections."""
 
     role = "policy"
 
     def __init__(
-        self, *a, objective: str = "reinforce", bonus: str = "none", pg=None, rnd=None, count=None, wr=None, **k
+        self,
+        *a,
+        objective: str = "reinforce",
+        bonus: str = "none",
+        pg=None,
+        rnd=None,
+        count=None,
+        wr=None,
+        npo=None,
+        **k,
     ):
         from banel_ray.config import SECTIONS
 
@@ -42,6 +52,7 @@ class PolicyTrainer(TrainerRole):
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         self.objective = objective
         self.wr = wr if wr is not None else SECTIONS["wr"]()
+        self.npo = npo if npo is not None else SECTIONS["npo"]()
         self.bonus_kind = bonus
         self.pg = pg if pg is not None else SECTIONS["pg"]()
         self.rnd_cfg = rnd if rnd is not None else SECTIONS["rnd"]()
@@ -95,21 +106,34 @@ class PolicyTrainer(TrainerRole):
         samples = [s for s, _ in pairs]
         extrinsic = np.array([r for _, r in pairs], dtype=np.float64)
         bonus = self._bonus(samples) if samples else np.zeros(0)
+        train, weight_fn, l0, npo_w = samples, None, None, []
         if self.objective == "nsr":
             adv = negative_rl.nsr_weights(extrinsic)
         elif self.objective == "w_reinforce":
             adv = negative_rl.w_reinforce_weights(extrinsic, self.wr.pos_weight)
+        elif self.objective == "npo":  # the failures only, the loss averaged over them
+            neg = np.flatnonzero(extrinsic == 0)
+            train, adv = [samples[i] for i in neg], -np.ones(len(neg))
+            l0 = self._logp(self.prior, samples)[0] if samples else np.zeros(0)  # the frozen reference
+            ref, beta = l0[neg], self.npo.beta
+
+            def weight_fn(idx, lp):  # -dL_NPO/dlog g at the current weights (loss -w log g)
+                w = negative_rl.npo_weights(lp, ref[idx], beta)
+                npo_w.extend(w.tolist())
+                return -w
+
         else:
             adv = reinforce.advantages(extrinsic + bonus, self.pg.normalize)
         losses = reinforce.policy_gradient(
             self.generator,
             self.opt,
-            self._pairs(samples),
+            self._pairs(train),
             adv,
             self.pg.epochs,
             self.pg.batch_size,
             seeds.generator_update(self.seed, round_),
             pad_id=self.task.pad_id,
+            weight_fn=weight_fn,
         )
         self.generator_version = version
         metrics = {
@@ -126,8 +150,12 @@ class PolicyTrainer(TrainerRole):
             metrics["count_codes"] = len(self.bonus_model.counts)
         if samples:  # KL(g_{t+1} || p0), estimated on the round's samples (drawn from g_t)
             lg, _ = self._logp(self.generator, samples)
-            l0, _ = self._logp(self.prior, samples)
+            if l0 is None:
+                l0, _ = self._logp(self.prior, samples)
             metrics["kl_to_prior"] = alg.kl_estimate(lg, l0)
+            if self.objective == "npo":  # NPO's loss after the update, and the mean weight it used
+                metrics["npo_loss"] = negative_rl.npo_loss(lg[neg], l0[neg], self.npo.beta)
+                metrics["npo_weight_mean"] = float(np.mean(npo_w)) if npo_w else 0.0
         return state_dict(self.generator), metrics
 
     # ---- checkpoint shard ------------------------------------------------------------------------

@@ -48,12 +48,14 @@ def policy_gradient(
     seed: int,
     pad_id: int = 0,
     max_grad_norm: float = 1.0,
+    weight_fn=None,
 ) -> list[float]:
     """Mini-batch REINFORCE steps on -A * log g(x); returns the summed loss per epoch.
 
     Samples with advantage 0 are skipped (they carry no gradient); with none left nothing moves.
     The loss of a mini-batch is normalised by the whole round's sample count, so every sample
-    weighs the same whatever the batching.
+    weighs the same whatever the batching. ``weight_fn(idx, logp)``, if given, replaces A at every
+    step by weights of the samples' current log-probs (``idx``: their indices in ``pairs``; NPO).
     """
     import torch
 
@@ -71,8 +73,9 @@ def policy_gradient(
         tot = 0.0
         for s in range(0, len(order), batch_size):
             b = order[s : s + batch_size]
+            w = adv[b] if weight_fn is None else (lambda rows, lp, b=np.asarray(b): weight_fn(b[rows], lp))
             tot += weighted_nll_step(
-                model, optimizer, [pairs[i] for i in b], adv[b], len(pairs), pad_id=pad_id, max_grad_norm=max_grad_norm
+                model, optimizer, [pairs[i] for i in b], w, len(pairs), pad_id=pad_id, max_grad_norm=max_grad_norm
             )
         losses.append(tot)
     model.eval()

@@ -29,7 +29,14 @@ class Reinforce(Method):
     def start(self) -> None:
         rc = self.ctx.rc
         self.policy = self.ctx.spawn_trainer(
-            PolicyTrainer, objective=self.objective, bonus=self.bonus, pg=rc.pg, rnd=rc.rnd, count=rc.count, wr=rc.wr
+            PolicyTrainer,
+            objective=self.objective,
+            bonus=self.bonus,
+            pg=rc.pg,
+            rnd=rc.rnd,
+            count=rc.count,
+            wr=rc.wr,
+            npo=rc.npo,
         )
         self.trainers["policy"] = self.policy
 

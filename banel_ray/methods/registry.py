@@ -19,4 +19,5 @@ METHODS: dict[str, tuple[str, str]] = {
         "banel_ray.methods.w_reinforce:WeightedReinforce",
         "W-REINFORCE: NSR + successes at weight wr.pos_weight",
     ),
+    "npo": ("banel_ray.methods.npo:NegativePreferenceOptimization", "NPO: bounded NSR (Zhang et al. 2024)"),
 }

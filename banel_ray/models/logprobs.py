@@ -214,15 +214,24 @@ def weighted_nll_step(
 ) -> float:
     """One optimiser step on ``-sum_i w_i log p(x_i) / normalizer`` over ``pairs``, accumulated
     over micro-batches that fit ``LOGIT_BUDGET``. Policy-gradient losses are this with w = the
-    advantages (REINFORCE), w = -1 on failures (NSR), or both reweighted (W-REINFORCE)."""
-    w_all = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+    advantages (REINFORCE), w = -1 on failures (NSR), or both reweighted (W-REINFORCE).
+
+    ``weights`` may also be a callable ``(rows: slice, logp: np.ndarray) -> weights`` of the rows'
+    current sequence log-probs (held constant in the gradient): a loss whose gradient is a weight
+    of the model's own likelihood (NPO, ``algorithms.negative_rl.npo_weights``), exact at every step."""
+    w_fn = weights if callable(weights) else None
+    w_all = None if w_fn else torch.as_tensor(np.asarray(weights, dtype=np.float32))
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for mb in micro_batches(pairs, len(pairs), vocab_size(model)):
         ids, attn, target = pad_pairs(pairs[mb], pad_id)
         lp, _ = token_logprobs(model, ids, attn, target)
-        w = w_all[mb].to(lp.device)
-        loss = -(w * lp.sum(-1)).sum() / normalizer
+        seq = lp.sum(-1)
+        if w_fn:
+            w = torch.as_tensor(np.asarray(w_fn(mb, seq.detach().double().cpu().numpy()), dtype=np.float32))
+        else:
+            w = w_all[mb]
+        loss = -(w.to(lp.device) * seq).sum() / normalizer
         loss.backward()
         total += float(loss.detach())
     if max_grad_norm:

@@ -65,7 +65,7 @@ def test_distill_run_with_vllm_keeps_budget_ledger_and_versions(tmp_path):
     assert 0 <= summary["final"]["lo"] <= summary["final"]["rate"] <= summary["final"]["hi"] <= 1
 
 
-@pytest.mark.parametrize("method", ["nsr", "w_reinforce"])
+@pytest.mark.parametrize("method", ["nsr", "w_reinforce", "npo"])
 def test_negative_sample_rl_on_ray_actors_keeps_budget_and_ledger(tmp_path, method):
     cfg = tiny(tmp_path, method, f"method={method}", "sampler.backend=torch", "eval.every=0")
     s = run(cfg, tmp_path / method)

@@ -154,3 +154,95 @@ def test_nsr_pushes_down_the_failures_it_is_given_and_nothing_else_moves_without
     for it in range(10):
         reinforce.policy_gradient(model, opt, [other] * 4, negative_rl.w_reinforce_weights([1] * 4, 0.5), 1, 4, it)
     assert sequence_logprobs(model, [other])[0][0] > b + 0.5
+
+
+# ---- NPO (Zhang et al. 2024, arXiv 2404.05868) --------------------------------------------------
+
+
+def test_npo_loss_and_weight_on_a_hand_computed_case():
+    from banel_ray.algorithms import negative_rl
+
+    # beta = 0.5, log pi = -3, log pi_ref = -2: d = -1, beta d = -0.5, exp(-0.5) = 0.60653066
+    # L = (2 / 0.5) log(1 + 0.60653066) = 4 x 0.47407698 = 1.89630794
+    #   = -(2 / 0.5) log sigmoid(0.5) = -4 log(0.62245933), the same
+    # w = dL/dlog pi = 2 sigmoid(-0.5) = 2 / (1 + exp(0.5)) = 2 / 2.64872127 = 0.75508134
+    assert negative_rl.npo_loss([-3.0], [-2.0], 0.5) == pytest.approx(1.89630794, abs=1e-8)
+    assert negative_rl.npo_weights([-3.0], [-2.0], 0.5)[0] == pytest.approx(0.75508134, abs=1e-8)
+    # a second failure with d = +1: L = 4 log(1 + exp(0.5)) = 4 x 0.97407698 = 3.89630794;
+    # the loss is the mean over the failures: (1.89630794 + 3.89630794) / 2 = 2.89630794
+    assert negative_rl.npo_loss([-3.0, -1.0], [-2.0, -2.0], 0.5) == pytest.approx(2.89630794, abs=1e-8)
+    assert negative_rl.npo_loss([], [], 0.5) == 0.0
+    # the weight is the loss's derivative in log pi (central difference)
+    h = 1e-6
+    fd = (negative_rl.npo_loss([-3 + h], [-2.0], 0.5) - negative_rl.npo_loss([-3 - h], [-2.0], 0.5)) / (2 * h)
+    assert fd == pytest.approx(0.75508134, abs=1e-6)
+
+
+def test_npo_tends_to_nsr_as_beta_goes_to_zero():
+    from banel_ray.algorithms import negative_rl
+
+    d = np.array([-5.0, -1.0, 0.0, 2.0, 7.0])
+    nsr = -negative_rl.nsr_weights(np.zeros(5))  # NSR's gradient weight in log pi: 1 on each failure
+    for beta in (1e-2, 1e-4, 1e-6):
+        w = negative_rl.npo_weights(d, np.zeros(5), beta)
+        assert np.allclose(w, nsr, atol=beta * 7 / 2 + 1e-12)  # 2 sigmoid(beta d) = 1 + beta d / 2 + O(beta^3)
+        # the loss itself: 2 log 2 / beta + mean(d) + O(beta), i.e. NSR's loss mean(log pi - log p0) up to a constant
+        lo = negative_rl.npo_loss(d, np.zeros(5), beta) - 2 * np.log(2) / beta
+        assert lo == pytest.approx(d.mean(), abs=beta * 50)
+
+
+def test_npo_weight_is_bounded_and_the_loss_bounded_below():
+    from banel_ray.algorithms import negative_rl
+
+    d = np.linspace(-20, 20, 41)  # (float64 rounds 2 sigmoid(beta d) to 2 beyond beta d ~ 37)
+    for beta in (0.1, 0.5, 1.0):
+        w = negative_rl.npo_weights(d, np.zeros_like(d), beta)
+        assert np.all(w > 0) and np.all(w < 2) and np.all(np.diff(w) > 0)  # in (0, 2), rising with d
+        assert w[0] < 0.24 and w[-1] > 1.76  # far below the reference a failure stops pulling
+        loss = negative_rl.npo_losses(d, np.zeros_like(d), beta)
+        # NSR's loss (log pi) has no lower bound; NPO's is 0, approached as (2/beta) exp(beta d) -> 0
+        assert np.all(loss > 0) and loss[0] <= 2 / beta * np.exp(beta * d[0])
+        assert np.all(np.diff(loss) <= 2 * np.diff(d))  # slope in d below 2 everywhere
+
+
+def test_npo_step_is_nsr_for_small_beta_and_slows_once_below_the_reference():
+    """Through ``policy_gradient(weight_fn=...)``: beta -> 0 takes NSR's steps; at beta = 1 the
+    failure is pushed down less far than by NSR, its weight falling as it drops below p0."""
+    import torch
+
+    from banel_ray.algorithms import negative_rl
+    from banel_ray.models import build_llama, copy_model, sequence_logprobs, state_dict
+
+    torch.manual_seed(0)
+    prior = build_llama(8, hidden=32, layers=1, heads=1, intermediate=32, max_positions=8, seed=0)
+    fail = ((1,), (3, 4, 5, 2))
+    ref = sequence_logprobs(prior, [fail] * 4)[0]
+
+    def npo(beta, seen):
+        def fn(idx, lp):
+            assert len(idx) == len(lp)
+            w = negative_rl.npo_weights(lp, ref[idx], beta)
+            seen.extend(w.tolist())
+            return -w
+
+        return fn
+
+    a, b = copy_model(prior), copy_model(prior)
+    oa, ob = reinforce.make_optimizer(a, 1e-2), reinforce.make_optimizer(b, 1e-2)
+    for it in range(3):
+        reinforce.policy_gradient(a, oa, [fail] * 4, negative_rl.nsr_weights([0] * 4), 1, 2, it)
+        reinforce.policy_gradient(b, ob, [fail] * 4, -np.ones(4), 1, 2, it, weight_fn=npo(1e-9, []))
+    sa, sb = state_dict(a), state_dict(b)
+    assert all(np.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
+
+    n, p = copy_model(prior), copy_model(prior)
+    on, op = reinforce.make_optimizer(n, 1e-2), reinforce.make_optimizer(p, 1e-2)
+    seen: list[float] = []
+    for it in range(15):
+        reinforce.policy_gradient(n, on, [fail] * 4, negative_rl.nsr_weights([0] * 4), 1, 4, it)
+        reinforce.policy_gradient(p, op, [fail] * 4, -np.ones(4), 1, 4, it, weight_fn=npo(1.0, seen))
+    d_nsr = sequence_logprobs(n, [fail])[0][0] - ref[0]
+    d_npo = sequence_logprobs(p, [fail])[0][0] - ref[0]
+    assert seen[0] == pytest.approx(1.0, abs=1e-5)  # g = p0 at the first step: 2 sigmoid(0)
+    assert d_npo < -0.5 and d_nsr < d_npo - 5, (d_nsr, d_npo)  # both push down; NPO less far (-12 vs -27)
+    assert seen[-1] < 0.5 * seen[0] and all(0 < w < 2 for w in seen)

@@ -245,7 +245,7 @@ def report_metrics(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("method", ["nsr", "w_reinforce"])
+@pytest.mark.parametrize("method", ["nsr", "w_reinforce", "npo"])
 def test_negative_sample_rl_obeys_the_budget_and_the_ledger(tmp_path, prior_dir, method):
     s = run_local(prior_dir, tmp_path / method, f"method={method}", "eval.samples=0", "pg.lr=0.003")
     rows = ledger(tmp_path / method)
@@ -257,6 +257,32 @@ def test_negative_sample_rl_obeys_the_budget_and_the_ledger(tmp_path, prior_dir,
 
 def _hist(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def prior_d8():  # shipped in banel_ray/assets: nothing to train
+    return tasks.build("addition_attack_d8", {}).prepare(progress=lambda s: None)
+
+
+def test_npo_in_process_keeps_the_budget_and_moves_the_generator(tmp_path, prior_d8):
+    import numpy as np
+
+    from banel_ray.models import load_model, state_dict
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    rd = tmp_path / "npo"
+    s = run_local(prior_d8, rd, "task=addition_attack_d8", "method=npo", "eval.samples=0", "pg.lr=0.003")
+    rows, hist = ledger(rd), _hist(rd)
+    assert s["method"] == "npo" and s["nres"] <= 50 and s["nres"] == s["ledger_rows"] == len(rows)
+    assert len(rows) == sum(m["paid"] for m in hist) == len({r[0] for r in rows})  # each row paid once
+    assert all(r[2] == "ok" and r[3] == 1 for r in rows)
+    assert [m["sampler_versions"] for m in hist] == [[1], [2], [3]] and all(m["pg_moved"] for m in hist)
+    assert all(0 < m["npo_weight_mean"] < 2 and m["npo_loss"] > 0 for m in hist)
+    assert hist[0]["npo_weight_mean"] == pytest.approx(1.0, abs=0.05)  # g_1 = p0 on the first step
+    assert hist[-1]["kl_to_prior"] > 0
+    version, weights = CheckpointStore(str(rd / "checkpoints")).generator()
+    p0 = state_dict(load_model(prior_d8))
+    assert version == 3 and any(not np.allclose(p0[k], weights[k]) for k in p0)  # the generator moved
 
 
 @pytest.mark.parametrize("support", [["support.threshold=-2.7"], ["support.quantile=0.3", "support.calibration=400"]])
