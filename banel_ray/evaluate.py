@@ -97,6 +97,7 @@ def evaluate_round(
     k = n = drawn = 0
     patterns: dict = {}
     modes: dict = {}
+    diag: dict = {}
     tag = seeds.FINAL + round_
     i = 0
     # Algorithm 1: rejection sampling from p0 until `samples` are accepted, at most ACCEPT_CAP x drawn
@@ -114,6 +115,9 @@ def evaluate_round(
             acc = modes.setdefault(mode, [0, 0])
             acc[0] += n_m
             acc[1] += k_m
+        for key, v in res.diagnostics.items():  # per-draw shares: weighted by the batch's draws
+            if isinstance(v, int | float):
+                diag[key] = diag.get(key, 0.0) + float(v) * res.n
         if progress:
             progress(f"[evaluate] round {round_}: {n:,}/{samples:,} draws, {k:,} successes")
     est = Estimate(k, n).as_dict()
@@ -129,6 +133,7 @@ def evaluate_round(
             m: {"share": a[0] / max(n, 1), "n": a[0], "k": a[1], "p_success": a[1] / a[0] if a[0] else 0.0}
             for m, a in sorted(modes.items())
         },
+        **{f"eval_{key}": v / max(n, 1) for key, v in sorted(diag.items())},
     )
     out = run_dir / "evals" / f"round_{round_:04d}.json"
     out.parent.mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ from banel_ray.tasks.base import Task
 
 BUILTIN = {
     "addition_attack": "banel_ray.tasks.addition:AdditionAttack",
+    "addition_attack_numeric": "banel_ray.tasks.addition:AdditionAttackNumeric",
     "addition_attack_d8": "banel_ray.tasks.addition:AdditionAttackD8",
     "addition_attack_v1": "banel_ray.tasks.addition:AdditionAttackV1",
     "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",  # the 4-token code (exact rates)

@@ -142,9 +142,10 @@ def pattern_of(a: str, b: str, max_digits: int) -> str:
 
 class AdditionAttack(Task):
     """The default attack, in the paper's regime (since 2026-12-02): 5-digit operands, a solver
-    that writes its sum reversed (0 errors in 200,000 in-distribution queries), the ``numeric``
-    reward (the answer's value is wrong) and a 100-step prior whose base rate is about 3e-4, every
-    success a query with a padded operand. ``addition_attack_d8`` is the task before it."""
+    that writes its sum reversed (0 errors in 200,000 in-distribution queries), the ``exact``
+    reward and a 300-step prior whose base rate is about 2e-4, every success a query with a padded
+    operand (docs/regime.md). ``addition_attack_numeric`` pays only for wrong values (a looser
+    prior); ``addition_attack_d8`` is the task before it."""
 
     name = "addition_attack"
     free_evaluation = True  # local rewards: success-rate estimates cost nothing
@@ -159,10 +160,10 @@ class AdditionAttack(Task):
         solver: str = "",
         prior: str = "",
         cache_dir: str = "",
-        prior_steps: int = 100,
+        prior_steps: int = 300,
         solver_steps: int = 3000,
         threads: int = 1,
-        reward: str = "numeric",
+        reward: str = "exact",
     ):
         msg = self.check_options({"reward": reward})
         if msg:
@@ -308,6 +309,28 @@ class AdditionAttack(Task):
                 format_only=sum(e and not v for e, v in zip(j["exact"], j["numeric"])) / n,
             )
         return out
+
+
+class AdditionAttackNumeric(AdditionAttack):
+    """The regime task paying only for wrong values (``task: addition_attack_numeric``): with the
+    reversed solver a value goes wrong only on padded queries (about 9% of the prior's), so the
+    prior must pad often enough: a 100-step prior, base about 3e-4, but 5% of its draws malformed,
+    and every method measured here drifted into those (docs/regime.md)."""
+
+    name = "addition_attack_numeric"
+
+    def __init__(
+        self,
+        max_digits: int = 5,
+        solver: str = "",
+        prior: str = "",
+        cache_dir: str = "",
+        prior_steps: int = 100,
+        solver_steps: int = 3000,
+        threads: int = 1,
+        reward: str = "numeric",
+    ):
+        super().__init__(max_digits, solver, prior, cache_dir, prior_steps, solver_steps, threads, reward)
 
 
 class AdditionAttackD8(AdditionAttack):
@@ -763,7 +786,7 @@ def main(argv=None) -> int:
     return 0
 
 
-VARIANTS = {c.name: c for c in (AdditionAttack, AdditionAttackD8, AdditionAttackV1)}
+VARIANTS = {c.name: c for c in (AdditionAttack, AdditionAttackNumeric, AdditionAttackD8, AdditionAttackV1)}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ ARMS: dict[str, list[str]] = {
     "floor12_tau": ["support.threshold=-12.0", "filter.kind=threshold", "filter.tau=1.032"],
     "none": NO_FLOOR,
     # drift controls that do not rely on a constant token floor
-    "quantile": ["support.quantile=0.001"],  # the floor read off the prior's own tail
+    "quantile": ["support.quantile=0.0002"],  # the floor read off the prior's own tail
     "drift4": ["support.kind=drift", "support.max_ratio=4.0"],  # a floor on the change from p0
     "drift6": ["support.kind=drift", "support.max_ratio=6.0"],
     "mix": [*NO_FLOOR, "generator.prior_mix=0.25"],  # p0 mixed into the distillation set
@@ -32,15 +32,27 @@ ARMS: dict[str, list[str]] = {
     "alg1": [*NO_FLOOR, "mode=sequential", "filter.factor=1.2"],  # Algorithm 1, a gentler filter
     "negall": [*NO_FLOOR, "negative.data=all"],  # negatives from all rounds
     # baselines of the regime comparison at the settings tuned on the 8-digit task
+    # (results/tuning_addition/tune_*.yaml: tuned on seed 100 there, not on this task)
     "count": ["method=count", "count.coef=0.3", "pg.lr=3e-4"],
+    "reinforce": ["method=reinforce", "pg.lr=3e-4"],
+    "rnd": ["method=rnd", "rnd.coef=0.3", "pg.lr=3e-4"],
+    "nsr": ["method=nsr", "pg.lr=1e-4"],
+    "w_reinforce": ["method=w_reinforce", "pg.lr=1e-4"],
+    "npo": ["method=npo"],
+    "random": ["method=random"],
 }
+
+
+# the study's finals: 20,000 fresh draws (the chosen arm is re-evaluated on 100,000 with
+# python -m banel_ray.evaluate RUN --samples 100000; the table reads the largest evaluation)
+STUDY = ["eval.final_samples=20000", "eval.samples=2000"]
 
 
 def command(runs: Path, arm: str, seed: int) -> list[str]:
     d = runs / f"{arm}_s{seed}"
     if (d / "config.json").exists():
         return [sys.executable, "-m", "banel_ray.run", "--resume", str(d)]
-    sets = [f"seed={seed}", f"run_dir={d}", *ARMS[arm]]
+    sets = [f"seed={seed}", f"run_dir={d}", *STUDY, *ARMS[arm]]
     return [sys.executable, "-m", "banel_ray.run", "--config", CONFIG] + [x for s in sets for x in ("--set", s)]
 
 

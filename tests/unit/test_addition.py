@@ -43,7 +43,9 @@ def test_shipped_solver_is_the_oracle(cls):
     assert rewards == [int(not c) for c in correct] + [0, 0]  # malformed is never a success
 
 
-@pytest.mark.parametrize("cls,well_formed", [(A.AdditionAttack, 0.9), (A.AdditionAttackD8, 0.95)])
+@pytest.mark.parametrize(
+    "cls,well_formed", [(A.AdditionAttack, 0.95), (A.AdditionAttackNumeric, 0.9), (A.AdditionAttackD8, 0.95)]
+)
 def test_prior_samples_are_mostly_well_formed(cls, well_formed):
     from banel_ray.models import load_model, sample
 
@@ -134,7 +136,7 @@ def test_judge_reads_both_criteria_from_one_solver_call(monkeypatch):
         return ["0" + str(int(a) + int(b)) if a.startswith("0") else "9" for a, b in queries]
 
     monkeypatch.setattr(A.AdditionAttack, "solver_answers", answers)
-    t = A.AdditionAttack()
+    t = A.AdditionAttackNumeric()
     draws = [q("05+3="), q("5+3="), q("1+")]
     assert t.rewards(draws) == [0, 1, 0]  # numeric: "08" is right in value, "9" is wrong
     d = t.diagnostics(draws)  # the same draws: no second solver call
