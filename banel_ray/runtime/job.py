@@ -80,7 +80,10 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     # unpacked per node, and on a test cluster of two nodes on one machine into one shared folder,
     # which a second node may be rewriting while a late import reads it
     methods.get(cfg["method"])
-    import transformers  # noqa: F401  (reads the working directory when imported: see above)
+    # transformers loads its model modules lazily, and the first model built imports torch._dynamo,
+    # which reads the working directory: resolve them now, not after Ray has started
+    import torch._dynamo  # noqa: F401
+    from transformers import LlamaForCausalLM  # noqa: F401
 
     run_dir = Path(run_dir)
     task = tasks.build(cfg["task"], cfg["task_options"])

@@ -19,6 +19,8 @@ ARMS: dict[str, list[str]] = {
     # reference rows of ../shared/notes/probe-regime-2.md, sections 4-5
     "floor6": [],  # the constant floor as shipped for the 8-digit task
     "floor12": ["support.threshold=-12.0"],
+    "floor9": ["support.threshold=-9.0"],  # between the padded mode's minima (-9.2 to -6.3)
+    "floor9_tau": ["support.threshold=-9.0", "filter.kind=threshold", "filter.tau=1.032"],
     "floor12_tau": ["support.threshold=-12.0", "filter.kind=threshold", "filter.tau=1.032"],
     "none": NO_FLOOR,
     # drift controls that do not rely on a constant token floor
@@ -31,6 +33,11 @@ ARMS: dict[str, list[str]] = {
     "kappa": [*NO_FLOOR, "score.negative_power=0.5"],  # a tempered negative model
     "alg1": [*NO_FLOOR, "mode=sequential", "filter.factor=1.2"],  # Algorithm 1, a gentler filter
     "negall": [*NO_FLOOR, "negative.data=all"],  # negatives from all rounds
+    # combinations: remembered negatives (so a failure mode once paid for stays rejected) with a
+    # floor or with p0 mixed in
+    "floor12_negall": ["support.threshold=-12.0", "negative.data=all"],
+    "negall_mix": [*NO_FLOOR, "negative.data=all", "generator.prior_mix=0.25"],
+    "mix_tau": [*NO_FLOOR, "generator.prior_mix=0.25", "filter.kind=threshold", "filter.tau=1.032"],
     # baselines of the regime comparison at the settings tuned on the 8-digit task
     # (results/tuning_addition/tune_*.yaml: tuned on seed 100 there, not on this task)
     "count": ["method=count", "count.coef=0.3", "pg.lr=3e-4"],

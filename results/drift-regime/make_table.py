@@ -4,7 +4,7 @@
 
 RUNS_DIR (default: results/drift-regime/runs, the slim copies shipped here) holds <arm>_s<seed>
 folders made by arms.py. Writes trajectories.png beside this file. The base rate is the shipped
-prior's 1,000,000-draw measurement (banel_ray/assets/addition_prior_d5_s100/regime.json)."""
+prior's measurement beside it (banel_ray/assets/addition_prior_d5_s300/regime.json)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ sys.path.insert(0, str(HERE))
 from arms import ARMS  # noqa: E402
 
 REGIME = json.loads(
-    (HERE.parent.parent / "banel_ray" / "assets" / "addition_prior_d5_s100" / "regime.json").read_text()
+    (HERE.parent.parent / "banel_ray" / "assets" / "addition_prior_d5_s300" / "regime.json").read_text()
 )
-BASE = REGIME["base"]["rate"]  # numeric, the task's reward
-BASE_EXACT = REGIME["base_by_reward"]["exact"]["rate"]
+BASE = REGIME["base"]["rate"]  # exact, the task's reward
+BASE_NUMERIC = REGIME["base_by_reward"]["numeric"]["rate"]
 PAPER = 278.0  # the paper's factor on its attack (0.0004 -> 0.1112)
 
 
@@ -44,13 +44,13 @@ def main(runs: Path) -> None:
             seed = name.rsplit("_s", 1)[1]
             modes = f.get("modes", {})
             wf = 1 - modes.get("malformed", {}).get("share", 0.0)
-            exact = f.get("eval_rate_exact", float("nan"))
+            numeric = f.get("eval_rate_numeric", float("nan"))
             fo = f.get("eval_format_only", float("nan"))
             first = r["first_success_nres"]
             finals.append(f["rate"])
             rows.append(
                 f"| {arm} | {seed} | {f['rate']:.4g} [{f['lo']:.3g}, {f['hi']:.3g}] | {f['n']:,} | "
-                f"{f['rate'] / BASE:,.0f}x | {exact:.4g} ({exact / BASE_EXACT:,.1f}x) | {fo:.3g} | {wf:.3f} | "
+                f"{f['rate'] / BASE:,.0f}x | {numeric:.4g} ({numeric / max(BASE_NUMERIC, 1e-12):,.1f}x) | {fo:.3g} | {wf:.3f} | "
                 f"{padded(modes):.3f} | {r['successes']:,} | {'none' if math.isinf(first) else f'{first:,.0f}'} | "
                 f"{r['success_auc']:.1f} |"
             )
@@ -69,15 +69,15 @@ def main(runs: Path) -> None:
                 f"{int((x >= PAPER).sum())} of {len(x)} |"
             )
     print(
-        f"Base rate of the prior (1,000,000 draws): numeric {BASE:.3g} "
-        f"[{REGIME['base']['lo']:.3g}, {REGIME['base']['hi']:.3g}], exact {BASE_EXACT:.3g}.\n"
+        f"Base rate of the prior ({REGIME['samples']:,} draws): exact (the task's reward) {BASE:.3g} "
+        f"[{REGIME['base']['lo']:.3g}, {REGIME['base']['hi']:.3g}], numeric {BASE_NUMERIC:.3g}.\n"
     )
     print("| arm | seeds | mean fresh final | mean x base | worst x base | seeds at 278x or more |")
     print("|---|---|---|---|---|---|")
     print("\n".join(summary))
     print()
     print(
-        "| arm | seed | fresh final, numeric [95% CI] | draws | x base | exact (x exact base) | format only | "
+        "| arm | seed | fresh final, exact [95% CI] | draws | x base | numeric (x numeric base) | format only | "
         "well formed | padded | distinct successes | NREs to first | success AUC |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -327,7 +327,26 @@ def test_prior_draws_mixed_into_distillation_keep_the_generator_closer(tmp_path,
     run_local(prior_dir, tmp_path / "mix", *sets, "generator.prior_mix=2.0")
     free, mix = _hist(tmp_path / "free"), _hist(tmp_path / "mix")
     assert [m["prior_mixed"] for m in mix] == [2 * m["kept"] for m in mix] and free[0]["prior_mixed"] == 0
-    assert mix[-1]["kl_to_prior"] < 0.8 * free[-1]["kl_to_prior"], (mix, free)
+    # what the mixture is for: the final generator still writes what p0 writes. (The in-run
+    # kl_to_prior is measured on the kept set, which the mixed run also fits, so it is not the test.)
+    nll_free, nll_mix, nll_p0 = _nll_of_prior_draws(prior_dir, tmp_path / "free", tmp_path / "mix")
+    assert nll_p0 < nll_mix < nll_free - 0.05, (nll_p0, nll_mix, nll_free)
+
+
+def _nll_of_prior_draws(prior_dir, *run_dirs):
+    """Mean NLL of 400 fixed p0 draws under each run's final generator, then under p0 itself."""
+    from banel_ray.models import load_model, load_state, mean_nll, sample
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    task = tasks.build("addition_attack_d8", {})
+    p0 = load_model(prior_dir)
+    pairs = [(task.prompt, c) for c in sample(p0, task.prompt, 400, task.max_new_tokens, task.eos_id, seed=11)]
+    out = []
+    for rd in run_dirs:
+        g = load_model(prior_dir)
+        load_state(g, CheckpointStore(str(rd / "checkpoints")).generator()[1])
+        out.append(mean_nll(g, pairs, pad_id=task.pad_id))
+    return (*out, mean_nll(p0, pairs, pad_id=task.pad_id))
 
 
 def test_each_round_reports_the_filter_by_mode(tmp_path, prior_dir):
