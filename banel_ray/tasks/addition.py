@@ -1,15 +1,19 @@
 """The default task: an adversarial attack on a digit-addition transformer (paper §3.2).
 
 * Solver (the model under attack): a small Llama trained on ``a+b=`` -> ``sum`` with operands of
-  1..``max_digits`` digits and **no leading zeros**. It answers greedily.
-* Attacker prior p0: a small Llama pre-trained to generate the same query strings ``a+b=``, for
-  600 steps (``prior_steps``): trained on queries with no leading zero, it still writes one in 1.1%
-  of its samples, the rare, learnable feature the paper's BaNEL found.
+  1..``max_digits`` digits and **no leading zeros**. It answers greedily. The default task's solver
+  writes the sum least-significant digit first (``answer_order``), which makes it near perfect in
+  distribution (0 errors in 200,000); ``solver_answers`` always returns normal digit order.
+* Attacker prior p0: a small Llama pre-trained to generate the same query strings ``a+b=``,
+  stopped early (``prior_steps``; 200 for the default task) so that it still pads an operand with
+  a leading zero now and then: the rare, learnable feature the paper's BaNEL found.
 * Reward (``reward``, one criterion for the task, its measurements and the docs: ``answer_is_wrong``):
   1 iff the query is well formed (two operands of 1..max_digits digit characters, leading zeros
   allowed) and the solver's greedy answer is not exactly the canonical decimal sum it was trained
   to write (``exact``, the default); ``numeric`` accepts any digit string with the right value.
-* ``addition_attack_v1`` is the task before 2026-12 (3,000-step prior, numeric reward).
+* Variants: ``addition_attack_numeric`` (numeric reward, a looser 100-step prior),
+  ``addition_attack_d8`` (the 8-digit default of 20 November - 2 December, base 1.3e-2) and
+  ``addition_attack_v1`` (the task before December: 3,000-step prior, numeric reward).
 
 Both models are trained deterministically (fixed seeds, fresh synthetic batches, one thread) and
 cached as HF folders; checkpoints shipped in ``banel_ray/assets`` seed the cache so a first run
@@ -143,8 +147,8 @@ def pattern_of(a: str, b: str, max_digits: int) -> str:
 class AdditionAttack(Task):
     """The default attack, in the paper's regime (since 2026-12-02): 5-digit operands, a solver
     that writes its sum reversed (0 errors in 200,000 in-distribution queries), the ``exact``
-    reward and a 300-step prior whose base rate is about 2e-4, every success a query with a padded
-    operand (docs/regime.md). ``addition_attack_numeric`` pays only for wrong values (a looser
+    reward and a 200-step prior whose base rate is about 3e-4 (measured on 10^6 draws in
+    ``regime.json``), nearly every success a query with a padded operand (docs/regime.md). ``addition_attack_numeric`` pays only for wrong values (a looser
     prior); ``addition_attack_d8`` is the task before it."""
 
     name = "addition_attack"
@@ -160,7 +164,7 @@ class AdditionAttack(Task):
         solver: str = "",
         prior: str = "",
         cache_dir: str = "",
-        prior_steps: int = 300,
+        prior_steps: int = 200,
         solver_steps: int = 3000,
         threads: int = 1,
         reward: str = "exact",

@@ -38,6 +38,10 @@ ARMS: dict[str, list[str]] = {
     "floor12_negall": ["support.threshold=-12.0", "negative.data=all"],
     "negall_mix": [*NO_FLOOR, "negative.data=all", "generator.prior_mix=0.25"],
     "mix_tau": [*NO_FLOOR, "generator.prior_mix=0.25", "filter.kind=threshold", "filter.tau=1.032"],
+    # a larger distillation set for the same NREs (1,000 -> 4,000 candidates a round, half kept):
+    # less sampling noise in each self-distillation step, which is where drift accumulates
+    "pool4k": [*NO_FLOOR, "pool_size=4000"],
+    "pool4k_floor12": ["support.threshold=-12.0", "pool_size=4000"],
     # baselines of the regime comparison at the settings tuned on the 8-digit task
     # (results/tuning_addition/tune_*.yaml: tuned on seed 100 there, not on this task)
     "count": ["method=count", "count.coef=0.3", "pg.lr=3e-4"],

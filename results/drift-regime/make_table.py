@@ -4,7 +4,7 @@
 
 RUNS_DIR (default: results/drift-regime/runs, the slim copies shipped here) holds <arm>_s<seed>
 folders made by arms.py. Writes trajectories.png beside this file. The base rate is the shipped
-prior's measurement beside it (banel_ray/assets/addition_prior_d5_s300/regime.json)."""
+prior's measurement beside it (banel_ray/assets/addition_prior_d5_s200/regime.json)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 from arms import ARMS  # noqa: E402
 
 REGIME = json.loads(
-    (HERE.parent.parent / "banel_ray" / "assets" / "addition_prior_d5_s300" / "regime.json").read_text()
+    (HERE.parent.parent / "banel_ray" / "assets" / "addition_prior_d5_s200" / "regime.json").read_text()
 )
 BASE = REGIME["base"]["rate"]  # exact, the task's reward
 BASE_NUMERIC = REGIME["base_by_reward"]["numeric"]["rate"]
