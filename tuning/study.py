@@ -122,11 +122,14 @@ def decline(hist: list[dict]) -> dict:
 
 
 def spearman(a, b) -> float:
+    """Spearman's rank correlation (scipy: tied values share their mean rank, which double argsort
+    did not do); nan below 3 points or for a constant series, where it is undefined."""
+    from scipy.stats import spearmanr
+
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return math.nan
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(spearmanr(a, b).statistic)
 
 
 def analyse(trials: list[dict], rules=DEFAULT_RULES) -> dict:

@@ -219,6 +219,20 @@ def test_study_report_from_tune_result_files(tmp_path):
     assert (tmp_path / "rep" / "study.png").stat().st_size > 10_000
 
 
+def test_study_spearman_gives_tied_values_their_mean_rank():
+    """Signals such as novel_frac repeat across rounds: ties share a mid-rank (a double argsort
+    ranked [1, 2, 2, 3] as 0, 1, 2, 3 and reported a perfect 1.0 here)."""
+    import math
+
+    from tuning import study
+
+    # mid-ranks 1, 2.5, 2.5, 4 against 1, 2, 3, 4: covariance 4.5 / sqrt(4.5 * 5) = sqrt(0.9)
+    assert study.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(math.sqrt(0.9), abs=1e-12)
+    assert study.spearman([3, 2, 2, 1], [1, 2, 3, 4]) == pytest.approx(-math.sqrt(0.9), abs=1e-12)
+    assert study.spearman([0.5, 0.5, 0.5, 1.0, 1.0], [1, 2, 3, 4, 5]) == pytest.approx(math.sqrt(0.75), abs=1e-12)
+    assert math.isnan(study.spearman([1, 1, 1], [1, 2, 3])) and math.isnan(study.spearman([1, 2], [2, 1]))
+
+
 def test_select_picks_the_trial_with_the_best_fresh_final(tmp_path):
     from tuning import select
 
