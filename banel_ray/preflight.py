@@ -1,8 +1,9 @@
 """Checks that stop a run before it starts: one line naming what is wrong and what is allowed.
 
 ``task_problem`` needs only the config and the task class (``config.validate`` calls it, so every
-entry point gets it). ``run_dir_problem`` looks at the run folder without writing anything; the
-command line calls it before a run starts or resumes. Each returns the error text, or None.
+entry point gets it). ``run_dir_problem`` looks at the run folder and leaves nothing behind (a
+probe file it writes, and any folder it made for it, are removed again); the command line calls it
+before a run starts or resumes, before Ray. Each returns the error text, or None.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import inspect
 import json
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 
@@ -42,6 +44,35 @@ def _writable(folder: Path) -> bool:
     except OSError:
         return False
     return not ro and os.access(folder, os.W_OK | os.X_OK)
+
+
+def write_problem(run_dir: Path) -> str | None:
+    """Make ``run_dir`` (and the folders above it) and write a file in it, for real, then remove
+    what was made. Permission bits are not enough: root passes ``os.access`` everywhere, and /proc,
+    /sys or a full disk refuse only the write itself. Returns the reason it failed, or None."""
+    run_dir = Path(run_dir)
+    made: list[Path] = []
+    try:
+        for d in [*reversed(run_dir.parents), run_dir]:
+            if not d.exists():
+                try:
+                    d.mkdir()
+                except OSError as e:
+                    return f"cannot make {d}: {e.strerror or e}"
+                made.append(d)
+        try:
+            fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=run_dir)
+            os.close(fd)
+            os.unlink(name)
+        except OSError as e:
+            return f"cannot write a file in it: {e.strerror or e}"
+    finally:
+        for d in reversed(made):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+    return None
 
 
 def _json_dict(path: Path) -> dict | None:
@@ -84,6 +115,9 @@ def run_dir_problem(run_dir: Path, resume: bool, checkpoints: Path | None = None
         return f"run_dir {run_dir}: {anc} is a file, not a folder; allowed: a folder that exists or can be created"
     if not _writable(anc):
         return f"run_dir {run_dir} cannot be written ({anc} is read-only for this user); allowed: a writable folder"
+    why = write_problem(run_dir)
+    if why:
+        return f"run_dir {run_dir} cannot be written ({why}); allowed: a writable folder"
     latest = ck / "LATEST"
     if not resume:
         if latest.exists():

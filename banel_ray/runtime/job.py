@@ -72,7 +72,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     checkpoint (e.g. a Tune trial reports there); it may return True to stop after that round."""
     import yaml
 
-    from banel_ray import methods, report, tasks
+    from banel_ray import methods, preflight, report, tasks
     from banel_ray.runtime.actors import LocalRuntime, RayRuntime
     from banel_ray.runtime.runner import Runner
 
@@ -86,6 +86,9 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     from transformers import LlamaForCausalLM  # noqa: F401
 
     run_dir = Path(run_dir)
+    why = preflight.write_problem(run_dir)  # before the task's models and Ray: nothing to stop yet
+    if why:
+        raise C.ConfigError(f"run_dir {run_dir} cannot be written ({why}); allowed: a writable folder")
     task = tasks.build(cfg["task"], cfg["task_options"])
     log(f"[banel_ray] task {cfg['task']}: preparing models (cached after the first run)")
     prior_dir = task.prepare(progress=log)

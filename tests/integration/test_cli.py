@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -61,6 +62,19 @@ def test_cli_unwritable_run_folder_one_line_exit_2(tmp_path, run_dir, needle):
     r = _run("--set", f"run_dir={run_dir.format(tmp=tmp_path)}", cwd=tmp_path)
     assert_one_line_error(r, needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_cli_run_dir_that_cannot_be_made_is_refused_before_ray_starts(tmp_path):
+    """/proc lets root pass every permission check and refuses only the mkdir itself: the run
+    folder is made and written for real (then removed) before the task's models or Ray start."""
+    t0 = time.monotonic()
+    r = _run("--set", "run_dir=/proc/banel_run", cwd=tmp_path)  # the default runtime: a local Ray
+    took = time.monotonic() - t0
+    assert_one_line_error(r, "run_dir /proc/banel_run cannot be written (cannot make /proc/banel_run")
+    assert "Traceback" not in r.stderr and "Ray instance" not in r.stderr
+    assert r.stdout == ""  # not even "[banel_ray] task ...: preparing models"
+    assert took < 20, took  # a local Ray takes longer than this to start and stop on 2 cores
+    assert sorted(tmp_path.iterdir()) == []
 
 
 def _snapshot(d):

@@ -74,7 +74,9 @@ def test_run_folders_that_cannot_be_written(tmp_path):
     assert "is a file" in run_dir_problem(tmp_path / "afile", False)
     assert "is a file, not a folder" in run_dir_problem(tmp_path / "afile" / "run", False)
     assert "cannot be written" in run_dir_problem("/proc/self/banel_run", False)
+    assert "cannot make /proc/banel_run" in run_dir_problem("/proc/banel_run", False)  # root passes os.access
     assert run_dir_problem(tmp_path / "new" / "run", False) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the probe made and removed "new/run"
 
 
 def make_run(d, rounds=1):
