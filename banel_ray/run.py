@@ -24,6 +24,7 @@ EPILOG = """examples:
   python -m banel_ray.run --set rounds=3 --set filter.factor=4 --set sampler.backend=torch
   python -m banel_ray.run --set method=rnd                  # a baseline on the same actors
   python -m banel_ray.run --resume runs/addition_attack-20261127-120000
+  python -m banel_ray.run --resume auto --set run_dir=/mnt/runs/a1   # continue it if it exists, else start it
   ray job submit --working-dir . -- python -m banel_ray.run --set sampler.num_actors=4
 
 configuration keys (--set key=value; YAML files use the same dotted or nested keys):
@@ -42,7 +43,13 @@ def parse_args(argv=None):
         default=[],
         help="override one key, repeatable (e.g. --set filter.factor=4)",
     )
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed or finished run from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a killed or finished run from its last checkpoint; 'auto': the run folder given by "
+        "--set run_dir=... or the config, continued if a run was started there, else a new run started there "
+        "(the same command for the first start and every retry)",
+    )
     p.add_argument(
         "--trust-run-folder",
         action="store_true",
@@ -53,7 +60,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def check_code(saved: dict, args) -> None:
+AUTO = "auto"  # --resume auto (a run folder literally named auto: --resume ./auto)
+
+
+def check_code(saved: dict, args, rd: Path) -> None:
     """A resumed folder's config may name code; import only what is shipped here, named again on
     the command line, or everything with --trust-run-folder (banel_ray/trust.py)."""
     from banel_ray import trust
@@ -69,35 +79,53 @@ def check_code(saved: dict, args) -> None:
     if bad and not args.trust_run_folder:
         names = ", ".join(f"{k}={v}" for k, v in list(bad.items())[:3]) + (", ..." if len(bad) > 3 else "")
         raise C.ConfigError(
-            f"--resume: {Path(args.resume) / 'config.json'} names code ({names}) and a run folder is data, "
+            f"--resume: {rd / 'config.json'} names code ({names}) and a run folder is data, "
             f"not code to import; allowed: name the same code again (--set {next(iter(bad))}=...) "
             f"or pass --trust-run-folder for a folder you made"
         )
 
 
-def resolve_config(args) -> tuple[dict, Path]:
+def resolve_config(args) -> tuple[dict, Path, bool]:
+    """(config, run folder, whether the run is resumed)."""
+    if args.resume == AUTO:
+        cfg = C.load(args.config or str(CONFIG_DIR / "quick.yaml"), args.set)
+        if not cfg["run_dir"]:
+            raise C.ConfigError(
+                "--resume auto needs the run folder; allowed: --set run_dir=DIR or run_dir in the --config file"
+            )
+        rd = Path(cfg["run_dir"])
+        # config.json is the run's first write (job.run): a run killed before its first checkpoint
+        # is resumed too, so its ledger, not a fresh config, decides what was already paid for
+        if not (rd / "config.json").exists():
+            return cfg, rd, False
+        return resumed_config(rd, args), rd, True
     if args.resume:
         rd = Path(args.resume)
-        if not (rd / "config.json").is_file():
-            raise C.ConfigError(f"--resume: {rd} is not a run folder (no config.json)")
-        try:
-            saved = json.loads((rd / "config.json").read_text())
-        except (OSError, ValueError) as e:
-            raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged ({type(e).__name__})") from None
-        if not isinstance(saved, dict):
-            raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged (not a mapping of keys)")
-        base = dict(C.defaults(), **saved)
-        check_code(base, args)  # before anything the folder names is imported (C.load imports the task)
-        return C.load(None, args.set, base=base), rd
+        return resumed_config(rd, args), rd, True
     cfg = C.load(args.config or str(CONFIG_DIR / "quick.yaml"), args.set)
     rd = Path(cfg["run_dir"] or f"runs/{Path(cfg['task'].split(':')[-1]).name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return cfg, rd
+    return cfg, rd, False
+
+
+def resumed_config(rd: Path, args) -> dict:
+    """The config a run folder was started with, with this command's --set keys applied."""
+    if not (rd / "config.json").is_file():
+        raise C.ConfigError(f"--resume: {rd} is not a run folder (no config.json)")
+    try:
+        saved = json.loads((rd / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged ({type(e).__name__})") from None
+    if not isinstance(saved, dict):
+        raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged (not a mapping of keys)")
+    base = dict(C.defaults(), **saved)
+    check_code(base, args, rd)  # before anything the folder names is imported (C.load imports the task)
+    return C.load(None, args.set, base=base)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg, run_dir = resolve_config(args)
+        cfg, run_dir, resume = resolve_config(args)
     except C.ConfigError as e:
         return fail(str(e))
     if args.print_config:
@@ -108,12 +136,14 @@ def main(argv=None) -> int:
     from banel_ray import preflight
     from banel_ray.actors.reward_service import OracleDown
 
-    msg = preflight.run_dir_problem(run_dir, bool(args.resume), cfg["checkpoint.dir"] or None)
+    msg = preflight.run_dir_problem(run_dir, resume, cfg["checkpoint.dir"] or None)
     if msg:
         return fail(msg)
     signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included
     try:
-        run(cfg, run_dir, resume=bool(args.resume))
+        if args.resume == AUTO:
+            print(f"[banel_ray] --resume auto: {'continuing the run in' if resume else 'a new run in'} {run_dir}")
+        run(cfg, run_dir, resume=resume)
     except C.ConfigError as e:
         return fail(str(e))
     except OracleDown as e:

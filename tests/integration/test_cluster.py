@@ -128,6 +128,10 @@ def test_kuberay_rayjob_manifest():
     assert args.config and (REPO / args.config).is_file(), args.config
     cfg = C.load(str(REPO / args.config), args.set)
     assert cfg["run_dir"].startswith("/"), "run_dir must be absolute (a mounted volume)"
+    # a retry (a new RayCluster, the same entrypoint) continues the run on the volume
+    assert args.resume == "auto"
+    assert isinstance(spec["backoffLimit"], int) and spec["backoffLimit"] >= 1
+    assert isinstance(spec["activeDeadlineSeconds"], int) and spec["activeDeadlineSeconds"] > 0
 
 
 def test_runtime_env_yaml_is_a_valid_runtime_env():
