@@ -58,22 +58,23 @@ def build_llama(
     return model
 
 
-def save_model(model, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Save as an HF folder (config.json + model.safetensors), atomically (tmp dir then rename)."""
+def save_model(model, path: str | os.PathLike, extra: dict | None = None, files: Sequence[Path] = ()) -> Path:
+    """Save as an HF folder (config.json + model.safetensors), atomically (tmp dir then rename);
+    ``files`` (e.g. a tokenizer's) are copied in before the rename."""
+    import shutil
+
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     if tmp.exists():
-        import shutil
-
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     if model.generation_config is not None:
         model.generation_config.save_pretrained(tmp)
     if extra:
         (tmp / "banel_ray.json").write_text(json.dumps(extra, indent=2, sort_keys=True))
+    for f in files:
+        shutil.copy2(f, tmp / Path(f).name)
     if path.exists():
-        import shutil
-
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path

@@ -99,3 +99,87 @@ def test_resume_auto_needs_the_run_folder(tmp_path, capsys):
         signal.signal(signal.SIGTERM, old)
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1 and "--resume auto needs the run folder" in err[0] and "run_dir" in err[0]
+
+
+# ---- python -m banel_ray.export -------------------------------------------------------------------
+def test_export_writes_a_folder_transformers_loads_with_the_checkpoints_likelihoods(tmp_path, full, capsys):
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from banel_ray import export, tasks
+    from banel_ray.models import load_model, load_state, sequence_logprobs
+    from banel_ray.runtime.checkpoint import CheckpointStore
+
+    assert export.main([str(full), "--out", str(tmp_path / "final")]) == 0
+    assert "round 3 of" in capsys.readouterr().out
+    names = {p.name for p in (tmp_path / "final").iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "banel_ray.json"} <= names
+    assert not (tmp_path / "final.tmp").exists()
+    info = json.loads((tmp_path / "final" / "banel_ray.json").read_text())
+    assert info["round"] == 3 and info["generator_version"] == 3 and info["task"] == "addition_attack_d8"
+
+    task = tasks.build("addition_attack_d8", {})
+    prior_dir = task.prepare(progress=lambda s: None)
+    db = sqlite3.connect(str(full / "ledger.sqlite"))
+    samples = [tuple(json.loads(s)) for (s,) in db.execute("SELECT sample FROM evaluations ORDER BY seq LIMIT 8")]
+    db.close()
+    pairs = [(task.prompt, s) for s in samples]
+
+    def loglik(model):
+        with torch.no_grad():
+            return sequence_logprobs(model, pairs, pad_id=task.pad_id)[0]
+
+    exported = AutoModelForCausalLM.from_pretrained(str(tmp_path / "final")).eval()
+    ckpt = load_model(prior_dir)
+    version, weights = CheckpointStore(full / "checkpoints").generator()
+    load_state(ckpt, weights)
+    assert version == 3
+    assert abs(loglik(exported) - loglik(ckpt)).max() < 1e-5
+    assert abs(loglik(exported) - loglik(load_model(prior_dir))).max() > 1e-3  # trained weights, not the prior
+
+    assert export.main([str(full), "--round", "0", "--out", str(tmp_path / "prior")]) == 0
+    prior = AutoModelForCausalLM.from_pretrained(str(tmp_path / "prior")).eval()
+    assert abs(loglik(prior) - loglik(load_model(prior_dir))).max() < 1e-5
+
+
+def test_export_refuses_bad_input_in_one_line(tmp_path, full, capsys):
+    from banel_ray import export
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("x")
+    cases = [
+        ([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o1")], "is not a run folder (no config.json)"),
+        ([str(full), "--round", "1", "--out", str(tmp_path / "o2")], "round 1 of"),  # dropped by checkpoint.keep
+        ([str(full), "--round", "9", "--out", str(tmp_path / "o3")], "allowed: --round 0 (the prior), 2, 3"),
+        ([str(full), "--out", str(tmp_path / "busy")], f"--out {tmp_path / 'busy'} is not empty"),
+        ([str(full), "--out", "/proc/banel_export"], "cannot be written"),
+        ([str(full), "--round", "-1", "--out", str(tmp_path / "o4")], "--round -1"),
+    ]
+    for argv, needle in cases:
+        assert export.main(argv) == 2, argv
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and needle in err[0] and err[0].startswith("error: "), (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # nothing written
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["keep.txt"]
+
+
+def test_export_carries_the_tokenizer_where_the_task_has_one(tmp_path, tiny_llm):
+    """An LLM task's prior (here the tiny GSM-Hard Llama) has a tokenizer: the folder gets it too."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from banel_ray import config as C
+    from banel_ray import export
+
+    run = tmp_path / "run"
+    run.mkdir()
+    opts = {"model": str(tiny_llm), "question": 510, "max_new_tokens": 16}
+    (run / "config.json").write_text(json.dumps(dict(C.defaults(), task="gsm_hard", task_options=opts)))
+    assert export.main([str(run), "--round", "0", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    text = "The answer is 12.5."
+    got = AutoTokenizer.from_pretrained(str(tmp_path / "out"))(text)["input_ids"]
+    assert got == AutoTokenizer.from_pretrained(str(tiny_llm))(text)["input_ids"] and len(got) > 1
