@@ -2,7 +2,7 @@
 
 A run's product is its generator, but its checkpoints hold only weights in the run's own layout.
 This writes round N's generator (default: the last complete round; 0: the prior) as a folder that
-``transformers.AutoModelForCausalLM.from_pretrained`` (or vLLM) loads without banel_ray:
+``transformers.AutoModelForCausalLM.from_pretrained`` loads without banel_ray:
 ``config.json``, ``model.safetensors``, ``generation_config.json``, the tokenizer files where the
 task's prior has them, and ``banel_ray.json`` (the run, round and generator version it came from).
 The weights come from the run's checkpoint store, loaded into the task's prior architecture.
