@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     from banel_ray import preflight
     from banel_ray.actors.reward_service import OracleDown
 
-    msg = preflight.run_dir_problem(run_dir, bool(args.resume), cfg["checkpoint.dir"] or None)
+    msg = preflight.run_dir_problem(run_dir, bool(args.resume), cfg["checkpoint.dir"] or None, cfg["budget"])
     if msg:
         return fail(msg)
     signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included

@@ -86,6 +86,12 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     from transformers import LlamaForCausalLM  # noqa: F401
 
     run_dir = Path(run_dir)
+    if resume:  # before anything starts: a folder whose ledger lost what was paid would pay again
+        from banel_ray import preflight
+
+        msg = preflight.run_dir_problem(run_dir, True, cfg["checkpoint.dir"] or None, cfg["budget"])
+        if msg:
+            raise C.ConfigError(msg)
     task = tasks.build(cfg["task"], cfg["task_options"])
     log(f"[banel_ray] task {cfg['task']}: preparing models (cached after the first run)")
     prior_dir = task.prepare(progress=log)

@@ -418,3 +418,18 @@ def test_fresh_finals_and_a_stop_rule_round_never_spend_an_nre(tmp_path, prior_d
     again = evaluate_round(rd, 5, 300)  # one command re-checks a reported round: the same draws
     assert (again["k"], again["n"]) == (s["final_fresh"]["k"], s["final_fresh"]["n"])
     assert ledger(rd) == rows
+
+
+def test_a_resume_whose_ledger_is_gone_is_refused_before_anything_is_paid(tmp_path, prior_dir):
+    """Before: the checkpoint came back, the reward service opened a new, empty ledger and the
+    resumed run paid again for samples the lost ledger had paid for."""
+    from banel_ray.runtime.job import run
+
+    rd = tmp_path / "r"
+    run_local(prior_dir, rd, "rounds=1", "eval.samples=0")
+    for f in rd.glob("ledger.sqlite*"):
+        f.unlink()
+    cfg = C.load(None, TINY + [f"run_dir={rd}", "rounds=2", "eval.samples=0"])
+    with pytest.raises(C.ConfigError, match="ledger.sqlite is missing but the checkpoint .* records 20 NREs spent"):
+        run(cfg, rd, resume=True)
+    assert not list(rd.glob("ledger.sqlite*"))  # nothing paid, no new ledger
