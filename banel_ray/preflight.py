@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from banel_ray.report import metrics as K
+from banel_ray.runtime import runlock
 
 
 def task_problem(cfg: dict, cls) -> str | None:
@@ -130,6 +131,9 @@ def run_dir_problem(
         return f"run_dir {run_dir}: {anc} is a file, not a folder; allowed: a folder that exists or can be created"
     if not _writable(anc):
         return f"run_dir {run_dir} cannot be written ({anc} is read-only for this user); allowed: a writable folder"
+    pid = runlock.holder(run_dir)
+    if pid is not None:  # a live run (its lock is dropped by the OS when it exits, killed or not)
+        return runlock.busy_message(run_dir, pid)
     latest = ck / "LATEST"
     if not resume:
         if latest.exists():

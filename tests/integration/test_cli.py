@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, hold_in_another_process
 
 
 def _run(*args, cwd):
@@ -149,6 +149,31 @@ def test_cli_fresh_run_in_a_folder_holding_a_run_is_refused(tmp_path):
     r = _run("--set", f"run_dir={d}", cwd=tmp_path)
     assert_one_line_error(r, "already holds a run")
     assert _snapshot(d) == before
+
+
+def test_cli_a_run_folder_another_process_holds_is_refused_until_that_process_dies(tmp_path):
+    """A real process holds the folder's lock (as a live run does): a second --resume, or a start
+    in the same folder, is refused in one line; once the holder is SIGKILLed the OS has dropped it."""
+    import os
+    import signal
+
+    from banel_ray.preflight import run_dir_problem
+
+    d = tmp_path / "run"
+    _run_folder(d)
+    p = hold_in_another_process(d)
+    try:
+        before = _snapshot(d)
+        r = _run("--resume", str(d), cwd=tmp_path)
+        assert_one_line_error(r, f"run_dir {d} is in use by process {p.pid}")
+        assert f"kill {p.pid}" in r.stderr
+        r = _run("--set", f"run_dir={d}", cwd=tmp_path)
+        assert_one_line_error(r, f"is in use by process {p.pid}")
+        assert _snapshot(d) == before
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    assert run_dir_problem(d, True) is None  # resumable again, with no clean-up
 
 
 EVIL = """

@@ -433,3 +433,26 @@ def test_a_resume_whose_ledger_is_gone_is_refused_before_anything_is_paid(tmp_pa
     with pytest.raises(C.ConfigError, match="ledger.sqlite is missing but the checkpoint .* records 20 NREs spent"):
         run(cfg, rd, resume=True)
     assert not list(rd.glob("ledger.sqlite*"))  # nothing paid, no new ledger
+
+
+def test_a_run_holds_its_folders_lock_for_its_whole_life(tmp_path, prior_dir):
+    """What every entry point (command line, compare, Tune trials) goes through: job.run. Another
+    process sees the lock, and whose it is, while rounds run; nobody holds it once the run returned."""
+    import os
+    import subprocess
+    import sys
+
+    from banel_ray.runtime.job import run
+
+    probe = "import sys; from banel_ray.runtime import runlock; print(runlock.holder(sys.argv[1]))"
+    seen = []
+
+    def on_round(m, rd):
+        seen.append(subprocess.run([sys.executable, "-c", probe, str(rd)], capture_output=True, text=True).stdout)
+        return False
+
+    rd = tmp_path / "r"
+    run(C.load(None, TINY + [f"run_dir={rd}", "rounds=1", "eval.samples=0"]), rd, on_round=on_round)
+    assert [s.strip() for s in seen] == [str(os.getpid())]
+    done = subprocess.run([sys.executable, "-c", probe, str(rd)], capture_output=True, text=True).stdout
+    assert done.strip() == "None"
