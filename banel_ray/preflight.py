@@ -18,7 +18,9 @@ from banel_ray.runtime import runlock
 
 
 def task_problem(cfg: dict, cls) -> str | None:
-    """Required task options, and estimates that would call a paid oracle."""
+    """Required task options, and estimates that would call a paid oracle: in-run ones
+    (``eval.samples``, unless ``eval.paid_budget`` allows them) and the final fresh-sample one
+    (``eval.final_samples``, which only a free evaluator scores)."""
     opts = cfg["task_options"]
     params = inspect.signature(cls.__init__).parameters
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -35,6 +37,14 @@ def task_problem(cfg: dict, cls) -> str | None:
             f"success-rate estimates would call its paid oracle; allowed: task_options.evaluator (a free "
             f"oracle for estimates), eval.samples: 0, or eval.paid_budget: N (at most N paid evaluation "
             f"draws over the run, counted and rate-limited)"
+        )
+    final = cls.final_samples if cfg["eval.final_samples"] < 0 else cfg["eval.final_samples"]
+    if final > 0 and not free:  # checked now: after the run, every NRE would already be spent
+        return (
+            f"'eval.final_samples' is {cfg['eval.final_samples']} but task {cfg['task']} has no free evaluator, "
+            f"and the final fresh-sample evaluation never calls a paid oracle (eval.paid_budget covers only "
+            f"in-run estimates), so the run would fail after paying; allowed: task_options.evaluator (a free "
+            f"oracle for estimates) or eval.final_samples: 0"
         )
     return None
 

@@ -36,6 +36,11 @@ def _run(*args, cwd):
             + ["--set", "task_options.oracle=banel_ray.reward_plugins:parity", "--set", "budget=40"],
             "no free evaluator",
         ),
+        (  # ... and a final evaluation it could not score: refused now, not after the budget is spent
+            ["--set", "task=callable", "--set", "task_options.base=addition_attack", "--set", "eval.samples=0"]
+            + ["--set", "task_options.oracle=banel_ray.reward_plugins:parity", "--set", "eval.final_samples=-1"],
+            "'eval.final_samples' is -1 but task callable has no free evaluator",
+        ),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(tmp_path, args, needle):

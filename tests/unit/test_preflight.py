@@ -32,6 +32,20 @@ def test_estimates_never_call_a_paid_oracle_unless_a_budget_allows_it():
     assert C.load(None, ["task=addition_attack"])  # a built-in task's rewards are free
 
 
+@pytest.mark.parametrize("final", ["1000", "-1"])
+def test_a_final_evaluation_a_paid_task_cannot_score_is_refused_before_anything_is_paid(final):
+    """Before: the run paid its whole budget, then failed in its final fresh-sample evaluation
+    (the evaluator never calls a paid oracle)."""
+    sets = CALLABLE + [PARITY, "eval.samples=0", f"eval.final_samples={final}"]
+    msg = error(sets)
+    assert f"'eval.final_samples' is {final} but task callable has no free evaluator" in msg
+    assert "task_options.evaluator" in msg and "eval.final_samples: 0" in msg
+    assert "eval.final_samples" in error(sets + ["eval.samples=40", "eval.paid_budget=100"])  # in-run only
+    assert C.load(None, sets + ["task_options.evaluator=banel_ray.reward_plugins:parity"])
+    assert C.load(None, CALLABLE + [PARITY, "eval.samples=0", "eval.final_samples=0"])
+    assert C.load(None, ["task=addition_attack", "eval.final_samples=-1"])  # a built-in task's rewards are free
+
+
 def test_a_plain_task_class_is_not_assumed_free():
     from banel_ray.tasks.base import Task
 
