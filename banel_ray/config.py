@@ -365,15 +365,34 @@ def override(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return cfg
 
 
-def read_yaml(config_file: str) -> dict[str, Any]:
-    """A YAML config file as flat dotted keys (ConfigError for a missing or malformed file)."""
+def _key_lines(node, prefix: str = "") -> dict[str, int]:
+    """The line (1-based) of each key of a composed YAML mapping, named as ``_flatten`` names them."""
+    out: dict[str, int] = {}
+    for k, v in node.value if isinstance(node, yaml.MappingNode) else []:
+        key = f"{prefix}{k.value}"
+        if isinstance(v, yaml.MappingNode) and key not in FIELDS:
+            out.update(_key_lines(v, key + "."))
+        else:
+            out[key] = k.start_mark.line + 1
+    return out
+
+
+def read_yaml(config_file: str, lines: dict | None = None) -> dict[str, Any]:
+    """A YAML config file as flat dotted keys (ConfigError for a missing or malformed file, naming
+    the line); ``lines`` receives each key's line, so a bad value can be pointed at too."""
     p = Path(config_file)
     if not p.is_file():
         raise ConfigError(f"config file not found: {config_file}")
+    text = p.read_text()
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(text) or {}
+        if lines is not None:
+            lines.update(_key_lines(yaml.compose(text, Loader=yaml.SafeLoader)))
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {config_file} is not valid YAML: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(getattr(e, "problem", None) or e).split())  # one line
+        raise ConfigError(f"config file {config_file} is not valid YAML{where}: {what}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {config_file} must hold a mapping of keys, not {type(data).__name__}")
     return _flatten(data)
@@ -384,9 +403,13 @@ def load(
 ) -> dict[str, Any]:
     """``base`` (default: the defaults) <- YAML file <- --set items, validated. A flat dict."""
     cfg = copy.deepcopy(base) if base is not None else defaults()
-    layers = list(read_yaml(config_file).items()) if config_file else []
-    layers += [parse_set(item) for item in sets or []]
-    for k, v in layers:
+    lines: dict[str, int] = {}
+    for k, v in read_yaml(config_file, lines).items() if config_file else []:
+        try:
+            override(cfg, k, v)
+        except ConfigError as e:
+            raise ConfigError(f"config file {config_file} line {lines.get(k, '?')}: {e}") from None
+    for k, v in [parse_set(item) for item in sets or []]:
         override(cfg, k, v)
     return validate(cfg)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -94,7 +95,12 @@ def main(argv=None) -> int:
             return fail(f"cannot write {args.out} ({e.strerror or e})")
         print(f"{len(rows)} rows -> {args.out}", file=sys.stderr)
     else:
-        write(rows, args.format, sys.stdout)
+        try:
+            write(rows, args.format, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader stopped early (`| head`): what it read is what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 141  # 128 + SIGPIPE, as a shell tool cut short by its reader
     return 0
 
 

@@ -15,9 +15,14 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from banel_ray.report import metrics as K
+from banel_ray.runtime import runlock
+
 
 def task_problem(cfg: dict, cls) -> str | None:
-    """Required task options, and estimates that would call a paid oracle."""
+    """Required task options, and estimates that would call a paid oracle: in-run ones
+    (``eval.samples``, unless ``eval.paid_budget`` allows them) and the final fresh-sample one
+    (``eval.final_samples``, which only a free evaluator scores)."""
     opts = cfg["task_options"]
     params = inspect.signature(cls.__init__).parameters
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -34,6 +39,14 @@ def task_problem(cfg: dict, cls) -> str | None:
             f"success-rate estimates would call its paid oracle; allowed: task_options.evaluator (a free "
             f"oracle for estimates), eval.samples: 0, or eval.paid_budget: N (at most N paid evaluation "
             f"draws over the run, counted and rate-limited)"
+        )
+    final = cls.final_samples if cfg["eval.final_samples"] < 0 else cfg["eval.final_samples"]
+    if final > 0 and not free:  # checked now: after the run, every NRE would already be spent
+        return (
+            f"'eval.final_samples' is {cfg['eval.final_samples']} but task {cfg['task']} has no free evaluator, "
+            f"and the final fresh-sample evaluation never calls a paid oracle (eval.paid_budget covers only "
+            f"in-run estimates), so the run would fail after paying; allowed: task_options.evaluator (a free "
+            f"oracle for estimates) or eval.final_samples: 0"
         )
     return None
 
@@ -83,10 +96,18 @@ def _json_dict(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """The ledger opened so that nothing in the folder changes: a read-only SQLite connection still
+    creates the ``-wal``/``-shm`` files it misses, so a self-contained ledger (no log beside it, as
+    every run leaves it) is opened immutable; a log a killed writer left is read where it is."""
+    wal = path.with_name(path.name + "-wal").exists()
+    return sqlite3.connect(f"file:{path}?mode=ro{'' if wal else '&immutable=1'}", uri=True, timeout=10.0)
+
+
 def ledger_problem(path: Path) -> str | None:
     """A ledger file that SQLite cannot read as one (opened read-only: nothing is changed)."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        db = _read_only(path)
         try:
             ok = db.execute("PRAGMA quick_check").fetchone()[0]
             cols = {r[1] for r in db.execute("PRAGMA table_info(evaluations)")}
@@ -101,9 +122,45 @@ def ledger_problem(path: Path) -> str | None:
     return None
 
 
-def run_dir_problem(run_dir: Path, resume: bool, checkpoints: Path | None = None) -> str | None:
-    """The run folder can be written and, for a resume, holds an intact run; a fresh run does not
-    start in a folder that already holds one (its roles would restore that run's checkpoints)."""
+def paid_rows(path: Path) -> int:
+    """Charged rows of a ledger (read-only; 0 for a missing file): what it remembers was paid."""
+    if not path.exists():
+        return 0
+    db = _read_only(path)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM evaluations WHERE charged=1").fetchone()[0])
+    finally:
+        db.close()
+
+
+def spend_problem(ledger: Path, checkpoint: Path, state: dict, budget: int | None) -> str | None:
+    """A resume must find every NRE its checkpoint records as spent in the ledger: the ledger is
+    what stops a sample being paid twice, so without it (deleted, or an older copy) the resumed
+    run would pay again. A budget below what was spent is refused too (it cannot be un-spent)."""
+    hist = state.get("history") or []
+    recorded = int(hist[-1].get(K.NRES, 0)) if hist and isinstance(hist[-1], dict) else 0
+    paid = paid_rows(ledger)
+    if paid < recorded:
+        have = "is missing" if not ledger.exists() else f"holds {paid} paid evaluations"
+        return (
+            f"--resume: {ledger} {have} but the checkpoint {checkpoint} records {recorded} NREs spent, so "
+            f"the resumed run would pay for them again; allowed: put the run's ledger.sqlite back (a copy "
+            f"taken after round {state.get('round')}) and resume, or start a new run in another run_dir"
+        )
+    if budget is not None and budget < paid:
+        return (
+            f"--resume: budget {budget} is below the {paid} NREs this run has already spent ({ledger}); "
+            f"allowed: --set budget={paid} or more"
+        )
+    return None
+
+
+def run_dir_problem(
+    run_dir: Path, resume: bool, checkpoints: Path | None = None, budget: int | None = None
+) -> str | None:
+    """The run folder can be written and, for a resume, holds an intact run whose ledger holds
+    what its checkpoint says was paid (and at most ``budget``); a fresh run does not start in a
+    folder that already holds one (its roles would restore that run's checkpoints)."""
     run_dir = Path(run_dir)
     ck = Path(checkpoints) if checkpoints else run_dir / "checkpoints"
     if run_dir.exists() and not run_dir.is_dir():
@@ -118,6 +175,9 @@ def run_dir_problem(run_dir: Path, resume: bool, checkpoints: Path | None = None
     why = write_problem(run_dir)
     if why:
         return f"run_dir {run_dir} cannot be written ({why}); allowed: a writable folder"
+    pid = runlock.holder(run_dir)
+    if pid is not None:  # a live run (its lock is dropped by the OS when it exits, killed or not)
+        return runlock.busy_message(run_dir, pid)
     latest = ck / "LATEST"
     if not resume:
         if latest.exists():
@@ -127,8 +187,10 @@ def run_dir_problem(run_dir: Path, resume: bool, checkpoints: Path | None = None
             )
         return None
     hint = "restore the run folder from a copy, or start a new run in another run_dir"
+    where, state = ck, {}
     if latest.exists():
         name = latest.read_text().strip() if latest.is_file() else ""
+        where = ck / name
         man = _json_dict(ck / name / "manifest.json") if name else None
         state = _json_dict(ck / name / "runner.json") if name else None
         if not man or not man.get("complete") or not state or not isinstance(state.get("round"), int):
@@ -138,6 +200,9 @@ def run_dir_problem(run_dir: Path, resume: bool, checkpoints: Path | None = None
         msg = ledger_problem(ledger)
         if msg:
             return f"--resume: {msg}; {hint}"
+    msg = spend_problem(ledger, where, state, budget)
+    if msg:
+        return msg
     metrics = run_dir / "metrics.jsonl"
     if metrics.exists():
         lines = [x for x in metrics.read_text(errors="replace").splitlines() if x.strip()]

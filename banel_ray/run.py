@@ -134,9 +134,10 @@ def main(argv=None) -> int:
         print(yaml.safe_dump(C.nest(cfg), sort_keys=True), end="")
         return 0
     from banel_ray import preflight
+    from banel_ray.actors.ledger import StaleWriter
     from banel_ray.actors.reward_service import OracleDown
 
-    msg = preflight.run_dir_problem(run_dir, resume, cfg["checkpoint.dir"] or None)
+    msg = preflight.run_dir_problem(run_dir, resume, cfg["checkpoint.dir"] or None, cfg["budget"])
     if msg:
         return fail(msg)
     signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included
@@ -149,6 +150,12 @@ def main(argv=None) -> int:
     except OracleDown as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except StaleWriter as e:  # on Ray, a task error that is also a StaleWriter; its cause is the one line
+        cause = str(getattr(e, "cause", None) or e).strip().splitlines()[0]
+        return fail(
+            f"{cause}; this run stopped without paying again; allowed: one process per run folder: "
+            f"stop the other, then --resume {run_dir}"
+        )
     except KeyboardInterrupt:
         print(f"\ninterrupted: resume with  python -m banel_ray.run --resume {run_dir}", file=sys.stderr)
         return 143 if _TERMINATED else 130

@@ -130,3 +130,22 @@ def small_run_sets(rounds: int = 3, budget: int = 100) -> list[str]:
         "generator.epochs=1",
         "sampler.backend=torch",
     ]
+
+
+HOLD = """
+import sys, time
+from banel_ray.runtime import runlock
+with runlock.held(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_in_another_process(run_dir):
+    """A real process holding ``run_dir``'s lock, as a live run does (the caller stops it by its pid)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p

@@ -20,6 +20,13 @@ def fmt_rate(est: dict | None) -> str:
     return f"{est['rate']:.2e} [{est['lo']:.2e}, {est['hi']:.2e}] ({est['k']}/{est['n']})"
 
 
+def fmt_factor(x, spec: str = ".3g") -> str:
+    """An improvement factor, or n/a when there is none (a run without estimates has no rates)."""
+    if not isinstance(x, int | float) or math.isnan(x):
+        return "n/a"
+    return f"{x:{spec}}x"
+
+
 def progress_line(m: dict, budget: int) -> str:
     parts = [
         f"round {m['round']:>3}",
@@ -111,20 +118,20 @@ def closing_table(summary: dict) -> str:
         lines += [
             f"{'final, fresh sample':<26}{fmt_rate(ff)}  (round {ff.get('round')})",
             f"{'prior, ' + src:<26}{fmt_rate(bf)}",
-            f"{'improvement (fresh)':<26}{summary.get('improvement_final_fresh', float('nan')):.3g}x",
+            f"{'improvement (fresh)':<26}{fmt_factor(summary.get('improvement_final_fresh'))}",
         ]
         if summary.get("stop_fresh"):
             lines.append(
                 f"{'stop-rule round, fresh':<26}{fmt_rate(summary['stop_fresh'])}  (round "
-                f"{summary.get('stop_round')}, {summary.get('improvement_stop_fresh', float('nan')):.2f}x)"
+                f"{summary.get('stop_round')}, {fmt_factor(summary.get('improvement_stop_fresh'), '.2f')})"
             )
         lines.append("in-run estimates (best-of-rounds is optimistic: the maximum of noisy estimates):")
     lines += [
         f"{'base success rate':<26}{fmt_rate(b)}",
         f"{'final success rate':<26}{fmt_rate(f)}",
         f"{'best success rate':<26}{fmt_rate(best)}" + (f"  (round {summary.get('best_round')})" if best else ""),
-        f"{'improvement (final/base)':<26}{summary.get('improvement_final', float('nan')):.3g}x",
-        f"{'improvement (best/base)':<26}{summary.get('improvement_best', float('nan')):.2f}x",
+        f"{'improvement (final/base)':<26}{fmt_factor(summary.get('improvement_final'))}",
+        f"{'improvement (best/base)':<26}{fmt_factor(summary.get('improvement_best'), '.2f')}",
         f"{'NREs spent':<26}{summary['nres']} of {summary['budget']}",
         f"{'successes paid for':<26}{summary['successes']} distinct",
         f"{'oracle evaluations':<26}{summary.get('oracle_evaluations', 0)} sent, all attempts "

@@ -4,6 +4,7 @@ in process), build the Runner, run it, stop what it started, print the closing t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -73,6 +74,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     import yaml
 
     from banel_ray import methods, preflight, report, tasks
+    from banel_ray.runtime import runlock
     from banel_ray.runtime.actors import LocalRuntime, RayRuntime
     from banel_ray.runtime.runner import Runner
 
@@ -89,6 +91,10 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     why = preflight.write_problem(run_dir)  # before the task's models and Ray: nothing to stop yet
     if why:
         raise C.ConfigError(f"run_dir {run_dir} cannot be written ({why}); allowed: a writable folder")
+    if resume:  # before anything starts: a folder whose ledger lost what was paid would pay again
+        msg = preflight.run_dir_problem(run_dir, True, cfg["checkpoint.dir"] or None, cfg["budget"])
+        if msg:
+            raise C.ConfigError(msg)
     task = tasks.build(cfg["task"], cfg["task_options"])
     log(f"[banel_ray] task {cfg['task']}: preparing models (cached after the first run)")
     prior_dir = task.prepare(progress=log)
@@ -116,25 +122,31 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
                 f"lower sampler.num_actors or the *.num_cpus keys"
             )
         rt = RayRuntime()
+    lock = contextlib.ExitStack()
     try:  # the first write into the run folder: after every check
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock.enter_context(runlock.held(run_dir))  # one process per run folder, until this run ends
         _write_atomic(run_dir / "config.json", json.dumps(cfg, indent=2, sort_keys=True))  # what --resume reads
         _write_atomic(run_dir / "config.yaml", yaml.safe_dump(C.nest(cfg), sort_keys=True))
-    except OSError as e:
+    except (OSError, C.ConfigError) as e:
+        lock.close()
         _stop_ray(started)
+        if isinstance(e, C.ConfigError):
+            raise
         raise C.ConfigError(
             f"run_dir {run_dir} cannot be written ({e.strerror or e}); allowed: a writable folder"
         ) from None
-    try:
-        runner = Runner.build(cfg, run_dir, rt, prior_dir, log=log)
+    with lock:
         try:
-            summary = runner.run(resume=resume, on_round=on_round)
+            runner = Runner.build(cfg, run_dir, rt, prior_dir, log=log)
+            try:
+                summary = runner.run(resume=resume, on_round=on_round)
+            finally:
+                runner.shutdown()
         finally:
-            runner.shutdown()
-    finally:
-        _stop_ray(started)  # the run stops what it started, and only that
-    fresh_finals(cfg, run_dir, task, summary)
-    log(report.closing_table(summary))
+            _stop_ray(started)  # the run stops what it started, and only that
+        fresh_finals(cfg, run_dir, task, summary)
+        log(report.closing_table(summary))
     return summary
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import assert_one_line_error
+from helpers import assert_one_line_error, hold_in_another_process
 
 
 def _run(*args, cwd):
@@ -36,6 +36,11 @@ def _run(*args, cwd):
             ["--set", "task=callable", "--set", "task_options.base=addition_attack"]
             + ["--set", "task_options.oracle=banel_ray.reward_plugins:parity", "--set", "budget=40"],
             "no free evaluator",
+        ),
+        (  # ... and a final evaluation it could not score: refused now, not after the budget is spent
+            ["--set", "task=callable", "--set", "task_options.base=addition_attack", "--set", "eval.samples=0"]
+            + ["--set", "task_options.oracle=banel_ray.reward_plugins:parity", "--set", "eval.final_samples=-1"],
+            "'eval.final_samples' is -1 but task callable has no free evaluator",
         ),
     ],
 )
@@ -119,6 +124,43 @@ def test_cli_damaged_run_folder_one_line_exit_2_nothing_written(tmp_path, damage
     assert _snapshot(d) == before
 
 
+def _spent(d, n):
+    """The run folder's checkpoint records ``n`` NREs spent and its ledger holds them."""
+    import json
+
+    from banel_ray.actors.ledger import Ledger, sample_key
+
+    (d / "checkpoints" / "round_0001" / "runner.json").write_text(
+        json.dumps({"round": 1, "version": 1, "history": [{"round": 1, "nres": n}], "seen": []})
+    )
+    led = Ledger(d / "ledger.sqlite")
+    led.record([{"key": sample_key([i]), "sample": [i], "reward": 0, "round": 1} for i in range(n)])
+    led.close()
+
+
+def test_cli_resume_without_the_ledger_is_refused_before_anything_is_paid(tmp_path):
+    """Before: the checkpoint was restored and a fresh, empty ledger paid for every sample again."""
+    d = tmp_path / "run"
+    _run_folder(d)
+    _spent(d, 20)
+    (d / "ledger.sqlite").unlink()
+    before = _snapshot(d)
+    r = _run("--resume", str(d), cwd=tmp_path)
+    assert_one_line_error(r, "ledger.sqlite is missing but the checkpoint")
+    assert "records 20 NREs spent" in r.stderr and "put the run's ledger.sqlite back" in r.stderr
+    assert _snapshot(d) == before  # no ledger created, nothing paid
+
+
+def test_cli_resume_with_a_budget_below_what_was_spent_is_refused(tmp_path):
+    d = tmp_path / "run"
+    _run_folder(d)
+    _spent(d, 20)
+    before = _snapshot(d)
+    r = _run("--resume", str(d), "--set", "budget=10", cwd=tmp_path)
+    assert_one_line_error(r, "budget 10 is below the 20 NREs this run has already spent")
+    assert _snapshot(d) == before
+
+
 def test_cli_fresh_run_in_a_folder_holding_a_run_is_refused(tmp_path):
     d = tmp_path / "run"
     _run_folder(d)
@@ -126,6 +168,31 @@ def test_cli_fresh_run_in_a_folder_holding_a_run_is_refused(tmp_path):
     r = _run("--set", f"run_dir={d}", cwd=tmp_path)
     assert_one_line_error(r, "already holds a run")
     assert _snapshot(d) == before
+
+
+def test_cli_a_run_folder_another_process_holds_is_refused_until_that_process_dies(tmp_path):
+    """A real process holds the folder's lock (as a live run does): a second --resume, or a start
+    in the same folder, is refused in one line; once the holder is SIGKILLed the OS has dropped it."""
+    import os
+    import signal
+
+    from banel_ray.preflight import run_dir_problem
+
+    d = tmp_path / "run"
+    _run_folder(d)
+    p = hold_in_another_process(d)
+    try:
+        before = _snapshot(d)
+        r = _run("--resume", str(d), cwd=tmp_path)
+        assert_one_line_error(r, f"run_dir {d} is in use by process {p.pid}")
+        assert f"kill {p.pid}" in r.stderr
+        r = _run("--set", f"run_dir={d}", cwd=tmp_path)
+        assert_one_line_error(r, f"is in use by process {p.pid}")
+        assert _snapshot(d) == before
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    assert run_dir_problem(d, True) is None  # resumable again, with no clean-up
 
 
 EVIL = """

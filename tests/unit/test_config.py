@@ -88,3 +88,21 @@ def test_override_layers_task_options_and_checks_keys():
     assert cfg["task_options"] == {"max_digits": 8, "prior_steps": 600}
     with pytest.raises(C.ConfigError, match="unknown key 'nope'"):
         C.override(cfg, "nope", 1)
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("rounds: 3\nfilter:\n  factor: [4\nbudget: 5\n", "is not valid YAML at line 4, column 7: expected ',' or ']'"),
+        ("rounds: 3\n\tbudget: 5\n", "is not valid YAML at line 2, column 1"),
+        ("rounds: 3\nfilter:\n  factr: 4\n", "line 3: unknown key 'filter.factr'; allowed: filter.end"),
+        ("rounds: 3\nnegative.epochs: many\n", "line 2: 'negative.epochs' must be int, got 'many'"),
+        ("# a comment\nbudget: -4\n", "line 2: 'budget' must be >= 1, got -4"),
+    ],
+)
+def test_a_yaml_config_error_names_its_line(tmp_path, text, needle):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(C.ConfigError) as e:
+        C.load(str(p))
+    assert needle in str(e.value) and str(p) in str(e.value) and "\n" not in str(e.value)

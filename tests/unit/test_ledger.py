@@ -3,6 +3,7 @@ self-contained file even after a SIGKILL, and the export command."""
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -111,3 +112,16 @@ def test_export_command_runs_as_a_module(tmp_path):
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     assert r.returncode == 0 and r.stdout.startswith("seq,sample,reward")
+
+
+def test_export_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`ledger_export RUN | head -1`: before, a BrokenPipeError traceback once head had its line."""
+    led = Ledger(tmp_path / "ledger.sqlite")
+    led.record([{"key": sample_key([i] * 20), "sample": [i] * 20, "reward": 0, "round": 1} for i in range(5000)])
+    led.close()
+    cmd = f"set -o pipefail; {shlex.quote(sys.executable)} -m banel_ray.ledger_export {shlex.quote(str(tmp_path))} | head -1"
+    r = subprocess.run(
+        ["bash", "-c", cmd], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120
+    )
+    assert r.stdout.startswith("seq,sample,reward") and len(r.stdout.splitlines()) == 1
+    assert r.stderr == "" and r.returncode == 141  # quiet, and cut short as any shell tool reports it

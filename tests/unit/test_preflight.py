@@ -32,6 +32,20 @@ def test_estimates_never_call_a_paid_oracle_unless_a_budget_allows_it():
     assert C.load(None, ["task=addition_attack"])  # a built-in task's rewards are free
 
 
+@pytest.mark.parametrize("final", ["1000", "-1"])
+def test_a_final_evaluation_a_paid_task_cannot_score_is_refused_before_anything_is_paid(final):
+    """Before: the run paid its whole budget, then failed in its final fresh-sample evaluation
+    (the evaluator never calls a paid oracle)."""
+    sets = CALLABLE + [PARITY, "eval.samples=0", f"eval.final_samples={final}"]
+    msg = error(sets)
+    assert f"'eval.final_samples' is {final} but task callable has no free evaluator" in msg
+    assert "task_options.evaluator" in msg and "eval.final_samples: 0" in msg
+    assert "eval.final_samples" in error(sets + ["eval.samples=40", "eval.paid_budget=100"])  # in-run only
+    assert C.load(None, sets + ["task_options.evaluator=banel_ray.reward_plugins:parity"])
+    assert C.load(None, CALLABLE + [PARITY, "eval.samples=0", "eval.final_samples=0"])
+    assert C.load(None, ["task=addition_attack", "eval.final_samples=-1"])  # a built-in task's rewards are free
+
+
 def test_a_plain_task_class_is_not_assumed_free():
     from banel_ray.tasks.base import Task
 
@@ -116,6 +130,41 @@ def test_a_damaged_run_folder_is_named(tmp_path, damage, needle):
     damage(tmp_path)
     msg = run_dir_problem(tmp_path, True)
     assert msg and needle in msg and "\n" not in msg
+
+
+def _paid_ledger(d, n):
+    """A real ledger holding ``n`` paid rows."""
+    from banel_ray.actors.ledger import Ledger, sample_key
+
+    (d / "ledger.sqlite").unlink(missing_ok=True)
+    led = Ledger(d / "ledger.sqlite")
+    led.record([{"key": sample_key([i]), "sample": [i], "reward": 0, "round": 1} for i in range(n)])
+    led.close()
+
+
+def test_a_resume_whose_ledger_lost_what_the_checkpoint_spent_is_refused(tmp_path):
+    """Without the ledger (or with an older copy) a resumed run would pay for those samples again."""
+    make_run(tmp_path)
+    state = {"round": 1, "history": [{"round": 1, "nres": 20}]}
+    (tmp_path / "checkpoints" / "round_0001" / "runner.json").write_text(json.dumps(state))
+    _paid_ledger(tmp_path, 20)
+    assert run_dir_problem(tmp_path, True) is None
+    _paid_ledger(tmp_path, 12)
+    msg = run_dir_problem(tmp_path, True)
+    assert "holds 12 paid evaluations" in msg and "records 20 NREs spent" in msg and "\n" not in msg
+    assert "put the run's ledger.sqlite back" in msg
+    (tmp_path / "ledger.sqlite").unlink()
+    msg = run_dir_problem(tmp_path, True)
+    assert "ledger.sqlite is missing" in msg and "would pay for them again" in msg and "\n" not in msg
+    assert not (tmp_path / "ledger.sqlite").exists()  # looked at, not created
+
+
+def test_a_budget_lowered_on_resume_below_what_was_spent_is_refused(tmp_path):
+    make_run(tmp_path)
+    _paid_ledger(tmp_path, 20)
+    msg = run_dir_problem(tmp_path, True, budget=19)
+    assert "budget 19 is below the 20 NREs this run has already spent" in msg and "--set budget=20" in msg
+    assert run_dir_problem(tmp_path, True, budget=20) is None
 
 
 # ---- run folders are data --------------------------------------------------------------------------

@@ -64,3 +64,28 @@ def test_closing_table_and_plot(tmp_path):
         tmp_path, base, [ROUND, dict(ROUND, nres=750, eval={"k": 0, "n": 1000, "rate": 0.0, "lo": 0.0, "hi": 0.004})]
     )
     assert png.stat().st_size > 10_000
+
+
+def test_a_run_without_estimates_prints_no_nan_improvement(tmp_path):
+    """A plug-in oracle run with eval.samples 0 has no rates: before, 'improvement nanx'."""
+    import math
+
+    s = {
+        "task": "callable",
+        "mode": "distill",
+        "run_dir": str(tmp_path),
+        "budget": 100,
+        "nres": 100,
+        "base": None,
+        "final": None,
+        "best": None,
+        "best_round": None,
+        "improvement_final": math.nan,
+        "improvement_best": math.nan,
+        "successes": 0,
+        "found": [],
+        "wall_s": 3.0,
+    }
+    table = report.closing_table(s)
+    assert "nan" not in table.lower()
+    assert "improvement (final/base)  n/a" in table and "improvement (best/base)   n/a" in table

@@ -418,3 +418,41 @@ def test_fresh_finals_and_a_stop_rule_round_never_spend_an_nre(tmp_path, prior_d
     again = evaluate_round(rd, 5, 300)  # one command re-checks a reported round: the same draws
     assert (again["k"], again["n"]) == (s["final_fresh"]["k"], s["final_fresh"]["n"])
     assert ledger(rd) == rows
+
+
+def test_a_resume_whose_ledger_is_gone_is_refused_before_anything_is_paid(tmp_path, prior_dir):
+    """Before: the checkpoint came back, the reward service opened a new, empty ledger and the
+    resumed run paid again for samples the lost ledger had paid for."""
+    from banel_ray.runtime.job import run
+
+    rd = tmp_path / "r"
+    run_local(prior_dir, rd, "rounds=1", "eval.samples=0")
+    for f in rd.glob("ledger.sqlite*"):
+        f.unlink()
+    cfg = C.load(None, TINY + [f"run_dir={rd}", "rounds=2", "eval.samples=0"])
+    with pytest.raises(C.ConfigError, match="ledger.sqlite is missing but the checkpoint .* records 20 NREs spent"):
+        run(cfg, rd, resume=True)
+    assert not list(rd.glob("ledger.sqlite*"))  # nothing paid, no new ledger
+
+
+def test_a_run_holds_its_folders_lock_for_its_whole_life(tmp_path, prior_dir):
+    """What every entry point (command line, compare, Tune trials) goes through: job.run. Another
+    process sees the lock, and whose it is, while rounds run; nobody holds it once the run returned."""
+    import os
+    import subprocess
+    import sys
+
+    from banel_ray.runtime.job import run
+
+    probe = "import sys; from banel_ray.runtime import runlock; print(runlock.holder(sys.argv[1]))"
+    seen = []
+
+    def on_round(m, rd):
+        seen.append(subprocess.run([sys.executable, "-c", probe, str(rd)], capture_output=True, text=True).stdout)
+        return False
+
+    rd = tmp_path / "r"
+    run(C.load(None, TINY + [f"run_dir={rd}", "rounds=1", "eval.samples=0"]), rd, on_round=on_round)
+    assert [s.strip() for s in seen] == [str(os.getpid())]
+    done = subprocess.run([sys.executable, "-c", probe, str(rd)], capture_output=True, text=True).stdout
+    assert done.strip() == "None"
