@@ -204,6 +204,42 @@ FIELDS: dict[str, Field] = {
         lo=0.0,
     ),
     "oracle.retries": F(3, int, "attempts per oracle call before a sample is recorded as failed", lo=1),
+    "oracle.backoff_s": F(
+        0.2,
+        float,
+        "retry backoff: after failed attempt k a call waits a random time in [0, backoff_s * 2**(k-1)] "
+        "(full jitter, so many callers do not retry in step), at most oracle.backoff_max_s (0: no wait)",
+        lo=0.0,
+    ),
+    "oracle.backoff_max_s": F(30.0, float, "the longest one retry backoff may be", lo=0.0),
+    "oracle.retry_after_max_s": F(
+        60.0,
+        float,
+        "an HTTP 429/503 answer's Retry-After (seconds or a date) is honoured up to this many seconds "
+        "(a longer ask waits this long); no further call is sent before it",
+        lo=0.0,
+    ),
+    "oracle.tokens_per_minute": F(
+        0.0,
+        float,
+        "max tokens sent to the oracle per minute, cluster-wide (0: unlimited); a call's tokens are the "
+        "token ids of its samples (the sum of their lengths), paced at tokens_per_minute/60 a second",
+        lo=0.0,
+    ),
+    "oracle.cost_per_call": F(
+        0.0,
+        float,
+        "USD one oracle call costs (0: not tracked): each call sent is recorded in the ledger's calls "
+        "table with this cost, reserved before it is sent; a 429/503 refusal is not charged",
+        lo=0.0,
+    ),
+    "oracle.budget_usd": F(
+        0.0,
+        float,
+        "hard cap on the summed oracle.cost_per_call of all calls (0: none): a call that would pass it "
+        "is not sent (its samples stay unpaid) and the run stops",
+        lo=0.0,
+    ),
     "oracle.charge_errors": F(False, bool, "a failed evaluation costs one NRE (and is not retried later)"),
     "oracle.max_failed_rounds": F(
         3,
@@ -436,6 +472,13 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             rule_by_name(cfg["stop.rule"])
         except KeyError as e:
             raise ConfigError(str(e.args[0])) from None
+    usd, per_call = cfg["oracle.budget_usd"], cfg["oracle.cost_per_call"]
+    if usd > 0 and per_call <= 0:
+        raise ConfigError("'oracle.budget_usd' needs 'oracle.cost_per_call' > 0 (what each oracle call costs, USD)")
+    if usd > 0 and round(usd * 1e6) < round(per_call * 1e6):
+        raise ConfigError(
+            f"'oracle.budget_usd' {usd:g} is below one call's 'oracle.cost_per_call' {per_call:g}: no call could be made"
+        )
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
     if cfg["generator.schedule"] == "exponential" and min(cfg["generator.lr"], cfg["generator.lr_end"]) <= 0:

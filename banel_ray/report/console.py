@@ -28,6 +28,8 @@ def progress_line(m: dict, budget: int) -> str:
         f"succ {m.get('successes', 0):>3}",
         f"err {m.get('oracle_errors', 0):>3}",
     ]
+    if "cost_usd" in m:  # a paid endpoint (oracle.cost_per_call)
+        parts.append(f"USD {m['cost_usd']:.4g}")
     if "acceptance" in m:
         parts.append(f"accept {m['acceptance']:.3f}")
     if "pre_oracle_acceptance" in m:
