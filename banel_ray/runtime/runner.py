@@ -303,7 +303,7 @@ class Runner:
             settled = self.rt.get(self.reward.resolve_pending.remote())  # settled by oracle.pending_rule
             if settled:
                 self.log(f"[banel_ray] settled {settled} evaluations left pending by the killed run")
-        writer = report.MetricsWriter(self.run_dir)
+        writer = report.MetricsWriter(self.run_dir, self.cfg)
         if self.base is None:
             t = time.perf_counter()
             self.base = self.evaluate(-1)
@@ -333,7 +333,7 @@ class Runner:
                     f"learnt; {failed} of oracle.max_failed_rounds={max_failed} such rounds in a row"
                 )
                 if failed >= max_failed:
-                    writer.close()
+                    writer.close("FAILED")
                     raise OracleDown(
                         f"every evaluation failed in {failed} rounds in a row (round {m[K.ROUND]}, "
                         f"{m[K.ORACLE_ERRORS]} errors; see the ledger's error column); fix the oracle, "
@@ -359,8 +359,10 @@ class Runner:
             if on_round is not None and on_round(m, self.run_dir):
                 self.log(f"[banel_ray] stopped by on_round after round {self.round}")
                 break
+        summary = self.summary(time.time() - t_start)
+        writer.summary(summary)
         writer.close()
-        return self.summary(time.time() - t_start)
+        return summary
 
     def usd_spent(self, quiet: bool = False) -> bool:
         """Whether ``oracle.budget_usd`` has no room for one more oracle call (then the run stops,
