@@ -204,6 +204,42 @@ FIELDS: dict[str, Field] = {
         lo=0.0,
     ),
     "oracle.retries": F(3, int, "attempts per oracle call before a sample is recorded as failed", lo=1),
+    "oracle.backoff_s": F(
+        0.2,
+        float,
+        "retry backoff: after failed attempt k a call waits a random time in [0, backoff_s * 2**(k-1)] "
+        "(full jitter, so many callers do not retry in step), at most oracle.backoff_max_s (0: no wait)",
+        lo=0.0,
+    ),
+    "oracle.backoff_max_s": F(30.0, float, "the longest one retry backoff may be", lo=0.0),
+    "oracle.retry_after_max_s": F(
+        60.0,
+        float,
+        "an HTTP 429/503 answer's Retry-After (seconds or a date) is honoured up to this many seconds "
+        "(a longer ask waits this long); no further call is sent before it",
+        lo=0.0,
+    ),
+    "oracle.tokens_per_minute": F(
+        0.0,
+        float,
+        "max tokens sent to the oracle per minute, cluster-wide (0: unlimited); a call's tokens are the "
+        "token ids of its samples (the sum of their lengths), paced at tokens_per_minute/60 a second",
+        lo=0.0,
+    ),
+    "oracle.cost_per_call": F(
+        0.0,
+        float,
+        "USD one oracle call costs (0: not tracked): each call sent is recorded in the ledger's calls "
+        "table with this cost, reserved before it is sent; a 429/503 refusal is not charged",
+        lo=0.0,
+    ),
+    "oracle.budget_usd": F(
+        0.0,
+        float,
+        "hard cap on the summed oracle.cost_per_call of all calls (0: none): a call that would pass it "
+        "is not sent (its samples stay unpaid) and the run stops",
+        lo=0.0,
+    ),
     "oracle.charge_errors": F(False, bool, "a failed evaluation costs one NRE (and is not retried later)"),
     "oracle.max_failed_rounds": F(
         3,
@@ -272,6 +308,18 @@ FIELDS: dict[str, Field] = {
         "in (0, 2), bounded (beta -> 0: nsr)",
         lo=1e-6,
     ),
+    "logging.backends": F(
+        ["tensorboard"],
+        list,
+        "where per-round metrics go besides metrics.jsonl: tensorboard (<run_dir>/tensorboard, x axis NREs), "
+        "mlflow (config as params, metrics with step = round, the closing summary; a resumed run "
+        "continues the same MLflow run); a list, or one name or comma-separated names",
+        choices=("tensorboard", "mlflow"),
+    ),
+    "logging.mlflow_uri": F(
+        "", str, "MLflow tracking URI (empty: a local file store, <run_dir>/mlruns; http(s)://... a server)"
+    ),
+    "logging.mlflow_experiment": F("banel_ray", str, "MLflow experiment the run is logged under"),
     "ray.address": F("", str, "Ray address; empty: join a running cluster if any, else start one"),
     "ray.num_cpus": F(0, int, "CPUs for a local Ray instance (0: all)", lo=0),
 }
@@ -309,6 +357,8 @@ def _coerce(key: str, value: Any) -> Any:
         near = sorted(k for k in FIELDS if k.split(".")[0] == key.split(".", maxsplit=1)[0]) or sorted(FIELDS)
         raise ConfigError(f"unknown key '{key}'; allowed: {', '.join(near)}")
     t = f.type
+    if t is list:
+        return _coerce_list(key, f, value)
     if t is float and isinstance(value, str):  # YAML 1.1 reads '1e-3' (no dot) as a string
         try:
             value = float(value)
@@ -332,6 +382,21 @@ def _coerce(key: str, value: Any) -> Any:
     return value
 
 
+def _coerce_list(key: str, f: Field, value: Any) -> list:
+    """A list key: a list, or one name or comma-separated names (``--set logging.backends=mlflow``);
+    each item one of the choices, duplicates dropped."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    choices = f.choices() if callable(f.choices) else f.choices
+    allowed = f"a list of {', '.join(map(str, choices))}" if choices else "a list"
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"'{key}' must be {allowed}, got {value!r}")
+    for v in value:
+        if choices and v not in choices:
+            raise ConfigError(f"'{key}' must be {allowed}, got {v!r}")
+    return list(dict.fromkeys(value))
+
+
 def parse_set(item: str) -> tuple[str, Any]:
     """``key.path=value``; the value is parsed as YAML (so 3, 2.5, true, [1,2] work)."""
     if "=" not in item:
@@ -345,6 +410,8 @@ def parse_set(item: str) -> tuple[str, Any]:
         value = ""
     if key.strip().startswith("task_options."):
         return key.strip(), value
+    if FIELDS.get(key.strip()) and FIELDS[key.strip()].type is list and isinstance(value, str):
+        value = raw  # 'a,b' stays names, split by _coerce_list
     if FIELDS.get(key.strip()) and FIELDS[key.strip()].type is str and not isinstance(value, str):
         value = raw  # '--set run_dir=123' stays a string
     return key.strip(), value
@@ -459,12 +526,24 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             rule_by_name(cfg["stop.rule"])
         except KeyError as e:
             raise ConfigError(str(e.args[0])) from None
+    usd, per_call = cfg["oracle.budget_usd"], cfg["oracle.cost_per_call"]
+    if usd > 0 and per_call <= 0:
+        raise ConfigError("'oracle.budget_usd' needs 'oracle.cost_per_call' > 0 (what each oracle call costs, USD)")
+    if usd > 0 and round(usd * 1e6) < round(per_call * 1e6):
+        raise ConfigError(
+            f"'oracle.budget_usd' {usd:g} is below one call's 'oracle.cost_per_call' {per_call:g}: no call could be made"
+        )
     if cfg["filter.schedule"] == "exponential" and cfg["filter.end"] <= 0:
         raise ConfigError("'filter.end' must be > 0 for the exponential schedule")
     if cfg["generator.schedule"] == "exponential" and min(cfg["generator.lr"], cfg["generator.lr_end"]) <= 0:
         raise ConfigError("'generator.lr' and 'generator.lr_end' must be > 0 for the exponential schedule")
     if cfg["filter.kind"] == "quantile" and cfg["filter.schedule"] != "constant" and cfg["filter.end"] < 1:
         raise ConfigError("'filter.end' must be >= 1 when it is a filter factor (filter.kind=quantile)")
+    from banel_ray.report import tracking
+
+    msg = tracking.missing_package(cfg["logging.backends"])  # before anything is started or paid
+    if msg:
+        raise ConfigError(msg)
     from banel_ray import preflight  # checks that need the task class: evaluation cost, required options
 
     msg = preflight.task_problem(cfg, cls)
@@ -484,7 +563,12 @@ def _section_class(prefix: str):
     ]
     cls = dataclasses.make_dataclass(
         "".join(p.capitalize() for p in prefix.split("_")) + "Config",
-        [(n, t, dataclasses.field(default=copy.deepcopy(d))) for n, t, d in names],
+        [
+            (n, t, dataclasses.field(default_factory=lambda d=d: copy.deepcopy(d)))
+            if isinstance(d, (list, dict))
+            else (n, t, dataclasses.field(default=copy.deepcopy(d)))
+            for n, t, d in names
+        ],
         frozen=True,
     )
     cls.__module__ = __name__

@@ -34,9 +34,17 @@ committed row (a process killed between a commit and its fold leaves that one tr
 ``counters`` holds named running totals kept beside the rows (``eval_sent``: evaluation draws sent
 to the paid oracle for success-rate estimates; never NREs).
 
-Schema version 3 (``PRAGMA user_version``); a version-1 file (no ``call_id``/``owner``/``updated``)
+``calls`` holds one row per oracle call sent to a paid endpoint (``oracle.cost_per_call`` > 0):
+its purpose (``nre`` or ``eval``), samples, tokens (the token ids sent), ``cost_usd`` and status.
+The row is inserted, in the same fenced transaction that counts the samples' attempts, *before*
+the call is sent (``sent``), and only if the summed cost stays within ``budget_usd``; so the cap is
+never passed, also by concurrent callers or a crash. It becomes ``done`` when the call ends, or
+``refunded`` when the endpoint refused the call unbilled (HTTP 429/503, connection refused). The
+money spent is the cost of every row that is not ``refunded`` (a call cut short by a crash counts).
+
+Schema version 4 (``PRAGMA user_version``); a version-1 file (no ``call_id``/``owner``/``updated``)
 is migrated in place with ``ALTER TABLE ... ADD COLUMN`` when opened; version 2 gains the ``lease``
-and ``counters`` tables.
+and ``counters`` tables, version 4 the ``calls`` table (empty in an older file: it spent no tracked USD).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -78,6 +86,18 @@ CREATE TABLE IF NOT EXISTS counters (
     name     TEXT PRIMARY KEY,
     value    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS calls (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    purpose  TEXT NOT NULL,
+    samples  INTEGER NOT NULL,
+    tokens   INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    status   TEXT NOT NULL,
+    error    TEXT,
+    time     REAL NOT NULL,
+    updated  REAL,
+    owner    TEXT
+);
 """
 # columns added after version 1: (name, SQL type)
 ADDED_COLUMNS = [("call_id", "TEXT"), ("owner", "TEXT"), ("updated", "REAL")]
@@ -98,6 +118,15 @@ EVALUATE = (NEW, RETRY, ADOPT)
 def sample_key(sample: Sequence[int]) -> str:
     """Idempotency key of a sample: sha256 of its token ids."""
     return hashlib.sha256(json.dumps(list(sample), separators=(",", ":")).encode()).hexdigest()
+
+
+def micro_usd(usd: float) -> int:
+    """USD as whole micro-dollars: budget checks add integers, so 0.1 + 0.2 stays within 0.3."""
+    return round(float(usd) * 1_000_000)
+
+
+class OverBudget(RuntimeError):
+    """The next oracle call would pass ``oracle.budget_usd``: it is not sent (nothing was written)."""
 
 
 class StaleWriter(RuntimeError):
@@ -208,6 +237,25 @@ class Ledger:
         with self.lock:
             row = self.db.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    def cost_usd(self) -> float:
+        """USD charged for oracle calls so far: every call not refunded, those in flight included."""
+        with self.lock:
+            return micro_usd(self._cost()) / 1_000_000
+
+    def _cost(self) -> float:
+        row = self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE status != 'refunded'").fetchone()
+        return float(row[0])
+
+    def calls(self) -> list[dict]:
+        """The ``calls`` table (one row per call sent to a paid oracle), in order."""
+        with self.lock:
+            cur = self.db.execute(
+                "SELECT seq, purpose, samples, tokens, cost_usd, status, error, time, updated, owner "
+                "FROM calls ORDER BY seq"
+            )
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur]
 
     def pending(self) -> list[dict]:
         with self.lock:
@@ -351,6 +399,69 @@ class Ledger:
                 [(now, k) for k in keys],
             )
         )
+
+    def begin_call(
+        self, keys: Sequence[str], samples: int, tokens: int, cost_usd: float, budget_usd: float, purpose: str = "nre"
+    ) -> int | None:
+        """Before an oracle call is sent, in one fenced transaction: count an attempt for each
+        pending sample of ``keys`` and, when the call costs money (``cost_usd`` > 0), insert its
+        ``calls`` row (status ``sent``). With ``budget_usd`` > 0, a call that would take the summed
+        cost past it raises ``OverBudget`` and writes nothing (no attempt counted, nothing charged).
+        Returns the call's row (None when it costs nothing)."""
+        now = time.time()
+
+        def run():
+            seq = None
+            if cost_usd > 0:
+                if budget_usd > 0 and micro_usd(self._cost()) + micro_usd(cost_usd) > micro_usd(budget_usd):
+                    raise OverBudget(
+                        f"oracle.budget_usd {budget_usd:g} reached ({self._cost():.6g} USD spent; "
+                        f"a call costs {cost_usd:g}): not sent"
+                    )
+                cur = self.db.execute(
+                    "INSERT INTO calls (purpose, samples, tokens, cost_usd, status, time, updated, owner) "
+                    "VALUES (?, ?, ?, ?, 'sent', ?, ?, ?)",
+                    (purpose, int(samples), int(tokens), float(cost_usd), now, now, self.owner),
+                )
+                seq = cur.lastrowid
+            if keys:
+                self.db.executemany(
+                    "UPDATE evaluations SET attempt=COALESCE(attempt,0)+1, updated=? WHERE key=? AND status='pending'",
+                    [(now, k) for k in keys],
+                )
+            return seq
+
+        if not keys and cost_usd <= 0:
+            return None
+        return self._tx(run)
+
+    def end_call(self, seq: int, billed: bool, error: str | None = None) -> None:
+        """A sent call ended: ``done`` (charged), or ``refunded`` when the endpoint refused it unbilled."""
+        self._tx(
+            lambda: self.db.execute(
+                "UPDATE calls SET status=?, error=?, updated=? WHERE seq=? AND status='sent'",
+                ("done" if billed else "refunded", error, time.time(), seq),
+            )
+        )
+
+    def release(self, keys: Sequence[str], note: str) -> None:
+        """Give back the reservations of samples whose call was never sent (``OverBudget``): a row
+        no call was ever made for is removed (as if never reserved); one with earlier attempts
+        becomes an uncharged error. Refused samples are not charged."""
+        now = time.time()
+
+        def run():
+            for k in keys:
+                self.db.execute(
+                    "DELETE FROM evaluations WHERE key=? AND status='pending' AND COALESCE(attempt,0)=0", (k,)
+                )
+                self.db.execute(
+                    "UPDATE evaluations SET status='error', charged=0, reward=NULL, error=?, updated=? "
+                    "WHERE key=? AND status='pending'",
+                    (note, now, k),
+                )
+
+        self._tx(run)
 
     def take_counter(self, name: str, n: int, limit: int) -> int:
         """Add up to ``n`` to counter ``name`` without passing ``limit``; returns how much was added

@@ -21,8 +21,19 @@ How a paid evaluation goes (``pay``):
    ledger (``attempt``) before it is made. A call past its deadline is reported failed but keeps
    its in-flight slot until the plug-in really returns, so the cap holds also for hung calls. A
    failed call (exception, timeout, wrong length) is retried up to ``retries`` attempts in all,
-   with backoff ``backoff_s * 2**(attempt-1)``; samples the oracle answers with ``None`` (or an
-   exception object) are retried alone.
+   after a backoff with full jitter (a random wait in ``[0, backoff_s * 2**(attempt-1)]``, at most
+   ``backoff_max_s``, so callers that failed together do not retry together); samples the oracle
+   answers with ``None`` (or an exception object) are retried alone. A call the endpoint refused
+   with a ``retry_after`` (HTTP 429/503 ``Retry-After``, ``reward_plugins.http.RetryLater``) holds
+   back *every* caller's next call that long (at most ``retry_after_max_s``) instead.
+
+   Paid endpoints: ``tokens_per_minute`` is a second token bucket beside ``rate_limit``, counting
+   a call's token ids (the sum of its samples' lengths; rate ``tokens_per_minute/60`` a second,
+   one second's worth in the bucket). With ``cost_per_call`` > 0 every call sent gets a ledger row
+   in ``calls`` with that cost, committed with its attempt count before it is sent, refunded when
+   the endpoint refused it unbilled (429/503, connection refused); ``budget_usd`` > 0 caps their
+   sum like ``budget`` caps NREs: a call that would pass it is not sent, and its samples'
+   reservations are released (unpaid, not charged).
 3. **Complete.** Each chunk's rows become ``ok`` (reward 0/1) or ``error`` (reward NULL), committed
    (fsynced) before anyone sees the result.
 
@@ -61,6 +72,7 @@ from __future__ import annotations
 
 import collections
 import os
+import random
 import socket
 import threading
 import time
@@ -69,7 +81,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from banel_ray import reward_plugins, tasks
 from banel_ray.actors.evaluator import eval_result
-from banel_ray.actors.ledger import ADOPT, EVALUATE, LIVE, UNPAID, Ledger, StaleWriter, sample_key
+from banel_ray.actors.ledger import (
+    ADOPT,
+    EVALUATE,
+    LIVE,
+    UNPAID,
+    Ledger,
+    OverBudget,
+    StaleWriter,
+    micro_usd,
+    sample_key,
+)
 from banel_ray.records import EvalResult, PaidBatch, SampleBatch
 
 EVAL_SENT = "eval_sent"  # ledger counter: evaluation draws sent to the paid oracle
@@ -136,8 +158,9 @@ class RewardService:
         settings=None,
         threads: int = 1,
         *,
-        backoff_s: float = 0.2,
+        backoff_s: float | None = None,
         max_batch: int | None = None,
+        rng: random.Random | None = None,
         **overrides,
     ):
         """``settings``: the ``oracle.*`` config section (``config.OracleConfig``; defaults when
@@ -147,12 +170,16 @@ class RewardService:
         attempt and retried); ``retries``; ``charge_errors``; ``pending_rule`` (module docstring).
         ``max_batch``: samples per oracle call (None: the plug-in's ``batch_size``, 0 = all in one
         call). ``threads``: torch threads for model-based oracles (0: torch is not imported).
-        ``overrides``: single ``oracle.*`` settings by name (``retries=2``), over ``settings``."""
+        ``overrides``: single ``oracle.*`` settings by name (``retries=2``), over ``settings``;
+        ``backoff_s`` is one of them (None: the settings'). ``rng``: the source of the backoff
+        jitter (a seeded ``random.Random`` makes the waits reproducible in tests)."""
         import dataclasses
 
         from banel_ray.config import SECTIONS
 
         o = settings if settings is not None else SECTIONS["oracle"]()
+        if backoff_s is not None:
+            overrides["backoff_s"] = backoff_s
         o = dataclasses.replace(o, **overrides) if overrides else o
         rate_limit, retries, charge_errors = o.rate_limit, o.retries, o.charge_errors
         max_in_flight, timeout_s, burst, pending_rule = o.max_in_flight, o.timeout_s, o.burst, o.pending_rule
@@ -168,7 +195,12 @@ class RewardService:
         self.ledger = Ledger(ledger_path, owner=self.owner)  # takes the lease: the one writer from now on
         self.budget = int(budget)
         self.bucket = TokenBucket(rate_limit, burst)
-        self.retries, self.backoff_s, self.charge_errors = max(1, int(retries)), backoff_s, charge_errors
+        self.token_bucket = TokenBucket(o.tokens_per_minute / 60.0, o.tokens_per_minute / 60.0)
+        self.retries, self.backoff_s, self.charge_errors = max(1, int(retries)), o.backoff_s, charge_errors
+        self.backoff_max_s, self.retry_after_max_s = o.backoff_max_s, o.retry_after_max_s
+        self.cost_per_call, self.budget_usd = o.cost_per_call, o.budget_usd
+        self.rng = rng if rng is not None else random.Random()
+        self._not_before = 0.0  # monotonic time before which no call is sent (a server's Retry-After)
         self.timeout_s = float(timeout_s)
         self.max_in_flight = max(1, int(max_in_flight))
         self.max_batch = int(getattr(self.oracle, "batch_size", 0) or 0) if max_batch is None else int(max_batch)
@@ -186,7 +218,11 @@ class RewardService:
             "in_flight": 0,
             "max_in_flight_seen": 0,
             "overdue": 0,
+            "refused_usd": 0,
         }
+        self._waits: collections.deque = collections.deque(
+            maxlen=100_000
+        )  # (kind, seconds) of every retry wait: "backoff" or "retry_after"
         self._starts: collections.deque = collections.deque(maxlen=100_000)
         self._grants: collections.deque = collections.deque(maxlen=100_000)
         # a previous process's reservations (it died mid-call)
@@ -215,11 +251,27 @@ class RewardService:
         """What the run reports about its oracle, from the ledger (so it covers every process of a
         resumed run): NRE-purpose oracle evaluations made (attempts), samples that failed, and
         evaluation draws sent to the paid oracle for estimates."""
-        return {
+        out = {
             "oracle_evaluations": self.ledger.attempts(),
             "oracle_errors": self.ledger.errors(),
             "eval_paid": self.ledger.counter(EVAL_SENT),
         }
+        if self.cost_per_call > 0:  # a paid endpoint: what it cost, from the ledger's calls table
+            calls = self.ledger.calls()
+            out["cost_usd"] = self.ledger.cost_usd()
+            out["paid_calls"] = sum(1 for c in calls if c["status"] != "refunded")
+            out["refunded_calls"] = sum(1 for c in calls if c["status"] == "refunded")
+        return out
+
+    def cost_usd(self) -> float:
+        """USD charged for oracle calls so far (0 when ``cost_per_call`` is 0)."""
+        return self.ledger.cost_usd()
+
+    def can_afford_call(self) -> bool:
+        """Whether one more oracle call fits in ``budget_usd`` (always, without a USD cap)."""
+        if self.budget_usd <= 0 or self.cost_per_call <= 0:
+            return True
+        return micro_usd(self.ledger.cost_usd()) + micro_usd(self.cost_per_call) <= micro_usd(self.budget_usd)
 
     def eval_remaining(self, budget: int) -> int:
         return max(0, int(budget) - self.ledger.counter(EVAL_SENT))
@@ -235,6 +287,7 @@ class RewardService:
                 **self._stats,
                 "starts": list(self._starts),
                 "grants": list(self._grants),
+                "waits": list(self._waits),
                 "rate_limit": self.bucket.rate,
                 "burst": self.bucket.burst,
                 "max_in_flight": self.max_in_flight,
@@ -249,8 +302,11 @@ class RewardService:
         failed (TimeoutError) but keeps its slot until the plug-in really returns, so at most
         ``max_in_flight`` calls ever run at once. A caller that finds no free slot within
         ``timeout_s`` (every slot held by a call past its deadline) fails the same way. ``keys``:
-        the ledger rows of ``samples``, whose attempt is counted (committed) just before the call.
+        the ledger rows of ``samples``, whose attempt is counted (committed) just before the call,
+        with the call's cost (``OverBudget``, before anything is sent, when it would pass
+        ``budget_usd``).
         """
+        self._hold()
         wait = self.timeout_s if self.timeout_s > 0 else None
         if not self._slots.acquire(timeout=wait):
             with self._stat_lock:
@@ -260,10 +316,15 @@ class RewardService:
                 f"no oracle slot free within timeout_s={self.timeout_s:g} "
                 f"({stuck} of max_in_flight={self.max_in_flight} calls still running past their deadline)"
             )
+        tokens = sum(len(s) for s in samples)
         try:
             granted = self.bucket.take(len(samples))
-            if keys:
-                self.ledger.count_attempts(keys)  # a stale writer is refused here, before any call
+            self.token_bucket.take(tokens)
+            self._hold()  # a Retry-After that came in while this call waited for its tokens
+            # a stale writer is refused here, and a call past budget_usd, before anything is sent
+            seq = self.ledger.begin_call(
+                keys or [], len(samples), tokens, self.cost_per_call, self.budget_usd, "nre" if keys else "eval"
+            )
         except BaseException:
             self._slots.release()
             raise
@@ -280,9 +341,14 @@ class RewardService:
 
         def run():
             try:
-                fut.set_result(list(self.oracle.rewards(samples)))
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                fut.set_exception(e)
+                try:
+                    out = list(self.oracle.rewards(samples))
+                except BaseException as e:  # noqa: BLE001 - handed to the caller
+                    self._end_call(seq, e)
+                    fut.set_exception(e)
+                else:
+                    self._end_call(seq, None)
+                    fut.set_result(out)
             finally:  # the slot is free only now, when the call has really ended
                 with self._stat_lock:
                     self._stats["in_flight"] -= 1
@@ -306,23 +372,73 @@ class RewardService:
                 return fut.result()
             raise TimeoutError(f"oracle call exceeded timeout_s={self.timeout_s:g}") from None
 
-    def _call(self, keys: list[str], samples: list) -> list[tuple[int | None, str | None]]:
-        """(reward, error) per sample, after retries. Each attempt is counted in the ledger before it
-        is made. Never raises for oracle errors (a stale ledger writer does raise: it must stop)."""
+    def _end_call(self, seq: int | None, exc: BaseException | None) -> None:
+        """Close a paid call's ``calls`` row: charged, unless the endpoint refused it unbilled
+        (an exception with ``billed = False``, e.g. HTTP 429/503, or a refused connection). A row
+        that cannot be closed (stale writer) stays ``sent``: still counted, never under-counted."""
+        if seq is None:
+            return
+        billed = exc is None or getattr(exc, "billed", not isinstance(exc, ConnectionRefusedError))
+        try:
+            self.ledger.end_call(seq, bool(billed), None if exc is None else f"{type(exc).__name__}: {exc}"[:500])
+        except Exception:  # noqa: BLE001 - the row stays charged
+            pass
+
+    def _hold(self) -> None:
+        """Wait out a server's Retry-After (shared by every caller of this service)."""
+        while True:
+            left = self._not_before - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(left)
+
+    def _hold_for(self, retry_after) -> None:
+        """A server asked to wait ``retry_after`` seconds: no call of this service is sent before
+        then (capped at ``retry_after_max_s``)."""
+        wait = min(max(float(retry_after), 0.0), self.retry_after_max_s)
+        with self._stat_lock:
+            self._not_before = max(self._not_before, time.monotonic() + wait)
+            self._waits.append(("retry_after", wait))
+
+    def _retry_wait(self, attempt: int, retry_after) -> None:
+        """Before attempt ``attempt + 1``: the server's Retry-After (already set as the hold every
+        caller waits out), else full-jitter exponential backoff."""
+        if retry_after is not None:
+            self._hold()
+            return
+        if self.backoff_s <= 0:
+            return
+        wait = self.rng.uniform(0.0, min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1)))
+        with self._stat_lock:
+            self._waits.append(("backoff", wait))
+        time.sleep(wait)
+
+    def _call(self, keys: list[str], samples: list) -> tuple[list[tuple[int | None, str | None]], list[int]]:
+        """(reward, error) per sample after retries, and the indices never sent because the next
+        call would have passed ``budget_usd``. Each attempt is counted in the ledger before it is
+        made. Never raises for oracle errors (a stale ledger writer does raise: it must stop)."""
         n = len(samples)
         rewards: list = [None] * n
         errors: list = [None] * n
         todo = list(range(n))
         for attempt in range(1, self.retries + 1):
             sub = [samples[i] for i in todo]
+            retry_after = None
             try:
                 out, exc = self._attempt(sub, [keys[i] for i in todo]), None
                 if len(out) != len(sub):
                     out, exc = None, f"ValueError: oracle returned {len(out)} rewards for {len(sub)} samples"
             except StaleWriter:
                 raise
+            except OverBudget:  # not sent: these samples stay unpaid (the caller releases them)
+                with self._stat_lock:
+                    self._stats["refused_usd"] += 1
+                return list(zip(rewards, errors)), todo
             except Exception as e:  # an oracle error is not a negative
                 out, exc = None, f"{type(e).__name__}: {e}"
+                retry_after = getattr(e, "retry_after", None)
+                if retry_after is not None:  # holds every caller back, also after a last attempt
+                    self._hold_for(retry_after)
             if out is None:
                 with self._stat_lock:
                     self._stats["failed_calls"] += 1
@@ -335,20 +451,29 @@ class RewardService:
             todo = left
             if not todo:
                 break
-            if attempt < self.retries and self.backoff_s > 0:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        return list(zip(rewards, errors))
+            if attempt < self.retries:
+                self._retry_wait(attempt, retry_after)
+        return list(zip(rewards, errors)), []
 
-    def _run_chunk(self, keys: list[str], samples: list) -> None:
-        """Evaluate one chunk of reserved samples and close their rows (durable), then wake waiters."""
+    def _run_chunk(self, keys: list[str], samples: list) -> set[str]:
+        """Evaluate one chunk of reserved samples and close their rows (durable), then wake waiters.
+        Returns the keys never sent (``budget_usd`` reached), whose reservations were released."""
         try:
-            res = self._call(keys, samples)
+            res, unsent = self._call(keys, samples)
+            refused = {keys[i] for i in unsent}
+            if refused:
+                self.ledger.release(
+                    sorted(refused),
+                    f"not sent: oracle.budget_usd {self.budget_usd:g} reached (not charged)",
+                )
             self.ledger.complete(
                 [
                     {"key": k, "reward": r, "error": e, "charged": int(self.charge_errors)}
                     for k, (r, e) in zip(keys, res)
+                    if k not in refused
                 ]
             )
+            return refused
         finally:  # rows not completed stay pending: no longer live, the next caller adopts them
             with self._lock:
                 for k in keys:
@@ -386,16 +511,17 @@ class RewardService:
             for k in mine:
                 self._inflight[k] = threading.Event()
             waits = [self._inflight[k] for k, a in plan.items() if a == LIVE]
+        refused: set[str] = set()
         if mine:
             size = self.max_batch if self.max_batch > 0 else len(mine)
             chunks = [mine[i : i + size] for i in range(0, len(mine), size)]
             jobs = [(c, [samples[first[k]] for k in c]) for c in chunks]
             if len(jobs) == 1:
-                self._run_chunk(*jobs[0])
+                refused |= self._run_chunk(*jobs[0])
             else:
                 futs = [self._pool.submit(self._run_chunk, *j) for j in jobs]
                 for f in futs:
-                    f.result()
+                    refused |= f.result()
         for ev in waits:
             ev.wait()
         rows = self.ledger.lookup_rows(keys)
@@ -407,9 +533,9 @@ class RewardService:
             versions=versions,
             paid=sum(rows[k]["charged"] for k in own),
             reused=sum(1 for k in keys if k in rows) - len(own),
-            errors=sum(1 for k in own if rows[k]["status"] == "error"),
+            errors=sum(1 for k in own if rows[k]["status"] == "error" and k not in refused),
             spent=self.ledger.spent(),
-            unpaid=sum(1 for k in keys if plan[k] == UNPAID),
+            unpaid=sum(1 for k in keys if plan[k] == UNPAID or k in refused),
             recovered=sum(1 for a in plan.values() if a == ADOPT),
             waited=len(waits),
             new_successes=sum(1 for k in own if rows[k]["status"] == "ok" and rows[k]["reward"] == 1),
@@ -445,8 +571,9 @@ class RewardService:
                 out = self._attempt(chunk)
                 if len(out) == len(chunk):
                     return [_as_reward(x)[0] for x in out]
-            except Exception:  # noqa: BLE001 - a failed draw is left out, never a negative
-                pass
+            except Exception as e:  # noqa: BLE001 - a failed draw is left out, never a negative
+                if getattr(e, "retry_after", None) is not None:
+                    self._hold_for(e.retry_after)
             with self._stat_lock:
                 self._stats["failed_calls"] += 1
             return [None] * len(chunk)

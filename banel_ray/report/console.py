@@ -35,6 +35,8 @@ def progress_line(m: dict, budget: int) -> str:
         f"succ {m.get('successes', 0):>3}",
         f"err {m.get('oracle_errors', 0):>3}",
     ]
+    if "cost_usd" in m:  # a paid endpoint (oracle.cost_per_call)
+        parts.append(f"USD {m['cost_usd']:.4g}")
     if "acceptance" in m:
         parts.append(f"accept {m['acceptance']:.3f}")
     if "pre_oracle_acceptance" in m:
@@ -60,33 +62,30 @@ def progress_line(m: dict, budget: int) -> str:
 
 
 class MetricsWriter:
-    """metrics.jsonl plus TensorBoard scalars, x-axis = cumulative NREs."""
+    """metrics.jsonl plus the tracking backends of ``logging.backends`` (``report.tracking``;
+    without a config: TensorBoard scalars, x axis = cumulative NREs)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, cfg: dict | None = None):
+        from banel_ray.report import tracking
+
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
-        except Exception:  # TensorBoard is optional at run time
-            self.tb = None
+        self.backends = tracking.open_backends(Path(run_dir), cfg)
 
     def write(self, m: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(m, default=float) + "\n")
-        if self.tb:
-            step = int(m.get("nres", 0))
-            for k, v in m.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self.tb.add_scalar(k, v, step)
-            if m.get("eval"):
-                self.tb.add_scalar("success_rate", m["eval"]["rate"], step)
-            self.tb.flush()
+        for b in self.backends:
+            b.write(m)
 
-    def close(self) -> None:
-        if self.tb:
-            self.tb.close()
+    def summary(self, s: dict) -> None:
+        """The closing summary (``summary.json`` written) to the backends that keep one."""
+        for b in self.backends:
+            b.summary(s)
+
+    def close(self, status: str = "FINISHED") -> None:
+        """``status``: how the run ended for backends that record it (FINISHED, FAILED)."""
+        for b in self.backends:
+            b.close(status)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

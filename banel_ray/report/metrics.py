@@ -7,6 +7,7 @@ NRES = "nres"  # NREs charged so far (cumulative)
 PAID = "paid"  # NREs charged this round
 REUSED = "reused"  # proposals answered from the ledger (free)
 ORACLE_ERRORS = "oracle_errors"  # proposals whose evaluation failed this round
+COST_USD = "cost_usd"  # USD charged for oracle calls so far (cumulative; only with oracle.cost_per_call)
 SUCCESSES = "successes"  # distinct paid samples with reward 1 (this round; summary: in all)
 DISTINCT_FRAC = "distinct_frac"  # distinct fraction of the round's proposals
 NOVEL_FRAC = "novel_frac"  # fraction of distinct proposals never proposed before

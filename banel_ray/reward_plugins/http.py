@@ -19,6 +19,10 @@ What the client promises, because the endpoint is paid and may need credentials:
 - **TLS verified.** ``https://`` checks the certificate chain and the host name against the
   system's CAs, or against ``ca_file`` (a PEM bundle, e.g. a private CA); there is no option to
   turn verification off.
+- **Told to wait, it says so.** An answer 429 (too many requests) or 503 (unavailable) raises
+  ``RetryLater`` carrying the server's ``Retry-After`` (seconds or an HTTP date; None when absent)
+  and ``billed=False``: the reward service waits that long (capped by ``oracle.retry_after_max_s``)
+  before any further call, does not charge the call's ``oracle.cost_per_call`` and retries it.
 - **Credentials out of the config.** ``headers_env`` maps a header to an environment variable
   (``{"Authorization": "ORACLE_AUTH"}``), read when the oracle is built, so the secret is not
   written into the run folder's config like ``headers`` are.
@@ -32,6 +36,8 @@ import os
 import ssl
 import threading
 import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 from banel_ray.reward_plugins.base import Oracle
@@ -41,6 +47,35 @@ MAX_REDIRECTS = 3
 
 class RedirectRefused(OSError):
     """The endpoint redirected somewhere the client will not follow."""
+
+
+class RetryLater(OSError):
+    """HTTP 429 or 503: the server refused the call before doing (and billing) the work.
+
+    ``retry_after``: seconds the server asked to wait (None: it did not say); ``billed`` is False,
+    so the reward service releases the call's cost reservation."""
+
+    billed = False
+
+    def __init__(self, message: str, status: int, retry_after: float | None):
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now (>= 0): delta-seconds or an HTTP date (RFC 9110 10.2.3);
+    None when absent or unreadable (the caller then backs off on its own)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        dt = parsedate_to_datetime(value)
+        when = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()  # HTTP dates are GMT
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -154,6 +189,13 @@ class HttpOracle(Oracle):
             url = target
         else:
             raise RedirectRefused(f"{self.url}: more than {MAX_REDIRECTS} redirects")
+        if status in (429, 503):
+            after = retry_after_seconds(headers.get("retry-after"))
+            raise RetryLater(
+                f"{url}: HTTP {status}" + (f", Retry-After {after:g}s" if after is not None else "") + " (not billed)",
+                status,
+                after,
+            )
         if status >= 400:
             raise OSError(f"{url}: HTTP {status} {data[:200].decode(errors='replace')}")
         data = json.loads(data.decode())

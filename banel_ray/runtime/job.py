@@ -145,7 +145,10 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
                 runner.shutdown()
         finally:
             _stop_ray(started)  # the run stops what it started, and only that
-        fresh_finals(cfg, run_dir, task, summary)
+        if fresh_finals(cfg, run_dir, task, summary):
+            from banel_ray.report import tracking
+
+            tracking.log_summary(run_dir, cfg, summary)  # the fresh evaluation, into the same MLflow run
         log(report.closing_table(summary))
     return summary
 
@@ -177,10 +180,11 @@ def computed(est: dict | None) -> bool:
     return bool(est) and "exact" in est and "method" in est
 
 
-def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> None:
+def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> bool:
     """The headline numbers: the final generator (and the round a stop rule picked) on a fresh
     sample, beside the prior's rate on one (its shipped reference measurement when the task has
-    one for this prior, else fresh draws here). Added to ``summary`` and ``summary.json``."""
+    one for this prior, else fresh draws here). Added to ``summary`` and ``summary.json``;
+    returns whether it added any."""
     from banel_ray.algorithms import stats
     from banel_ray.evaluate import evaluate_round
     from banel_ray.report import metrics as K
@@ -193,10 +197,10 @@ def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> None:
         summary[K.BASE_FRESH] = dict(summary["base"], fresh=True, round=0)
         summary["improvement_final_fresh"] = stats.improvement_factor(summary["final"]["rate"], summary["base"]["rate"])
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-        return
+        return True
     n = task.final_samples if cfg["eval.final_samples"] < 0 else cfg["eval.final_samples"]
     if n <= 0 or not summary.get("rounds"):
-        return
+        return False
     log(f"[banel_ray] fresh-sample evaluation of the final generator ({n:,} draws; not NREs)")
     t = time.perf_counter()
     th = cfg["trainer.threads"]
@@ -212,3 +216,4 @@ def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> None:
     summary["t_fresh_eval"] = time.perf_counter() - t
     summary["wall_s"] += summary["t_fresh_eval"]
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    return True

@@ -186,7 +186,10 @@ class Runner:
         crash_point("mid_oracle", t + 1)
         paid = self.rt.get(paid_ref)
         m["t_propose_pay"] = time.perf_counter() - t0
-        if paid.errors and all(r is None for r in paid.rewards):  # every evaluation failed: learn nothing
+        if self.rc.oracle.cost_per_call > 0:
+            m[K.COST_USD] = self.rt.get(self.reward.cost_usd.remote())
+        nothing = all(r is None for r in paid.rewards)
+        if nothing and (paid.errors or (paid.unpaid and self.rc.oracle.budget_usd > 0)):  # learn nothing
             m.update({K.NRES: paid.spent, K.PAID: paid.paid, K.REUSED: paid.reused, K.ORACLE_ERRORS: paid.errors})
             m.update({K.SUCCESSES: 0, K.ORACLE_FAILED: True, "t_round": time.perf_counter() - t0})
             return m  # the round is not counted: run() tries it again, with the same draws
@@ -300,7 +303,7 @@ class Runner:
             settled = self.rt.get(self.reward.resolve_pending.remote())  # settled by oracle.pending_rule
             if settled:
                 self.log(f"[banel_ray] settled {settled} evaluations left pending by the killed run")
-        writer = report.MetricsWriter(self.run_dir)
+        writer = report.MetricsWriter(self.run_dir, self.cfg)
         if self.base is None:
             t = time.perf_counter()
             self.base = self.evaluate(-1)
@@ -317,7 +320,11 @@ class Runner:
             if self.history and self.history[-1][K.NRES] >= budget:
                 self.log(f"[banel_ray] NRE budget {budget} spent: stopping")
                 break
+            if self.usd_spent():
+                break
             m = self.run_round()
+            if m.get(K.ORACLE_FAILED) and self.usd_spent():  # its calls were refused for lack of money
+                break
             if m.get(K.ORACLE_FAILED):  # not written, not checkpointed: like a round cut short
                 failed += 1
                 self.log(report.progress_line(m, budget))
@@ -326,7 +333,7 @@ class Runner:
                     f"learnt; {failed} of oracle.max_failed_rounds={max_failed} such rounds in a row"
                 )
                 if failed >= max_failed:
-                    writer.close()
+                    writer.close("FAILED")
                     raise OracleDown(
                         f"every evaluation failed in {failed} rounds in a row (round {m[K.ROUND]}, "
                         f"{m[K.ORACLE_ERRORS]} errors; see the ledger's error column); fix the oracle, "
@@ -334,7 +341,7 @@ class Runner:
                     )
                 continue
             failed = 0
-            last = self.round >= self.cfg["rounds"] or m[K.NRES] >= budget
+            last = self.round >= self.cfg["rounds"] or m[K.NRES] >= budget or self.usd_spent(quiet=True)
             if every and (self.round % every == 0) or last:
                 m[K.EVAL] = self.evaluate(self.round)
             fired = self.stop_rule_fires(m)
@@ -352,8 +359,21 @@ class Runner:
             if on_round is not None and on_round(m, self.run_dir):
                 self.log(f"[banel_ray] stopped by on_round after round {self.round}")
                 break
+        summary = self.summary(time.time() - t_start)
+        writer.summary(summary)
         writer.close()
-        return self.summary(time.time() - t_start)
+        return summary
+
+    def usd_spent(self, quiet: bool = False) -> bool:
+        """Whether ``oracle.budget_usd`` has no room for one more oracle call (then the run stops,
+        like at the NRE budget; the ledger's summed cost is at most the cap)."""
+        usd = self.rc.oracle.budget_usd
+        if usd <= 0 or self.rt.get(self.reward.can_afford_call.remote()):
+            return False
+        if not quiet:
+            cost = self.rt.get(self.reward.cost_usd.remote())
+            self.log(f"[banel_ray] oracle.budget_usd {usd:g} spent ({cost:g} USD): stopping")
+        return True
 
     def summary(self, wall_s: float) -> dict:
         from banel_ray import report

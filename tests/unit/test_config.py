@@ -46,6 +46,11 @@ def test_yaml_nested_and_dotted(tmp_path):
         (["task_options.digits=3"], "unknown key 'task_options.digits' for task addition_attack"),
         (["task_options.solver=/no/such/dir"], "'task_options.solver' folder not found"),
         (["rounds"], "--set expects key.path=value"),
+        (["oracle.budget_usd=5"], "'oracle.budget_usd' needs 'oracle.cost_per_call' > 0"),
+        (["oracle.budget_usd=0.5", "oracle.cost_per_call=1"], "is below one call's 'oracle.cost_per_call' 1"),
+        (["oracle.cost_per_call=-0.1"], "'oracle.cost_per_call' must be >= 0.0"),
+        (["oracle.tokens_per_minute=lots"], "'oracle.tokens_per_minute' must be float"),
+        (["oracle.retry_after_max_s=-1"], "'oracle.retry_after_max_s' must be >= 0.0"),
     ],
 )
 def test_bad_values_name_the_key(sets, needle):

@@ -272,6 +272,22 @@ def test_version1_ledger_is_migrated(tmp_path):
     assert {"call_id", "owner", "updated"} <= set(o.ledger_rows()[0])
 
 
+def test_version3_ledger_gains_the_calls_table_and_spent_no_usd(tmp_path):
+    """A ledger written before the ``calls`` table (schema 3) resumes with paid-call tracking on:
+    its rows stay, it had spent 0 USD, and new calls are recorded and capped."""
+    path = tmp_path / "v3.sqlite"
+    old = Ledger(path, owner="old")
+    old.record([{"key": sample_key((5,)), "sample": (5,), "reward": 1, "round": 1}])
+    old.db.execute("DROP TABLE calls")
+    old.db.execute("PRAGMA user_version=3")
+    old.close()
+    o = flaky(tmp_path, 3, name="v3.sqlite", cost_per_call=0.5, budget_usd=1.0)
+    assert o.ledger.schema_version() == SCHEMA_VERSION == 4 and o.cost_usd() == 0.0
+    r = o.pay(2, batch([(5,), (6,), (7,)]))
+    assert r.rewards[0] == 1 and r.paid == 2 and o.cost_usd() == 1.0 and not o.can_afford_call()
+    assert [c["status"] for c in o.ledger.calls()] == ["done", "done"] and o.spent() == 3
+
+
 def test_invalid_rewards_are_errors(tmp_path, monkeypatch):
     o = RewardService(
         CALLABLE,

@@ -456,3 +456,55 @@ def test_a_run_holds_its_folders_lock_for_its_whole_life(tmp_path, prior_dir):
     assert [s.strip() for s in seen] == [str(os.getpid())]
     done = subprocess.run([sys.executable, "-c", probe, str(rd)], capture_output=True, text=True).stdout
     assert done.strip() == "None"
+
+
+# ---- issue 24: experiment tracking (logging.backends) --------------------------------------------------
+def mlflow_run(run_dir):
+    from mlflow.tracking import MlflowClient
+
+    saved = json.loads((run_dir / "mlflow_run.json").read_text())
+    client = MlflowClient(tracking_uri=saved["tracking_uri"])
+    return client, saved["run_id"], client.get_run(saved["run_id"])
+
+
+def test_mlflow_logs_config_rounds_and_summary_and_a_resume_continues_the_same_run(tmp_path, prior_dir):
+    rd = tmp_path / "r"
+    track = ["logging.backends=tensorboard,mlflow", "eval.samples=0"]
+    run_local(prior_dir, rd, *track, "rounds=2")
+    client, run_id, run = mlflow_run(rd)
+    assert saved_uri_is_in_the_run_folder(rd)
+    assert run.info.status == "FINISHED" and run.data.params["budget"] == "50"
+    assert run.data.params["logging.backends"] == '["tensorboard", "mlflow"]'
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "nres")] == [(1, 20.0), (2, 40.0)]
+    assert run.data.metrics["summary.nres"] == 40.0 and run.data.metrics["summary.rounds"] == 2.0
+    assert any(f.path == "summary.json" for f in client.list_artifacts(run_id))
+    assert list((rd / "tensorboard").iterdir())  # TensorBoard beside it, as before
+    # resumed with one more round: the same MLflow run, round 3 at step 3, the changed key a tag
+    run_local(prior_dir, rd, *track, "rounds=3", resume=True)
+    client, again, run = mlflow_run(rd)
+    assert again == run_id and run.info.status == "FINISHED"
+    steps = [(m.step, m.value) for m in client.get_metric_history(run_id, "nres")]
+    assert steps == [(1, 20.0), (2, 40.0), (3, 50.0)] and run.data.metrics["summary.nres"] == 50.0
+    assert run.data.params["rounds"] == "2" and run.data.tags["resumed.rounds"] == "3"
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def saved_uri_is_in_the_run_folder(rd):
+    return json.loads((rd / "mlflow_run.json").read_text())["tracking_uri"] == (rd / "mlruns").resolve().as_uri()
+
+
+def test_logging_backends_config_and_a_missing_package_is_one_line(monkeypatch):
+    import importlib.util
+
+    assert C.load(None, ["logging.backends=mlflow"])["logging.backends"] == ["mlflow"]
+    assert C.load(None, ["logging.backends=[mlflow, mlflow]"])["logging.backends"] == ["mlflow"]
+    assert C.defaults()["logging.backends"] == ["tensorboard"]
+    with pytest.raises(C.ConfigError, match="'logging.backends' must be a list of tensorboard, mlflow, got 'wandb'"):
+        C.load(None, ["logging.backends=[tensorboard, wandb]"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(C.ConfigError) as e:
+        C.load(None, ["logging.backends=mlflow"])
+    assert str(e.value) == (
+        "'logging.backends' mlflow needs the mlflow package, which is not installed: pip install mlflow-skinny==3.18.0"
+    )
