@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 
 CONFIG = "banel_ray/configs/attack_compare.yaml"
+# every arm starts from the study's base (the constant floor -6 and no KL anchor, as the config was
+# when the study ran; the config now holds the chosen arm, "kl"), so an arm means the same thing
+# whatever the config's default becomes
+BASE = ["support.kind=token", "support.threshold=-6.0", "generator.kl_coef=0.0"]
 NO_FLOOR = ["support.kind=none"]
 ARMS: dict[str, list[str]] = {
     # reference rows of ../shared/notes/probe-regime-2.md, sections 4-5
@@ -63,7 +67,7 @@ def command(runs: Path, arm: str, seed: int) -> list[str]:
     d = runs / f"{arm}_s{seed}"
     if (d / "config.json").exists():
         return [sys.executable, "-m", "banel_ray.run", "--resume", str(d)]
-    sets = [f"seed={seed}", f"run_dir={d}", *STUDY, *ARMS[arm]]
+    sets = [f"seed={seed}", f"run_dir={d}", *STUDY, *BASE, *ARMS[arm]]
     return [sys.executable, "-m", "banel_ray.run", "--config", CONFIG] + [x for s in sets for x in ("--set", s)]
 
 

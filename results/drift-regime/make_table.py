@@ -29,6 +29,17 @@ BASE_NUMERIC = REGIME["base_by_reward"]["numeric"]["rate"]
 PAPER = 278.0  # the paper's factor on its attack (0.0004 -> 0.1112)
 
 
+DEFAULT = "kl"  # the arm attack_compare.yaml now holds
+
+
+def prob_better(a: list[float], b: list[float]) -> float:
+    """P(a random run of a beats a random run of b), ties counting half."""
+    if not a or not b:
+        return float("nan")
+    wins = sum((x > y) + 0.5 * (x == y) for x in a for y in b)
+    return wins / (len(a) * len(b))
+
+
 def padded(modes: dict) -> float:
     return sum(modes.get(m, {}).get("share", 0.0) for m in ("one_padded", "both_padded"))
 
@@ -36,6 +47,10 @@ def padded(modes: dict) -> float:
 def main(runs: Path) -> None:
     recs = {Path(r["dir"]).name: r for r in collect(runs)}
     rows, summary, traj = [], [], []
+    finals_by_arm = {
+        arm: [(recs[n]["final_fresh"] or recs[n]["final"])["rate"] for n in recs if n.rsplit("_s", 1)[0] == arm]
+        for arm in ARMS
+    }
     for arm in ARMS:
         finals = []
         for name in sorted(n for n in recs if n.rsplit("_s", 1)[0] == arm):
@@ -64,16 +79,21 @@ def main(runs: Path) -> None:
             )
         if finals:
             x = np.array(finals) / BASE
+            p = prob_better(finals_by_arm.get(DEFAULT, []), finals) if arm != DEFAULT else float("nan")
             summary.append(
-                f"| {arm} | {len(x)} | {np.mean(finals):.4g} | {x.mean():,.0f}x | {x.min():,.0f}x | "
-                f"{int((x >= PAPER).sum())} of {len(x)} |"
+                f"| {arm} | {len(x)} | {np.mean(finals):.4g} | {np.median(finals):.4g} | {x.mean():,.0f}x | "
+                f"{x.min():,.0f}x | {int((x >= PAPER).sum())} of {len(x)} | "
+                f"{'' if math.isnan(p) else f'{p:.2f}'} |"
             )
     print(
         f"Base rate of the prior ({REGIME['samples']:,} draws): exact (the task's reward) {BASE:.3g} "
         f"[{REGIME['base']['lo']:.3g}, {REGIME['base']['hi']:.3g}], numeric {BASE_NUMERIC:.3g}.\n"
     )
-    print("| arm | seeds | mean fresh final | mean x base | worst x base | seeds at 278x or more |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"| arm | seeds | mean fresh final | median | mean x base | worst x base | seeds at 278x or more | "
+        f"P({DEFAULT} run > this) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(summary))
     print()
     print(
