@@ -7,6 +7,7 @@ laptop). Under ``ray job submit -- python -m banel_ray.run ...`` it joins that c
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import time
@@ -63,18 +64,40 @@ def parse_args(argv=None):
 AUTO = "auto"  # --resume auto (a run folder literally named auto: --resume ./auto)
 
 
-def check_code(saved: dict, args, rd: Path) -> None:
+def _settable(key: str) -> str:
+    """The --set key that gives ``key`` (``task_options.oracle.url``: ``task_options.oracle``)."""
+    if not key.startswith("task_options."):
+        return key
+    return "task_options." + re.split(r"[.\[]", key.split(".", 1)[1])[0]
+
+
+def check_code(saved: dict, args, rd: Path, named: dict | None = None) -> None:
     """A resumed folder's config may name code; import only what is shipped here, named again on
-    the command line, or everything with --trust-run-folder (banel_ray/trust.py)."""
+    the command line, or everything with --trust-run-folder (banel_ray/trust.py). The same for the
+    keys that can send data, read secrets or write outside the folder (``trust.SENSITIVE``): a
+    non-default value is run only if ``named`` (the config this command gives: the defaults, or
+    ``--resume auto``'s --config file, with its --set items) sets it to the same value."""
     from banel_ray import trust
 
     sets = [C.parse_set(item) for item in args.set]
-    cfg = dict(saved)
+    cfg, mine = dict(saved), dict(named) if named is not None else C.defaults()
     for k, v in sets:  # the config as it will be, so code replaced by --set is not asked about
-        if k.startswith("task_options."):
-            C.override(cfg, k, v)
-        elif k in ("task", "task_options"):
-            cfg[k] = v
+        for c in (cfg, mine) if named is None else (cfg,):
+            if k.startswith("task_options."):
+                C.override(c, k, v)
+            elif k in ("task", "task_options"):
+                c[k] = v
+            elif k in C.FIELDS:
+                c[k] = C.coerce(k, v)
+    keys = trust.unnamed_sensitive(cfg, mine)
+    if keys and not args.trust_run_folder:
+        shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+        raise C.ConfigError(
+            f"--resume: {rd / 'config.json'} sets {shown}, which can send data, read secrets or write "
+            f"outside the run folder, and a run folder is data; allowed: name them again with --set KEY=VALUE "
+            f"(e.g. --set {_settable(keys[0])}=...) "
+            f"or pass --trust-run-folder for a folder you made"
+        )
     bad = trust.untrusted(cfg, [v for _, v in sets])
     if bad and not args.trust_run_folder:
         names = ", ".join(f"{k}={v}" for k, v in list(bad.items())[:3]) + (", ..." if len(bad) > 3 else "")
@@ -98,7 +121,7 @@ def resolve_config(args) -> tuple[dict, Path, bool]:
         # is resumed too, so its ledger, not a fresh config, decides what was already paid for
         if not (rd / "config.json").exists():
             return cfg, rd, False
-        return resumed_config(rd, args), rd, True
+        return resumed_config(rd, args, named=cfg), rd, True
     if args.resume:
         rd = Path(args.resume)
         return resumed_config(rd, args), rd, True
@@ -107,7 +130,7 @@ def resolve_config(args) -> tuple[dict, Path, bool]:
     return cfg, rd, False
 
 
-def resumed_config(rd: Path, args) -> dict:
+def resumed_config(rd: Path, args, named: dict | None = None) -> dict:
     """The config a run folder was started with, with this command's --set keys applied."""
     if not (rd / "config.json").is_file():
         raise C.ConfigError(f"--resume: {rd} is not a run folder (no config.json)")
@@ -118,7 +141,7 @@ def resumed_config(rd: Path, args) -> dict:
     if not isinstance(saved, dict):
         raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged (not a mapping of keys)")
     base = dict(C.defaults(), **saved)
-    check_code(base, args, rd)  # before anything the folder names is imported (C.load imports the task)
+    check_code(base, args, rd, named)  # before anything the folder names is imported (C.load imports the task)
     return C.load(None, args.set, base=base)
 
 

@@ -11,6 +11,11 @@ resume imports only
 
 ``code_refs`` finds every ``module:attribute`` string in the task and its options, however deeply
 nested; ``untrusted`` says which of them the user has not named.
+
+Keys that are not code can be as bad: a folder's config could send the samples and a secret header
+to another host, or write checkpoints anywhere. So a resume also refuses every ``SENSITIVE`` key the
+folder sets to a non-default value unless the user names the same value again (``--set KEY=VALUE``)
+or passes ``--trust-run-folder``; ``unnamed_sensitive`` says which.
 """
 
 from __future__ import annotations
@@ -33,6 +38,55 @@ SHIPPED = {
     "banel_ray.reward_plugins:HttpOracle",
     "banel_ray.reward_plugins.http:HttpOracle",
 }
+
+
+# Keys a resumed folder may not set on its own. A ``task_options.**.NAME`` entry is NAME at any
+# depth of the task's options (an oracle or evaluator spec, nested or not).
+SENSITIVE = (
+    "checkpoint.dir",  # written to: round checkpoints (and their deletion) outside the run folder
+    "logging.mlflow_uri",  # sends the config and metrics to a server, or writes a file store anywhere
+    "ray.address",  # the cluster that receives the run's actors, samples and oracle calls
+    # the HTTP oracle's endpoint, or an oracle given as a bare http(s):// URL: every sample and its
+    # headers are sent there
+    "task_options.**.url",
+    "task_options.**.headers_env",  # environment variables read (secrets) and sent as headers
+    "task_options.**.ca_file",  # the HTTP oracle's TLS trust anchor: a folder's CA lets another host pose as it
+)
+
+
+def sensitive(cfg: dict) -> dict[str, object]:
+    """``{dotted key: value}`` for every ``SENSITIVE`` key ``cfg`` sets to a non-default value."""
+    from banel_ray import config as C
+
+    defaults = C.defaults()
+    out = {k: cfg[k] for k in SENSITIVE if k in cfg and cfg[k] != defaults.get(k)}
+    names = {k.rsplit(".", 1)[1] for k in SENSITIVE if k.startswith("task_options.**.")}
+
+    def find(value, path):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k in names and v not in (None, "", {}, []):
+                    out[f"{path}.{k}"] = v
+                else:
+                    find(v, f"{path}.{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                find(v, f"{path}[{i}]")
+        elif isinstance(value, str) and value.strip().startswith(("http://", "https://")):
+            out[path] = value
+
+    find(cfg.get("task_options") or {}, "task_options")
+    return out
+
+
+def unnamed_sensitive(cfg: dict, named: dict) -> list[str]:
+    """The ``SENSITIVE`` keys ``cfg`` (the config a resume will run) sets to a value that ``named``
+    (the config the user's own command line gives) does not set to the same value."""
+    mine = sensitive(named)
+    return [k for k, v in sensitive(cfg).items() if mine.get(k, _MISSING) != v]
+
+
+_MISSING = object()
 
 
 def _walk(value, path: str):
@@ -66,10 +120,16 @@ def untrusted(cfg: dict, named: Iterable) -> dict[str, str]:
 
 
 def naming_sets(cfg: dict) -> list[str]:
-    """``--set`` items that name the code of ``cfg`` again (empty if it names only shipped code):
+    """``--set`` items that name the code and the ``SENSITIVE`` keys of ``cfg`` again (empty if it
+    names only shipped code and leaves those keys at their defaults):
     what a tool that started a run from its own config passes to resume it (``compare``)."""
     import json
 
-    if not untrusted(cfg, []):
-        return []
-    return [f"task={cfg['task']}", f"task_options={json.dumps(cfg['task_options'])}"]
+    out = []
+    if untrusted(cfg, []):
+        out = [f"task={cfg['task']}"]
+    keys = sensitive(cfg)
+    if out or any(k.startswith("task_options") for k in keys):
+        out.append(f"task_options={json.dumps(cfg['task_options'])}")
+    out += [f"{k}={cfg[k]}" for k in keys if not k.startswith("task_options")]
+    return out

@@ -243,6 +243,42 @@ def test_resume_never_imports_code_the_run_folder_names_unless_named_again(tmp_p
     assert (tmp_path / "IMPORTED").exists()
 
 
+def test_resume_refuses_a_folders_keys_that_send_data_or_write_elsewhere_unless_named_again(tmp_path):
+    """checkpoint.dir elsewhere, an HTTP oracle's url and headers_env (trust.SENSITIVE) from a run
+    folder: refused in one line before anything starts, unless named again or --trust-run-folder."""
+    import json
+
+    d, other = tmp_path / "run", tmp_path / "elsewhere"
+    _run_folder(d, **{"checkpoint.dir": str(other), "runtime": "local"})
+
+    def run(folder, *args):
+        return subprocess.run(
+            [sys.executable, "-m", "banel_ray.run", "--resume", str(folder), "--print-config", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    r = run(d)
+    assert_one_line_error(r, "sets checkpoint.dir, which can send data")
+    assert "--set KEY=VALUE" in r.stderr and "--trust-run-folder" in r.stderr and not other.exists()
+    r = run(d, "--set", f"checkpoint.dir={tmp_path / 'third'}")  # the user's own value: accepted
+    assert r.returncode == 0, r.stderr
+    for ok in (["--set", f"checkpoint.dir={other}"], ["--trust-run-folder"]):
+        r = run(d, *ok)
+        assert r.returncode == 0 and f"dir: {other}" in r.stdout, r.stderr
+    assert not other.exists()
+    h = tmp_path / "http"
+    oracle = {"kind": "http", "url": "https://oracle.example/r", "headers_env": {"Authorization": "HOME"}}
+    _run_folder(h, task="callable", task_options={"base": "addition_attack", "oracle": oracle})
+    r = run(h)
+    assert_one_line_error(r, "sets task_options.oracle.url, task_options.oracle.headers_env")
+    assert "--set task_options.oracle=..." in r.stderr
+    r = run(h, "--set", f"task_options.oracle={json.dumps(oracle)}")  # named again: past the gate
+    assert_one_line_error(r, "has no free evaluator")  # (the next check: a paid oracle needs one)
+
+
 def test_evaluate_and_select_refuse_bad_input_in_one_line(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "banel_ray.evaluate", str(tmp_path / "nope")],

@@ -191,3 +191,26 @@ def test_code_named_by_a_config_is_found_however_nested():
     shipped = {"task": "callable", "task_options": {"oracle": "banel_ray.reward_plugins:parity"}}
     assert trust.untrusted(shipped, []) == {} and trust.naming_sets(shipped) == []
     assert trust.naming_sets(cfg)[0] == "task=my_pkg.tasks:MyTask"
+
+
+def test_keys_that_send_read_secrets_or_write_elsewhere_count_only_when_named_again():
+    """trust.SENSITIVE: a resumed folder's non-default checkpoint.dir, HTTP url, headers_env (or a
+    bare URL oracle) are listed unless the command line gives the same value."""
+    from banel_ray import config as C
+
+    http = {"kind": "http", "url": "https://evil.example/r", "headers_env": {"Authorization": "AWS_SECRET"}}
+    cfg = dict(C.defaults(), **{"checkpoint.dir": "/elsewhere", "task_options": {"oracle": http}})
+    assert trust.sensitive(C.defaults()) == {}
+    assert set(trust.unnamed_sensitive(cfg, C.defaults())) == {
+        "checkpoint.dir",
+        "task_options.oracle.url",
+        "task_options.oracle.headers_env",
+    }
+    mine = dict(C.defaults(), **{"checkpoint.dir": "/elsewhere", "task_options": {"oracle": dict(http)}})
+    assert trust.unnamed_sensitive(cfg, mine) == []
+    mine["checkpoint.dir"] = "/other"  # a different value is not the folder's value named again
+    assert trust.unnamed_sensitive(cfg, mine) == ["checkpoint.dir"]
+    bare = dict(C.defaults(), task_options={"oracle": "http://evil.example/r"})
+    assert trust.unnamed_sensitive(bare, C.defaults()) == ["task_options.oracle"]
+    sets = trust.naming_sets(cfg)  # what compare passes to resume its own runs
+    assert "checkpoint.dir=/elsewhere" in sets and any(s.startswith("task_options=") for s in sets)
