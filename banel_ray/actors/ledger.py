@@ -12,8 +12,9 @@ Rows and their ``status``:
 - ``ok``: evaluated; ``reward`` is 0 or 1; ``charged=1``.
 - ``error``: every attempt failed; ``reward`` is NULL (an error is not a negative); ``charged`` is 1
   or 0 as the oracle's ``charge_errors`` says. An uncharged error row may be reserved again.
-- ``lost``: a pending row whose oracle process died mid-call, closed without re-evaluation
-  (``pending_rule='charge'``): charged, reward NULL.
+- ``lost``: a pending row whose oracle process died mid-call after sending it (``attempt`` >= 1),
+  closed without re-evaluation (``pending_rule='charge'``): charged, reward NULL. A pending row that
+  was never sent (``attempt`` 0) is released instead (removed: nothing was paid for it).
 
 ``attempt`` counts the oracle calls made for the sample, over all calls and processes; it is
 incremented (and committed) *before* each call, so a call cut short by a crash is still counted.
@@ -499,18 +500,23 @@ class Ledger:
             )
         )
 
-    def close_pending(self, note: str) -> int:
-        """Mark every pending row ``lost`` (charged, reward NULL): the ``charge`` rule for rows whose
-        process died mid-call. Returns how many."""
+    def close_pending(self, note: str) -> tuple[int, int]:
+        """The ``charge`` rule for the pending rows of a process that died mid-call: a row that was
+        sent (``attempt`` >= 1, or unknown: NULL in an old file) becomes ``lost`` (charged, reward
+        NULL, never sent again); a row never sent (``attempt`` 0) is released as ``release`` does
+        (removed, as if never reserved: nothing was paid for it). Returns (lost, released)."""
         now = time.time()
-        cur = self._tx(
-            lambda: self.db.execute(
+
+        def run():
+            released = self.db.execute("DELETE FROM evaluations WHERE status='pending' AND attempt=0").rowcount
+            lost = self.db.execute(
                 "UPDATE evaluations SET status='lost', charged=1, reward=NULL, error=?, updated=? "
                 "WHERE status='pending'",
                 (note, now),
-            )
-        )
-        return cur.rowcount
+            ).rowcount
+            return lost, released
+
+        return self._tx(run)
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the main file, so ``ledger.sqlite`` alone holds every row

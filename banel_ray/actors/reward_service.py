@@ -50,8 +50,10 @@ charged when it was reserved; the oracle may or may not have been called for it.
   call that asks for it, without charging twice: the retried Ray task (same task id, so the same
   ``call_id``) or any later call, or ``resolve_pending()``. The ledger counts one NRE; the external
   oracle may have seen the sample twice (at most ``max_in_flight`` calls in flight at the crash).
-- ``"charge"``: at start the rows become ``lost`` (charged, reward NULL) and are never sent again:
-  the oracle is never called twice for a sample, and those results are lost.
+- ``"charge"``: at start the rows that were sent (``attempt`` >= 1) become ``lost`` (charged,
+  reward NULL) and are never sent again: the oracle is never called twice for a sample, and those
+  results are lost. Rows never sent (``attempt`` 0) are released (uncharged, as if never
+  reserved): a later call that asks for one reserves and sends it then.
 
 A call's idempotency key (``call_id``) is chosen by the caller (the runner uses the round), so
 a retried call, after a restart of this actor or of the whole run, reports the same ``paid``
@@ -227,8 +229,9 @@ class RewardService:
         self._grants: collections.deque = collections.deque(maxlen=100_000)
         # a previous process's reservations (it died mid-call)
         self.pending_at_start = len(self.ledger.pending())
+        self.lost_at_start = self.released_at_start = 0  # the charge rule: sent rows lost, unsent released
         if self.pending_at_start and pending_rule == "charge":
-            self.ledger.close_pending(
+            self.lost_at_start, self.released_at_start = self.ledger.close_pending(
                 f"in flight when its oracle process died; charged, not "
                 f"re-evaluated (pending_rule='charge', closed by {self.owner})"
             )
@@ -292,6 +295,8 @@ class RewardService:
                 "burst": self.bucket.burst,
                 "max_in_flight": self.max_in_flight,
                 "pending_at_start": self.pending_at_start,
+                "lost_at_start": self.lost_at_start,
+                "released_at_start": self.released_at_start,
             }
 
     # ---- one oracle call, then one chunk with retries -------------------------------------------

@@ -149,10 +149,14 @@ def test_killed_actor_with_charge_rule_never_resends_a_pending_sample(tmp_path):
     st = ray.get(o.stats.remote())
     rows = ray.get(o.ledger_rows.remote())
     lost = [r for r in rows if r["status"] == "lost"]
-    assert lost and len(lost) == st["pending_at_start"] and st["evaluations"] == 0  # nothing re-sent
+    # sent before the kill: lost (charged, never re-sent); never sent: released, and sent only now
+    assert lost and len(lost) == st["lost_at_start"] and all(r["attempt"] >= 1 for r in lost)
+    assert st["pending_at_start"] == st["lost_at_start"] + st["released_at_start"]
+    assert st["evaluations"] == st["released_at_start"]  # nothing sent twice
     assert all(r["reward"] is None and r["charged"] == 1 for r in lost)
     assert res.paid == 4 == ray.get(o.spent.remote())  # the same Ray task: its charges, marked
-    assert res.rewards == [r["reward"] for r in rows] and res.rewards[0] == 1
+    by_sample = {r["sample"]: r["reward"] for r in rows}
+    assert res.rewards == [by_sample[s] for s in [(1,), (2,), (3,), (4,)]] and res.rewards[0] == 1
     ray.kill(o)
 
 

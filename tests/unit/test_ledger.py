@@ -57,6 +57,21 @@ def test_attempts_are_counted_before_the_call_and_counters_cap(tmp_path):
     assert led.take_counter("eval_sent", 1, 10) == 0 and led.counter("eval_sent") == 10
 
 
+def test_charge_rule_charges_only_reservations_that_were_sent(tmp_path):
+    """pending_rule='charge' after a crash: a reservation sent to the oracle (attempt 1) is charged
+    (lost); one never sent (attempt 0) is released, costing nothing, and may be reserved again."""
+    dead = Ledger(tmp_path / "l.sqlite", owner="dead")
+    reserve(dead, [(1,), (2,)])
+    dead.begin_call([sample_key((1,))], samples=1, tokens=1, cost_usd=0.0, budget_usd=0.0)  # (1,) sent
+    assert dead.spent() == 2  # both reserved (charged) before the crash
+    dead.db.close()  # the process dies: no close, no checkpoint
+    led = Ledger(tmp_path / "l.sqlite", owner="recovery")
+    assert led.close_pending("died") == (1, 1)
+    assert [(r["sample"], r["status"], r["charged"], r["attempt"]) for r in led.rows()] == [((1,), "lost", 1, 1)]
+    assert led.spent() == 1 and led.pending() == []
+    assert reserve(led, [(1,), (2,)]) == {sample_key((1,)): "stored", sample_key((2,)): "new"}
+
+
 WRITER = """
 import os, signal, sys
 from banel_ray.actors.ledger import Ledger, sample_key

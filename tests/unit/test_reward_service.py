@@ -231,13 +231,18 @@ def test_restart_reevaluates_pending_rows_without_charging_twice(tmp_path):
     assert rows[(1,)]["round"] == 1 and rows[(2,)]["attempt"] == 1
 
 
-def test_restart_with_charge_rule_marks_pending_rows_lost(tmp_path):
+def test_restart_with_charge_rule_marks_sent_pending_rows_lost_and_releases_the_rest(tmp_path):
     path = tmp_path / "f.sqlite"
     _dead_process_reservations(path, [(1,), (2,)])
+    led = Ledger(path)
+    led.count_attempts([sample_key((1,))])  # (1,) was sent before the crash, (2,) never was
+    led.close()
     o = flaky(tmp_path, 4, name="f.sqlite", pending_rule="charge")
+    st = o.stats()
+    assert (st["pending_at_start"], st["lost_at_start"], st["released_at_start"]) == (2, 1, 1)
     r = o.pay(2, batch([(1,), (3,)]))
-    assert r.rewards == [None, 1] and r.paid == 1 and o.spent() == 3 and o.oracle.calls == 1
-    assert [row["status"] for row in o.ledger_rows()] == ["lost", "lost", "ok"]
+    assert r.rewards == [None, 1] and r.paid == 1 and o.spent() == 2 and o.oracle.calls == 1
+    assert [row["status"] for row in o.ledger_rows()] == ["lost", "ok"]
     with pytest.raises(ValueError):
         flaky(tmp_path, 4, pending_rule="nope")
 
