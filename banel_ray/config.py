@@ -251,7 +251,8 @@ FIELDS: dict[str, Field] = {
     "oracle.pending_rule": F(
         "reevaluate",
         str,
-        "evaluations in flight when the oracle died: re-evaluate once more (no second charge) or charge them as lost",
+        "evaluations in flight when the oracle died: re-evaluate once more (no second charge), or charge "
+        "those sent as lost (never sent again) and release those never sent",
         choices=("reevaluate", "charge"),
     ),
     "eval.samples": F(20000, int, "samples per success-rate estimate (not NREs)", lo=0),
