@@ -57,6 +57,21 @@ ARMS: dict[str, list[str]] = {
     "random": ["method=random"],
 }
 
+# the regime tuning of every baseline (results/tuning-regime): the same budget for each, three
+# learning rates around its 8-digit setting on tuning seeds 0 and 1 (disjoint from the comparison's
+# reporting seeds 10-14); the middle value is the arm above, named without a suffix
+LR_GRID = {
+    "reinforce": ("1e-4", "1e-3"),
+    "count": ("1e-4", "1e-3"),
+    "rnd": ("1e-4", "1e-3"),
+    "npo": ("1e-4", "1e-3"),
+    "nsr": ("3e-5", "3e-4"),
+    "w_reinforce": ("3e-5", "3e-4"),
+}
+for _m, _lrs in LR_GRID.items():
+    for _lr in _lrs:
+        ARMS[f"{_m}_lr{_lr}"] = [*[x for x in ARMS[_m] if not x.startswith("pg.lr=")], f"pg.lr={_lr}"]
+
 
 # the study's finals: 20,000 fresh draws (the chosen arm is re-evaluated on 100,000 with
 # python -m banel_ray.evaluate RUN --samples 100000; the table reads the largest evaluation)
