@@ -161,7 +161,9 @@ FIELDS: dict[str, Field] = {
     "generator.lr_end": F(5e-5, float, "final generator.lr of a decaying schedule", lo=0.0, hi=1.0),
     "generator.step_every": F(2, int, "step schedule: rounds between generator.lr steps", lo=1),
     "generator.gamma": F(0.5, float, "step schedule: generator.lr factor per step", lo=1e-6),
-    "sampler.backend": F("vllm", str, "vllm (default) or torch", choices=("vllm", "torch")),
+    "sampler.backend": F(
+        "vllm", str, "vllm (default) or torch (plain transformers, no vLLM needed)", choices=("vllm", "torch")
+    ),
     "sampler.num_actors": F(1, int, "number of sampler actors", lo=1, hi=1024),
     "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
     "sampler.num_gpus": F(0.0, float, "GPUs per sampler actor", lo=0.0),

@@ -160,7 +160,9 @@ def main(argv=None) -> int:
     from banel_ray.actors.ledger import StaleWriter
     from banel_ray.actors.reward_service import OracleDown
 
-    msg = preflight.run_dir_problem(run_dir, resume, cfg["checkpoint.dir"] or None, cfg["budget"])
+    msg = preflight.package_problem(cfg) or preflight.run_dir_problem(
+        run_dir, resume, cfg["checkpoint.dir"] or None, cfg["budget"]
+    )
     if msg:
         return fail(msg)
     signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included

