@@ -205,7 +205,14 @@ FIELDS: dict[str, Field] = {
         "until it ends (0: none, a hanging oracle then hangs the run)",
         lo=0.0,
     ),
-    "oracle.retries": F(3, int, "attempts per oracle call before a sample is recorded as failed", lo=1),
+    "oracle.retries": F(
+        3,
+        int,
+        "attempts per oracle call before a sample is recorded as failed; an oracle that always fails is "
+        "called oracle.retries x oracle.max_failed_rounds times per sample before the run stops (default "
+        "3 x 3 = 9; with oracle.charge_errors, oracle.retries): lower them for an API that bills failures",
+        lo=1,
+    ),
     "oracle.backoff_s": F(
         0.2,
         float,
@@ -246,8 +253,9 @@ FIELDS: dict[str, Field] = {
     "oracle.max_failed_rounds": F(
         3,
         int,
-        "a round in which every evaluation failed trains nothing and is tried again; after this many "
-        "in a row the run stops (exit 3, resumable)",
+        "a round in which every evaluation failed trains nothing and is tried again with the same samples "
+        "(those failed uncharged are sent again, oracle.retries attempts each); after this many in a row the run "
+        "stops (exit 3, resumable)",
         lo=1,
     ),
     "oracle.pending_rule": F(
