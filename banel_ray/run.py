@@ -207,9 +207,9 @@ STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EI
 def storage_error(e: BaseException, run_dir: Path) -> str | None:
     """What failed, for an OS write error met during a run (``OSError`` with one of
     ``STORAGE_ERRNOS``, or SQLite's "disk is full" / "disk I/O error" from the ledger), also when
-    Ray wraps it in a task error; None for any other error. Each write is whole or not made (the
-    ledger commits a transaction or none, checkpoints and config files are replaced whole), so
-    such a run resumes once there is room."""
+    Ray wraps it in a task error; None for any other error. Such a run resumes once there is
+    room: the ledger commits a transaction or none, a checkpoint is published only when whole, and
+    the resume redoes what came after the last one (its metrics line included)."""
     cause = getattr(e, "cause", None) or e  # Ray: the actor's own exception
     if isinstance(cause, OSError) and cause.errno in STORAGE_ERRNOS:
         where = cause.filename or f"a write in {run_dir}"
