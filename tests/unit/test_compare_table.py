@@ -277,3 +277,17 @@ def test_the_table_shows_how_early_each_run_found_successes(tmp_path):
     assert float(per_run[0]["success_auc"]) == 1.25 and float(per_run[1]["first_success_nres"]) == math.inf
     table = {r["method"]: r for r in csv.DictReader(open(tmp_path / "out" / "table.csv"))}
     assert table["banel"]["runs_without_success"] == "1" and float(table["banel"]["first_success_nres_median"]) == 500
+
+
+def test_without_matplotlib_the_table_is_written_and_the_plot_skipped_with_one_warning(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from banel_ray.report import plots
+
+    recs = [_rec(m, s, 100 + s) for m in ("banel", "random") for s in range(2)]
+    monkeypatch.setattr(compare, "collect", lambda root: recs)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    compare.write_table(tmp_path, tmp_path / "out", reps=50)  # before: a traceback after every run was paid
+    assert (tmp_path / "out" / "table.md").exists() and (tmp_path / "out" / "runs.csv").exists()
+    assert capsys.readouterr().err.splitlines() == [plots.SKIPPED]
+    assert not list((tmp_path / "out").glob("*.png"))

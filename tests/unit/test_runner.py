@@ -226,6 +226,35 @@ def test_rounds_where_every_evaluation_failed_train_nothing_and_stop_the_run_res
     assert s["oracle_errors"] == 0 and s["oracle_evaluations"] == 50 + 2 * 20  # both failed tries counted too
 
 
+@pytest.mark.parametrize(
+    "sets, per_sample",
+    [
+        ([], 9),  # the defaults: oracle.retries 3 x oracle.max_failed_rounds 3
+        (["oracle.retries=2", "oracle.max_failed_rounds=2"], 4),
+        (["oracle.retries=1", "oracle.max_failed_rounds=1"], 1),
+        (["oracle.charge_errors=true"], 3),  # a failed sample is charged once and never sent again
+    ],
+)
+def test_an_always_failing_oracle_is_called_retries_times_max_failed_rounds_per_sample(
+    tmp_path, prior_dir, sets, per_sample
+):
+    """For an API that bills failed calls: how often the run calls it for one sample before it stops."""
+    from banel_ray.actors.reward_service import OracleDown
+
+    down = ["task_options.oracle={kind: flaky, latency_s: 0, failure_rate: 1.0}", "oracle.backoff_s=0"]
+    cfg = C.load(None, TINY + ORACLE_RUN[:3] + down + sets + [f"run_dir={tmp_path / 'r'}"])
+    assert C.FIELDS["oracle.retries"].default * C.FIELDS["oracle.max_failed_rounds"].default == 9
+    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_dir, log=lambda s: None)
+    try:
+        with pytest.raises(OracleDown):
+            r.run()
+        plugin = r.reward.instance.oracle  # the user's oracle object itself (batch_size 1: one sample a call)
+    finally:
+        r.shutdown()
+    assert len(plugin.seen) == len({x[0] for x in ledger(tmp_path / "r")}) > 0
+    assert set(plugin.seen.values()) == {per_sample} and plugin.calls == per_sample * len(plugin.seen)
+
+
 def test_paid_estimates_stay_within_eval_paid_budget_and_every_oracle_call_is_counted(tmp_path, prior_dir):
     paid = ["task_options.oracle={kind: flaky, latency_s: 0}", "eval.samples=40", "eval.paid_budget=100"]
     cfg = C.load(None, TINY + ORACLE_RUN[:2] + paid + [f"run_dir={tmp_path / 'r'}"])
