@@ -27,7 +27,7 @@ from banel_ray.algorithms import aggregate as agg
 from banel_ray.algorithms import discovery
 from banel_ray.algorithms import stats as alg
 from banel_ray.cli import Parser, fail
-from banel_ray.methods.registry import METHODS
+from banel_ray.core.method_registry import METHODS
 from banel_ray.report import metrics as K
 from banel_ray.report import read_metrics
 

@@ -19,11 +19,8 @@ from typing import Any
 
 import yaml
 
-from banel_ray.methods.registry import METHODS
-
-
-class ConfigError(ValueError):
-    """One-line, user-facing configuration error."""
+from banel_ray.core.errors import ConfigError  # defined in core so lower layers can raise it too
+from banel_ray.core.method_registry import METHODS
 
 
 @dataclass(frozen=True)

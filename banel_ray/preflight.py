@@ -18,8 +18,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from banel_ray.core import runlock
 from banel_ray.report import metrics as K
-from banel_ray.runtime import runlock
 
 
 def task_problem(cfg: dict, cls) -> str | None:

@@ -74,7 +74,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     import yaml
 
     from banel_ray import methods, preflight, report, tasks
-    from banel_ray.runtime import runlock
+    from banel_ray.core import runlock
     from banel_ray.runtime.actors import LocalRuntime, RayRuntime
     from banel_ray.runtime.runner import Runner
 

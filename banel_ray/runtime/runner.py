@@ -22,11 +22,11 @@ from banel_ray.actors.evaluator import Evaluator
 from banel_ray.actors.reward_service import OracleDown, RewardService
 from banel_ray.actors.sampler import Sampler
 from banel_ray.algorithms import stats
-from banel_ray.faults import crash_point
+from banel_ray.core import seeds
+from banel_ray.core.checkpoint import CheckpointStore
+from banel_ray.core.faults import crash_point
 from banel_ray.methods.base import Context, SamplerPool
 from banel_ray.report import metrics as K
-from banel_ray.runtime import seeds
-from banel_ray.runtime.checkpoint import CheckpointStore
 
 
 class Runner:

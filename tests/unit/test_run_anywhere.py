@@ -242,8 +242,8 @@ def test_export_writes_a_folder_transformers_loads_with_the_checkpoints_likeliho
     from transformers import AutoModelForCausalLM
 
     from banel_ray import export, tasks
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, load_state, sequence_logprobs
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     assert export.main([str(full), "--out", str(tmp_path / "final")]) == 0
     assert "round 3 of" in capsys.readouterr().out

@@ -88,7 +88,7 @@ def test_killed_and_resumed_in_process_equals_uninterrupted(tmp_path, prior_dir,
             raise Killed(point)
 
     monkeypatch.setattr(runner_mod, "crash_point", crash)
-    monkeypatch.setattr("banel_ray.runtime.checkpoint.crash_point", crash)
+    monkeypatch.setattr("banel_ray.core.checkpoint.crash_point", crash)
     with pytest.raises(Killed):
         run_local(prior_dir, tmp_path / "cut")
     monkeypatch.undo()
@@ -152,7 +152,7 @@ def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, prior_dir, mon
     """CONTRIBUTING.md's example method (examples/methods/longest_first.py), registered by the test."""
     from pathlib import Path
 
-    from banel_ray.methods.registry import METHODS
+    from banel_ray.core.method_registry import METHODS
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "methods"))
     monkeypatch.setitem(METHODS, "longest_first", ("longest_first:LongestFirst", "pay the longest of 2m"))
@@ -296,8 +296,8 @@ def prior_d8():  # shipped in banel_ray/assets: nothing to train
 def test_npo_in_process_keeps_the_budget_and_moves_the_generator(tmp_path, prior_d8):
     import numpy as np
 
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, state_dict
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     rd = tmp_path / "npo"
     s = run_local(prior_d8, rd, "task=addition_attack_d8", "method=npo", "eval.samples=0", "pg.lr=0.003")
@@ -364,8 +364,8 @@ def test_prior_draws_mixed_into_distillation_keep_the_generator_closer(tmp_path,
 
 def _nll_of_prior_draws(prior_dir, *run_dirs):
     """Mean NLL of 400 fixed p0 draws under each run's final generator, then under p0 itself."""
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, load_state, mean_nll, sample
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     task = tasks.build("addition_attack_d8", {})
     p0 = load_model(prior_dir)
@@ -473,7 +473,7 @@ def test_a_run_holds_its_folders_lock_for_its_whole_life(tmp_path, prior_dir):
 
     from banel_ray.runtime.job import run
 
-    probe = "import sys; from banel_ray.runtime import runlock; print(runlock.holder(sys.argv[1]))"
+    probe = "import sys; from banel_ray.core import runlock; print(runlock.holder(sys.argv[1]))"
     seen = []
 
     def on_round(m, rd):
