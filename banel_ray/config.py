@@ -19,11 +19,8 @@ from typing import Any
 
 import yaml
 
-from banel_ray.methods.registry import METHODS
-
-
-class ConfigError(ValueError):
-    """One-line, user-facing configuration error."""
+from banel_ray.core.errors import ConfigError  # defined in core so lower layers can raise it too
+from banel_ray.core.method_registry import METHODS
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,9 @@ FIELDS: dict[str, Field] = {
     "generator.lr_end": F(5e-5, float, "final generator.lr of a decaying schedule", lo=0.0, hi=1.0),
     "generator.step_every": F(2, int, "step schedule: rounds between generator.lr steps", lo=1),
     "generator.gamma": F(0.5, float, "step schedule: generator.lr factor per step", lo=1e-6),
-    "sampler.backend": F("vllm", str, "vllm (default) or torch", choices=("vllm", "torch")),
+    "sampler.backend": F(
+        "vllm", str, "vllm (default) or torch (plain transformers, no vLLM needed)", choices=("vllm", "torch")
+    ),
     "sampler.num_actors": F(1, int, "number of sampler actors", lo=1, hi=1024),
     "sampler.num_cpus": F(0.5, float, "CPUs reserved per sampler actor", lo=0.0),
     "sampler.num_gpus": F(0.0, float, "GPUs per sampler actor", lo=0.0),
@@ -203,7 +202,14 @@ FIELDS: dict[str, Field] = {
         "until it ends (0: none, a hanging oracle then hangs the run)",
         lo=0.0,
     ),
-    "oracle.retries": F(3, int, "attempts per oracle call before a sample is recorded as failed", lo=1),
+    "oracle.retries": F(
+        3,
+        int,
+        "attempts per oracle call before a sample is recorded as failed; an oracle that always fails is "
+        "called oracle.retries x oracle.max_failed_rounds times per sample before the run stops (default "
+        "3 x 3 = 9; with oracle.charge_errors, oracle.retries): lower them for an API that bills failures",
+        lo=1,
+    ),
     "oracle.backoff_s": F(
         0.2,
         float,
@@ -244,8 +250,9 @@ FIELDS: dict[str, Field] = {
     "oracle.max_failed_rounds": F(
         3,
         int,
-        "a round in which every evaluation failed trains nothing and is tried again; after this many "
-        "in a row the run stops (exit 3, resumable)",
+        "a round in which every evaluation failed trains nothing and is tried again with the same samples "
+        "(those failed uncharged are sent again, oracle.retries attempts each); after this many in a row the run "
+        "stops (exit 3, resumable)",
         lo=1,
     ),
     "oracle.pending_rule": F(

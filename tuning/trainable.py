@@ -55,7 +55,7 @@ def trial_resources(config: dict):
 
 
 def _round_of(run_dir: Path) -> int:
-    from banel_ray.runtime.checkpoint import CheckpointStore
+    from banel_ray.core.checkpoint import CheckpointStore
 
     st = CheckpointStore(run_dir / "checkpoints").runner_state() if (run_dir / "config.json").exists() else None
     return st["round"] if st else 0
@@ -120,7 +120,7 @@ def banel_trial(config: dict) -> None:
     def flat(m: dict) -> dict:
         out = signals(m)
         if not base_rate:
-            from banel_ray.runtime.checkpoint import CheckpointStore
+            from banel_ray.core.checkpoint import CheckpointStore
 
             st = CheckpointStore(run_dir / "checkpoints").runner_state() or {}
             base_rate["v"] = (st.get("base") or {}).get("rate")

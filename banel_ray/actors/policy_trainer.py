@@ -18,10 +18,10 @@ from banel_ray.actors.trainers import TrainerRole
 from banel_ray.algorithms import banel as alg
 from banel_ray.algorithms import negative_rl, reinforce
 from banel_ray.algorithms.bonuses.features import one_hot_positions
+from banel_ray.core import checkpoint as ckpt
+from banel_ray.core import seeds
 from banel_ray.models import load_optimizer_tensors, optimizer_tensors, state_dict
 from banel_ray.records import PaidBatch
-from banel_ray.runtime import checkpoint as ckpt
-from banel_ray.runtime import seeds
 
 OBJECTIVES = ("reinforce", "nsr", "w_reinforce", "npo")
 

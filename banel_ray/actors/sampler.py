@@ -16,8 +16,8 @@ import os
 import time
 
 from banel_ray import tasks
+from banel_ray.core import checkpoint as ckpt
 from banel_ray.records import SampleBatch
-from banel_ray.runtime import checkpoint as ckpt
 
 
 class TorchBackend:

@@ -17,6 +17,8 @@ import numpy as np
 
 from banel_ray import tasks
 from banel_ray.algorithms import banel as alg
+from banel_ray.core import checkpoint as ckpt
+from banel_ray.core import seeds
 from banel_ray.models import (
     copy_model,
     load_model,
@@ -33,8 +35,6 @@ from banel_ray.models import (
     trainable_params,
 )
 from banel_ray.records import PaidBatch, SampleBatch, ScoredPool
-from banel_ray.runtime import checkpoint as ckpt
-from banel_ray.runtime import seeds
 
 
 class TrainerRole:

@@ -1,11 +1,11 @@
 """Methods: one class per algorithm, each owning its trainers, how it proposes, its learn step and
-its checkpoint state (``base.Method``). ``registry.METHODS`` names them; ``get`` imports one."""
+its checkpoint state (``base.Method``). ``core.method_registry.METHODS`` names them; ``get`` imports one."""
 
 from __future__ import annotations
 
 import importlib
 
-from banel_ray.methods.registry import METHODS
+from banel_ray.core.method_registry import METHODS
 
 
 def get(name: str):

@@ -20,9 +20,9 @@ import time
 
 from banel_ray.actors.trainers import GeneratorTrainer, NegativeTrainer
 from banel_ray.algorithms import banel as alg
+from banel_ray.core import seeds
 from banel_ray.methods.base import Method
 from banel_ray.records import Update
-from banel_ray.runtime import seeds
 
 
 class _Banel(Method):
@@ -39,7 +39,7 @@ class _Banel(Method):
         self.trainers["negative"] = self.negative
 
     def _fit(self, t: int, paid_ref, m: dict) -> None:
-        from banel_ray.faults import crash_point
+        from banel_ray.core.faults import crash_point
 
         t1 = time.perf_counter()
         fit_ref = self.negative.fit.remote(t + 1, paid_ref)

@@ -4,7 +4,7 @@ The runner proposes, pays, evaluates and checkpoints the same way for every meth
 says how it proposes (``propose``: draws from the samplers by default), what it learns from a
 paid round (``learn``: returns an ``Update`` of the samplers' weights, or None), which trainer
 roles it owns (``start``; they write its checkpoint shards) and how its generator is sampled for
-an evaluation. A new method is one file here and one line in ``registry.py``; CONTRIBUTING.md
+an evaluation. A new method is one file here and one line in ``core/method_registry.py``; CONTRIBUTING.md
 shows a complete small one.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from banel_ray.core import seeds
 from banel_ray.records import Update
-from banel_ray.runtime import seeds
 
 
 def split(n: int, k: int) -> list[int]:

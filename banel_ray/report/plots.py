@@ -1,8 +1,22 @@
-"""Plots of one run: success rate (with its interval) and positive-free signals against NREs."""
+"""Plots of one run: success rate (with its interval) and positive-free signals against NREs.
+
+matplotlib is optional: where it is not installed the run skips its plots (``success_vs_nres.png``,
+a task's ``samples.png``) with one warning line, ``SKIPPED``, and completes (it has paid by then)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+
+SKIPPED = "warning: matplotlib is not installed: no plots drawn (the results are complete); pip install matplotlib"
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported (looked up, not imported)."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:

@@ -1,10 +1,11 @@
 """Reward plug-ins (the user's oracles): wrap a function, a batch function or an HTTP endpoint; a flaky test
-oracle; and ``CallableTask``, a task built around one. See ``base.py`` for the protocol and specs,
-``task.py`` for configs, and ``examples/oracles/`` for one runnable example per kind."""
+oracle; and ``CallableTask``, a task built around one. See ``base.py`` for the protocol, ``spec.py`` for
+specs and their kinds, ``task.py`` for configs, and ``examples/oracles/`` for one runnable example per kind."""
 
-from banel_ray.reward_plugins.base import BatchOracle, Oracle, SampleOracle, TaskRewards, build, from_task, resolve
+from banel_ray.reward_plugins.base import BatchOracle, Oracle, SampleOracle, TaskRewards, from_task, resolve
 from banel_ray.reward_plugins.flaky import FlakyOracle, parity
 from banel_ray.reward_plugins.http import HttpOracle
+from banel_ray.reward_plugins.spec import build
 from banel_ray.reward_plugins.task import CallableTask
 
 __all__ = [

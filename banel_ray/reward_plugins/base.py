@@ -5,22 +5,9 @@ An oracle is any object with ``rewards(samples) -> list`` (one entry per sample:
 (how many samples it wants per call; 0 = any number in one call). ``actors.reward_service.RewardService`` adds the budget,
 ledger, rate limit, concurrency cap, timeout and retries around it, so plug-ins stay plain.
 
-Kinds (``build`` turns a spec into one):
-
-- ``SampleOracle(fn)``: ``fn(sample) -> reward``, a plain or ``async`` function; one sample per
-  call (``batch_size=1``), so ``RewardService`` runs up to ``max_in_flight`` of them at once.
-- ``BatchOracle(fn)``: ``fn(samples) -> rewards``; one call for the whole batch (``batch_size=0``).
-- ``HttpOracle(url)``: POSTs ``{"samples": [[ids...], ...]}`` as JSON and reads ``{"rewards": [...]}``.
-- ``FlakyOracle``: a slow, seeded, flaky test oracle (``banel_ray.reward_plugins.flaky``).
-
-A spec is an oracle object, a callable (per-sample), a string (``"pkg.mod:fn"``, per-sample; or an
-``http(s)://`` URL), or a dict, which is what YAML configs hold::
-
-    {"kind": "sample", "fn": "my_pkg.oracle:reward"}          # one sample -> reward (sync or async)
-    {"kind": "batch",  "fn": "my_pkg.oracle:rewards", "batch_size": 64}
-    {"kind": "http",   "url": "http://127.0.0.1:8000/rewards", "timeout_s": 10}
-    {"kind": "flaky",  "latency_s": 0.2, "failure_rate": 0.1, "seed": 0}
-    {"kind": "class",  "cls": "my_pkg.oracle:MyOracle", ...keyword arguments}
+The protocol and the function wrappers are here (``SampleOracle``, ``BatchOracle``, ``TaskRewards``);
+``HttpOracle`` (``http.py``) and ``FlakyOracle`` (``flaky.py``) build on ``Oracle``; ``spec.py``
+turns a spec (a config value) into one of them and checks specs: the one table of kinds.
 """
 
 from __future__ import annotations
@@ -110,106 +97,6 @@ class BatchOracle(Oracle):
 
     def rewards(self, samples):
         return list(self.fn([tuple(s) for s in samples]))
-
-
-def build(spec) -> Oracle:
-    """An oracle from a spec (see the module docstring)."""
-    if inspect.isclass(spec):
-        return spec()
-    if isinstance(spec, Oracle) or (hasattr(spec, "rewards") and not isinstance(spec, (str, dict))):
-        return spec
-    if isinstance(spec, str):
-        if spec.startswith(("http://", "https://")):
-            from banel_ray.reward_plugins.http import HttpOracle
-
-            return HttpOracle(spec)
-        return build(resolve(spec))
-    if isinstance(spec, dict):
-        opts = dict(spec)
-        kind = opts.pop("kind", "sample")
-        if kind in ("sample", "callable"):
-            return SampleOracle(opts.pop("fn"), **opts)
-        if kind == "batch":
-            return BatchOracle(opts.pop("fn"), **opts)
-        if kind == "http":
-            from banel_ray.reward_plugins.http import HttpOracle
-
-            return HttpOracle(**opts)
-        if kind == "flaky":
-            from banel_ray.reward_plugins.flaky import FlakyOracle
-
-            return FlakyOracle(**opts)
-        if kind == "class":
-            return resolve(opts.pop("cls"))(**opts)
-        raise ValueError(f"unknown oracle kind {kind!r}: sample, batch, http, flaky or class")
-    if callable(spec):
-        return SampleOracle(spec)
-    raise TypeError(f"cannot make an oracle from {spec!r}")
-
-
-KINDS = ("sample", "batch", "http", "flaky", "class")
-ALLOWED = "a module:function path importable here, an http(s):// URL, or a mapping with kind " + "|".join(KINDS)
-
-
-def _kind_class(kind: str):
-    from banel_ray.reward_plugins.flaky import FlakyOracle
-    from banel_ray.reward_plugins.http import HttpOracle
-
-    return {"sample": SampleOracle, "callable": SampleOracle, "batch": BatchOracle, "http": HttpOracle}.get(
-        kind, FlakyOracle if kind == "flaky" else None
-    )
-
-
-def _import_problem(path) -> str | None:
-    if not isinstance(path, str):
-        return f"expected a module:attribute path, got {path!r}"
-    try:
-        resolve(path)
-    except Exception as e:  # noqa: BLE001 - any failure to import is the user's to fix
-        return f"cannot import {path!r} ({type(e).__name__}: {e})"
-    return None
-
-
-def check_spec(spec) -> str | None:
-    """What is wrong with an oracle spec, in one line (None: it can be built). Imports the code it
-    names (the user named it) but builds nothing."""
-    import inspect as _inspect
-
-    if isinstance(spec, str):
-        if spec.startswith(("http://", "https://")):
-            from urllib.parse import urlsplit
-
-            return None if urlsplit(spec).hostname else f"URL {spec!r} has no host"
-        msg = _import_problem(spec)
-        return f"{msg}; allowed: {ALLOWED}" if msg else None
-    if not isinstance(spec, dict):
-        return f"got {spec!r}; allowed: {ALLOWED}"
-    opts = dict(spec)
-    kind = opts.pop("kind", "sample")
-    if kind == "class":
-        if "cls" not in opts:
-            return "kind class needs 'cls' (a module:Class path)"
-        return _import_problem(opts["cls"])
-    cls = _kind_class(kind)
-    if cls is None:
-        return f"unknown oracle kind {kind!r}; allowed: {', '.join(KINDS)}"
-    params = [p for p in _inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(opts) - set(params))
-    if unknown:
-        return f"unknown key {unknown[0]!r} for kind {kind}; allowed: {', '.join(params)}"
-    need = {"sample": "fn", "callable": "fn", "batch": "fn", "http": "url"}.get(kind)
-    if need and need not in opts:
-        return f"kind {kind} needs {need!r}"
-    if kind == "http":
-        from banel_ray.reward_plugins.http import HttpOracle
-
-        try:
-            HttpOracle(**opts)  # checks the URL and options; opens no connection
-        except (TypeError, ValueError) as e:
-            return str(e)
-        return None
-    fn = opts.get("fn")
-    return _import_problem(fn) if isinstance(fn, str) else None
 
 
 class TaskRewards(Oracle):

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from banel_ray.reward_plugins.base import _as_int_rewards, build, check_spec
+from banel_ray.reward_plugins.base import _as_int_rewards
+from banel_ray.reward_plugins.spec import build, check_spec
 from banel_ray.tasks.base import Task
 
 

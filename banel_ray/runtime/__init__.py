@@ -1,2 +1,3 @@
 """How a run executes: the ``Runner`` (one run's lifecycle), the actor runtime (Ray, or in
-process), checkpoints and the named seed streams. No algorithm here: that is ``methods``."""
+process) and the job that wires them. No algorithm here (that is ``methods``), and nothing below
+imports it: the checkpoint store and the seed streams it uses are in ``core``."""

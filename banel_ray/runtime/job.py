@@ -74,10 +74,13 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     import yaml
 
     from banel_ray import methods, preflight, report, tasks
-    from banel_ray.runtime import runlock
+    from banel_ray.core import runlock
     from banel_ray.runtime.actors import LocalRuntime, RayRuntime
     from banel_ray.runtime.runner import Runner
 
+    msg = preflight.package_problem(cfg)  # Ray or vLLM missing: before any import of them or any write
+    if msg:
+        raise C.ConfigError(msg)
     # every module the driver needs, before Ray starts: under `ray job submit` the job's files are
     # unpacked per node, and on a test cluster of two nodes on one machine into one shared folder,
     # which a second node may be rewriting while a late import reads it

@@ -22,11 +22,11 @@ from banel_ray.actors.evaluator import Evaluator
 from banel_ray.actors.reward_service import OracleDown, RewardService
 from banel_ray.actors.sampler import Sampler
 from banel_ray.algorithms import stats
-from banel_ray.faults import crash_point
+from banel_ray.core import seeds
+from banel_ray.core.checkpoint import CheckpointStore
+from banel_ray.core.faults import crash_point
 from banel_ray.methods.base import Context, SamplerPool
 from banel_ray.report import metrics as K
-from banel_ray.runtime import seeds
-from banel_ray.runtime.checkpoint import CheckpointStore
 
 
 class Runner:
@@ -377,9 +377,13 @@ class Runner:
 
     def summary(self, wall_s: float) -> dict:
         from banel_ray import report
+        from banel_ray.report import plots as report_plots
 
         grid = None
-        if self.task.grid_samples:  # the task draws its prior samples beside these from the final generator
+        plots = report_plots.available()  # optional: without matplotlib no plots, one warning
+        if not plots:
+            self.log(report_plots.SKIPPED)
+        if self.task.grid_samples and plots:  # the task draws its prior samples beside these from the final generator
             refs = self.method.eval_draws(self.task.grid_samples, seeds.GRID)
             grid = self.task.save_sample_grid(
                 self.run_dir / "samples.png", [tuple(s) for b in self.rt.get(refs) for s in b.samples]
@@ -418,7 +422,8 @@ class Runner:
             "sample_grid": str(grid) if grid else None,
         }
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-        report.plot(self.run_dir, base, hist)
+        if plots:
+            report.plot(self.run_dir, base, hist)
         return summary
 
     def shutdown(self) -> None:

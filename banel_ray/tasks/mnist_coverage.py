@@ -1,7 +1,7 @@
 """Does the importance-sampling interval cover the truth? Repeated estimates against exact rates.
 
-The pixel task's rates cannot be enumerated, so the estimator (``models.tilted.estimate_rate``
-with ``algorithms.importance``) is checked where they can, across rates from 1e-3 to below 1e-15:
+The pixel task's rates cannot be enumerated, so the estimator (``measure.tilted.estimate_rate``
+with ``measure.importance``) is checked where they can, across rates from 1e-3 to below 1e-15:
 
 * ``small`` (CI, seconds): a ``TableLM`` over 4**6 strings with random conditionals and token 3
   made rarer by an offset delta; success = at least 4 of the 6 tokens are 3; proposals tilt
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from banel_ray.algorithms import importance as I
+from banel_ray.measure import importance as I
+from banel_ray.measure.tilted import TableLM, estimate_rate
 from banel_ray.models.exact_rate import log_rate
-from banel_ray.models.tilted import TableLM, estimate_rate
 
 # ---- small: a table model ----------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Image space. MNIST digits are averaged down to 14x14 (``mnist.downsample``), cro
 central 12x12 (the border holds 0.2% of the ink) and binarised (a pixel is on iff its 2x2 mean is
 at least 128 of 255). An image is a string of 144 pixel tokens in raster order: 2**144 = 2.2e43
 images, far too many to enumerate, so the success rate is *estimated* by importance sampling
-(``success_rate``: ``banel_ray.models.tilted`` + ``banel_ray.algorithms.importance``), with a 95%
+(``success_rate``: ``banel_ray.measure.tilted`` + ``banel_ray.measure.importance``), with a 95%
 interval and diagnostics; the estimator is validated against exact enumeration on the 4-token
 task (``tasks.mnist_coverage``, docs/mnist.md).
 
@@ -306,8 +306,8 @@ class MnistPixels(Task):
         tilted by the six-versus-zero pixel log-odds at each scale of ``is_scales``; and the model
         bridged token by token to the six model, (1 - gamma) log g + gamma log p_six, at each
         gamma of ``is_gammas``."""
+        from banel_ray.measure.tilted import estimate_rate
         from banel_ray.models import set_threads
-        from banel_ray.models.tilted import estimate_rate
 
         set_threads(self.threads)
         comps = [(0.0, 0.0)] + [(0.0, s) for s in self.is_scales] + [(g, 0.0) for g in self.is_gammas if g > 0]

@@ -2,7 +2,7 @@
 
 A crude exploration heuristic (longer queries carry longer carry chains), learning nothing. It
 shows the whole plug-in surface: override ``propose``, return references to the batches to pay.
-Register it with one line in ``banel_ray/methods/registry.py``::
+Register it with one line in ``banel_ray/core/method_registry.py``::
 
     "longest_first": ("longest_first:LongestFirst", "pay the longest of 2m prior draws"),
 
@@ -11,9 +11,9 @@ Register it with one line in ``banel_ray/methods/registry.py``::
 
 from __future__ import annotations
 
+from banel_ray.core import seeds
 from banel_ray.methods.base import Method
 from banel_ray.records import SampleBatch
-from banel_ray.runtime import seeds
 
 
 class LongestFirst(Method):

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from banel_ray.algorithms import importance
+from banel_ray.measure import importance
+from banel_ray.measure.tilted import component_logprobs, position_logprobs, tilted_sample, weights_seed
 from banel_ray.models import load_model, set_threads
-from banel_ray.models.tilted import component_logprobs, position_logprobs, tilted_sample, weights_seed
 from banel_ray.tasks import mnist as M
 from banel_ray.tasks import mnist_pixels as P
 

@@ -9,12 +9,14 @@ addition task's own reward behind a 0.2 s delay per call of 10 samples (fault_or
 round's pay phase lasts long enough for kills to land in it.
 
 The default suite runs the short variant (one driver kill in process, one worker kill on Ray);
-``-m slow`` kills the driver on Ray many times, and the worker many times.
+``-m slow`` kills the driver on Ray many times, and the worker many times, and deletes or
+truncates the ledger of a killed run before its resume (refused; nothing paid twice).
 """
 
 import os
 import queue
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -196,3 +198,49 @@ def test_driver_killed_many_times_on_ray(tmp_path):
 def test_reward_worker_killed_many_times(tmp_path):
     runs = kill_worker(tmp_path / "run", 8)
     check(tmp_path / "run", runs, "reward service's worker killed 8 times")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_ledger_deleted_or_truncated_between_kill_and_resume_is_refused_and_nothing_is_paid_twice(tmp_path, damage):
+    """In process: the driver is SIGKILLed at a random moment after its first checkpoint, then
+    ``ledger.sqlite`` (with the log a killed writer may leave beside it, as ``rm ledger.sqlite*``
+    would) is deleted, or cut to half its bytes. ``--resume`` is refused in one line, exit 2, and
+    leaves the ledger as it found it; put back, the run resumes to the uninterrupted ledger."""
+    run_dir = tmp_path / "run"
+    led = run_dir / "ledger.sqlite"
+    rng = random.Random(f"ledger-{damage}-{SEED}")
+    first = Run(run_dir, "runtime=local")
+    assert wait_until((run_dir / "checkpoints" / "LATEST").exists, first), first.tail()
+    time.sleep(rng.uniform(0.0, 1.0))
+    assert first.p.poll() is None, f"the run ended before the kill (seed {SEED})\n{first.tail()}"
+    first.kill()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    side = [led.with_name(led.name + x) for x in ("-wal", "-shm")]
+    for f in [led, *side]:
+        if f.exists():
+            shutil.copy2(f, kept / f.name)
+    for f in side:
+        f.unlink(missing_ok=True)
+    if damage == "deleted":
+        led.unlink()
+    else:
+        data = led.read_bytes()
+        led.write_bytes(data[: len(data) // 2])
+    before = led.read_bytes() if led.exists() else None
+
+    refused = Run(run_dir, resume=True)
+    rc = refused.p.wait(timeout=300)
+    time.sleep(0.2)  # the reader thread has the last line
+    errors = [x for x in refused.out if x.startswith("error")]
+    msg = f"seed {SEED}\n{refused.tail()}"
+    assert rc == 2 and len(errors) == 1 and errors[0].startswith("error: --resume: ") and str(led) in errors[0], msg
+    assert (led.read_bytes() if led.exists() else None) == before, msg  # nothing written, nothing paid
+    assert not any(f.exists() for f in side), msg
+
+    for f in kept.iterdir():  # the ledger put back, as the refusal asks: the run ends as if never stopped
+        shutil.copy2(f, run_dir / f.name)
+    last = Run(run_dir, resume=True)
+    assert last.p.wait(timeout=600) == 0, f"seed {SEED}\n{last.tail()}"
+    check(run_dir, [first, refused, last], f"ledger {damage} between kill and resume")

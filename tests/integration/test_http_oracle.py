@@ -16,8 +16,8 @@ import pytest
 
 from banel_ray.actors.reward_service import RewardService
 from banel_ray.reward_plugins import HttpOracle
-from banel_ray.reward_plugins.base import check_spec
 from banel_ray.reward_plugins.http import RedirectRefused
+from banel_ray.reward_plugins.spec import check_spec
 
 from helpers import batch
 

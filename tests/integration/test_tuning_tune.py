@@ -155,7 +155,7 @@ def test_checkpoint_pack_and_restore_choose_the_folder_with_every_paid_result(tm
     import torch
     from ray import tune
 
-    from banel_ray.runtime.checkpoint import CheckpointStore, save_tensors
+    from banel_ray.core.checkpoint import CheckpointStore, save_tensors
     from tuning import trainable as T
 
     def save_checkpoint(path, r, state, weights):

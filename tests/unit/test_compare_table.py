@@ -51,10 +51,19 @@ def test_aggregates_against_a_hand_checked_case():
         b["p_banel_better"]
     )  # every BaNEL run beats every random one
     assert math.isclose(b["successes_per_1k"], 1000 * 2 / 100)  # mean over seeds 0..4 of found / NREs
-    assert math.isclose(b["best_ratio_mean"], 5.0)  # the optimistic column: best 50 over base 10 per 1000
+    # the optimistic column: best 50 per 1000 over the base with the most draws (10 per 10,000 fresh;
+    # the in-run base, 10 per 1000, has fewer)
+    assert math.isclose(b["best_ratio_mean"], 50.0)
     assert pre["base_source"] == "shipped measurement" and math.isclose(pre["final_iqm"], 10 / 10_000)
     again = {x["method"]: x for x in compare.summarize(recs, reps=500)}
     assert again["banel"]["final_iqm_lo"] == b["final_iqm_lo"]  # a seeded bootstrap: the same table again
+
+
+def test_optimistic_ratio_divides_by_the_larger_base_estimate_not_an_empty_one():
+    """A small in-run base estimate with no success gave an infinite optimistic ratio."""
+    recs = [dict(_rec("banel", s, 100), base={"k": 0, "n": 2000, "rate": 0.0}) for s in range(3)]
+    b = {r["method"]: r for r in compare.summarize(recs, reps=200)}["banel"]
+    assert math.isclose(b["best_ratio_mean"], 50.0)  # 0.05 over the fresh 0.001, not 0.05 / 0
 
 
 def test_probability_of_improvement_counts_ties_half():
@@ -277,3 +286,17 @@ def test_the_table_shows_how_early_each_run_found_successes(tmp_path):
     assert float(per_run[0]["success_auc"]) == 1.25 and float(per_run[1]["first_success_nres"]) == math.inf
     table = {r["method"]: r for r in csv.DictReader(open(tmp_path / "out" / "table.csv"))}
     assert table["banel"]["runs_without_success"] == "1" and float(table["banel"]["first_success_nres_median"]) == 500
+
+
+def test_without_matplotlib_the_table_is_written_and_the_plot_skipped_with_one_warning(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from banel_ray.report import plots
+
+    recs = [_rec(m, s, 100 + s) for m in ("banel", "random") for s in range(2)]
+    monkeypatch.setattr(compare, "collect", lambda root: recs)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    compare.write_table(tmp_path, tmp_path / "out", reps=50)  # before: a traceback after every run was paid
+    assert (tmp_path / "out" / "table.md").exists() and (tmp_path / "out" / "runs.csv").exists()
+    assert capsys.readouterr().err.splitlines() == [plots.SKIPPED]
+    assert not list((tmp_path / "out").glob("*.png"))

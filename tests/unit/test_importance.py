@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from banel_ray.algorithms import importance as I
-from banel_ray.models import build_llama, sequence_logprobs
-from banel_ray.models.exact_rate import all_logprobs, log_rate
-from banel_ray.models.tilted import (
+from banel_ray.measure import importance as I
+from banel_ray.measure.tilted import (
     TableLM,
     component_logprobs,
     estimate_rate,
     position_logprobs,
     tilted_sample,
 )
+from banel_ray.models import build_llama, sequence_logprobs
+from banel_ray.models.exact_rate import all_logprobs, log_rate
 from banel_ray.tasks import mnist_coverage as COV
 
 torch.set_num_threads(1)

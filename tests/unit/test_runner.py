@@ -88,7 +88,7 @@ def test_killed_and_resumed_in_process_equals_uninterrupted(tmp_path, prior_dir,
             raise Killed(point)
 
     monkeypatch.setattr(runner_mod, "crash_point", crash)
-    monkeypatch.setattr("banel_ray.runtime.checkpoint.crash_point", crash)
+    monkeypatch.setattr("banel_ray.core.checkpoint.crash_point", crash)
     with pytest.raises(Killed):
         run_local(prior_dir, tmp_path / "cut")
     monkeypatch.undo()
@@ -152,7 +152,7 @@ def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, prior_dir, mon
     """CONTRIBUTING.md's example method (examples/methods/longest_first.py), registered by the test."""
     from pathlib import Path
 
-    from banel_ray.methods.registry import METHODS
+    from banel_ray.core.method_registry import METHODS
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples" / "methods"))
     monkeypatch.setitem(METHODS, "longest_first", ("longest_first:LongestFirst", "pay the longest of 2m"))
@@ -226,6 +226,35 @@ def test_rounds_where_every_evaluation_failed_train_nothing_and_stop_the_run_res
     assert s["oracle_errors"] == 0 and s["oracle_evaluations"] == 50 + 2 * 20  # both failed tries counted too
 
 
+@pytest.mark.parametrize(
+    "sets, per_sample",
+    [
+        ([], 9),  # the defaults: oracle.retries 3 x oracle.max_failed_rounds 3
+        (["oracle.retries=2", "oracle.max_failed_rounds=2"], 4),
+        (["oracle.retries=1", "oracle.max_failed_rounds=1"], 1),
+        (["oracle.charge_errors=true"], 3),  # a failed sample is charged once and never sent again
+    ],
+)
+def test_an_always_failing_oracle_is_called_retries_times_max_failed_rounds_per_sample(
+    tmp_path, prior_dir, sets, per_sample
+):
+    """For an API that bills failed calls: how often the run calls it for one sample before it stops."""
+    from banel_ray.actors.reward_service import OracleDown
+
+    down = ["task_options.oracle={kind: flaky, latency_s: 0, failure_rate: 1.0}", "oracle.backoff_s=0"]
+    cfg = C.load(None, TINY + ORACLE_RUN[:3] + down + sets + [f"run_dir={tmp_path / 'r'}"])
+    assert C.FIELDS["oracle.retries"].default * C.FIELDS["oracle.max_failed_rounds"].default == 9
+    r = Runner.build(cfg, tmp_path / "r", LocalRuntime(), prior_dir, log=lambda s: None)
+    try:
+        with pytest.raises(OracleDown):
+            r.run()
+        plugin = r.reward.instance.oracle  # the user's oracle object itself (batch_size 1: one sample a call)
+    finally:
+        r.shutdown()
+    assert len(plugin.seen) == len({x[0] for x in ledger(tmp_path / "r")}) > 0
+    assert set(plugin.seen.values()) == {per_sample} and plugin.calls == per_sample * len(plugin.seen)
+
+
 def test_paid_estimates_stay_within_eval_paid_budget_and_every_oracle_call_is_counted(tmp_path, prior_dir):
     paid = ["task_options.oracle={kind: flaky, latency_s: 0}", "eval.samples=40", "eval.paid_budget=100"]
     cfg = C.load(None, TINY + ORACLE_RUN[:2] + paid + [f"run_dir={tmp_path / 'r'}"])
@@ -267,8 +296,8 @@ def prior_d8():  # shipped in banel_ray/assets: nothing to train
 def test_npo_in_process_keeps_the_budget_and_moves_the_generator(tmp_path, prior_d8):
     import numpy as np
 
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, state_dict
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     rd = tmp_path / "npo"
     s = run_local(prior_d8, rd, "task=addition_attack_d8", "method=npo", "eval.samples=0", "pg.lr=0.003")
@@ -335,8 +364,8 @@ def test_prior_draws_mixed_into_distillation_keep_the_generator_closer(tmp_path,
 
 def _nll_of_prior_draws(prior_dir, *run_dirs):
     """Mean NLL of 400 fixed p0 draws under each run's final generator, then under p0 itself."""
+    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, load_state, mean_nll, sample
-    from banel_ray.runtime.checkpoint import CheckpointStore
 
     task = tasks.build("addition_attack_d8", {})
     p0 = load_model(prior_dir)
@@ -444,7 +473,7 @@ def test_a_run_holds_its_folders_lock_for_its_whole_life(tmp_path, prior_dir):
 
     from banel_ray.runtime.job import run
 
-    probe = "import sys; from banel_ray.runtime import runlock; print(runlock.holder(sys.argv[1]))"
+    probe = "import sys; from banel_ray.core import runlock; print(runlock.holder(sys.argv[1]))"
     seen = []
 
     def on_round(m, rd):

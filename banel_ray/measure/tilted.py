@@ -8,7 +8,7 @@ logits of the allowed tokens (the rest are masked): ancestral sampling from
 s = 0 is p restricted to well-formed strings (q_0 >= p on them: the defensive component). Every
 q_s(x) is exact and cheap: one forward pass of p over a draw gives log p(. | x_<t) at every
 position, hence log p(x) and log q_s(x) for every s at once. ``estimate_rate`` draws from a
-ladder of scales, scores, and hands the weights to ``banel_ray.algorithms.importance``.
+ladder of scales, scores, and hands the weights to ``banel_ray.measure.importance``.
 
 ``TableLM`` is a causal "model" given by explicit conditional tables (numpy), so the same sampler
 and scorer run on a space small enough to enumerate (the estimator's fast coverage test).
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from banel_ray.algorithms import importance
+from banel_ray.measure import importance
 from banel_ray.models.logprobs import batch_slices
 
 

@@ -2,6 +2,8 @@
 
 Adding a method is one file under ``banel_ray/methods/`` and one line here. The classes are
 imported only when a run asks for them, so this table is cheap to read (config validation does).
+It holds names and strings only, so it sits in ``core``, below ``config`` (which checks a method's
+name) and ``methods`` (whose ``get`` imports the class): no import circle between the two.
 """
 
 METHODS: dict[str, tuple[str, str]] = {

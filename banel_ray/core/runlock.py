@@ -17,7 +17,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from banel_ray.config import ConfigError
+from banel_ray.core.errors import ConfigError
 
 NAME = ".run.lock"
 _HELD: dict[str, int] = {}  # resolved lock path -> how many holds this process has on it

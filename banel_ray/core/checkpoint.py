@@ -23,7 +23,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from banel_ray.faults import crash_point
+from banel_ray.core.faults import crash_point
 
 MANIFEST, RUNNER_STATE, LATEST = "manifest.json", "runner.json", "LATEST"
 

@@ -19,7 +19,7 @@ it for the coverage table (docs/mnist.md) that justifies the choice.
 
 Diagnostics: the successes' effective sample size (Kish: (sum y)^2 / sum y^2), the largest weight
 share (max y / sum y), the relative standard error and each component's share of the estimate.
-Pure numpy/scipy; the samplers and scorers are in ``banel_ray.models.tilted``.
+Pure numpy/scipy; the samplers and scorers are in ``banel_ray.measure.tilted``.
 """
 
 from __future__ import annotations
