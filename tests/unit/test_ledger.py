@@ -118,6 +118,32 @@ def test_export_writes_csv_and_json_lines_and_refuses_bad_input(tmp_path, capsys
     assert err[-2].startswith("error: no ledger at") and err[-1].startswith("error: ") and "not a readable" in err[-1]
 
 
+def test_export_of_the_calls_table_for_a_paid_oracle(tmp_path, capsys):
+    led = Ledger(tmp_path / "ledger.sqlite", owner="me")
+    reserve(led, [(3, 4), (5,)])
+    seq = led.begin_call([sample_key((3, 4))], samples=1, tokens=2, cost_usd=0.25, budget_usd=0.0)
+    led.end_call(seq, billed=True)
+    seq2 = led.begin_call([sample_key((5,))], samples=1, tokens=1, cost_usd=0.25, budget_usd=0.0)
+    led.end_call(seq2, billed=False, error="HTTP 429")
+    assert ledger_export.main([str(tmp_path), "--table", "calls"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "seq,purpose,samples,tokens,cost_usd,status,error,time,updated,owner"
+    assert lines[1].startswith("1,nre,1,2,0.25,done,,") and lines[2].startswith("2,nre,1,1,0.25,refunded,HTTP 429,")
+    assert len(lines) == 3 and lines[1].endswith(",me")
+    out = tmp_path / "calls.jsonl"
+    assert ledger_export.main([str(tmp_path), "--table", "calls", "--format", "jsonl", "--out", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["cost_usd"], r["status"]) for r in rows] == [(0.25, "done"), (0.25, "refunded")]
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")  # a ledger from before the calls table: no calls
+    db.execute("DROP TABLE calls")
+    db.commit()
+    db.close()
+    assert ledger_export.main([str(tmp_path), "--table", "calls"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "seq,purpose,samples,tokens,cost_usd,status,error,time,updated,owner"
+    ]
+
+
 def test_export_command_runs_as_a_module(tmp_path):
     Ledger(tmp_path / "ledger.sqlite")
     r = subprocess.run(
