@@ -25,6 +25,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from banel_ray.actors.ledger import CALL_COLUMNS
 from banel_ray.cli import Parser, fail
 
 COLUMNS = (
@@ -41,7 +42,7 @@ COLUMNS = (
     "call_id",
     "owner",
 )
-CALL_COLUMNS = ("seq", "purpose", "samples", "tokens", "cost_usd", "status", "error", "time", "updated", "owner")
+TABLES = {"evaluations": COLUMNS, "calls": CALL_COLUMNS}
 
 
 def _iso(t) -> str | None:
@@ -57,7 +58,7 @@ def read_rows(path: Path, table: str = "evaluations") -> list[dict]:
         db.execute("SELECT 1 FROM sqlite_master").fetchall()
     except sqlite3.OperationalError:  # a write-ahead log without its index: open it normally
         db = sqlite3.connect(str(path), timeout=30.0)
-    cols = COLUMNS if table == "evaluations" else CALL_COLUMNS
+    cols = TABLES[table]
     try:
         if table == "calls" and not db.execute("SELECT 1 FROM sqlite_master WHERE name='calls'").fetchone():
             db.execute("SELECT 1 FROM evaluations LIMIT 1").fetchall()  # a ledger, from before schema 4
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", metavar="FILE", help="write here instead of to standard output")
     p.add_argument(
         "--table",
-        choices=("evaluations", "calls"),
+        choices=tuple(TABLES),
         default="evaluations",
         help="evaluations (default: one row per paid sample) or calls (one row per call sent to a paid oracle)",
     )
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         return fail(f"no ledger at {path}; allowed: a run folder holding ledger.sqlite, or the file itself")
     try:
         rows = read_rows(path, args.table)
-        cols = COLUMNS if args.table == "evaluations" else CALL_COLUMNS
+        cols = TABLES[args.table]
     except sqlite3.Error as e:
         return fail(f"{path} is not a readable ledger ({e})")
     if args.out:

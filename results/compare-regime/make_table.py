@@ -77,12 +77,10 @@ def beside_paper(recs: list[dict]) -> str:
         nm = statistics.mean(nu)
         paper = PAPER.get(method)
         pcells = f"{_g(paper[0])} | {_g(paper[1])} | {_g(paper[2])} | {paper[3]:g}x" if paper else "| | |"
+        share = f"{echoes / succ:.1%}" if succ else "-"
         lines.append(
             f"| {method} | {len(ex)} | {_g(m)} | {_g(med)} | {_g(sd)} | {m / BASE:.3g}x | {_g(agg.iqm(ex))} | "
-            f"{_g(nm)} | {nm / BASE_NUMERIC:.3g}x | {echoes / succ:.1%} | {pcells} |"
-            if succ
-            else f"| {method} | {len(ex)} | {_g(m)} | {_g(med)} | {_g(sd)} | {m / BASE:.3g}x | {_g(agg.iqm(ex))} | "
-            f"{_g(nm)} | {nm / BASE_NUMERIC:.3g}x | - | {pcells} |"
+            f"{_g(nm)} | {nm / BASE_NUMERIC:.3g}x | {share} | {pcells} |"
         )
     lines.append("")
     lines.append("Per run, exact / numeric final (seed):")
