@@ -46,6 +46,13 @@ ARMS: dict[str, list[str]] = {
     # less sampling noise in each self-distillation step, which is where drift accumulates
     "pool4k": [*NO_FLOOR, "pool_size=4000"],
     "pool4k_floor12": ["support.threshold=-12.0", "pool_size=4000"],
+    # Q2 re-asked in the regime (issue 21, item 7): decay schedules, alone and on the chosen KL
+    # anchor; f 2 -> 1 and generator.lr 5e-4 -> 5e-5 linearly over the 30 rounds, as on 8 digits
+    "fdecay": [*NO_FLOOR, "filter.schedule=linear"],
+    "lrdecay": [*NO_FLOOR, "generator.schedule=linear"],
+    "reset": [*NO_FLOOR, "generator.reset=true"],
+    "kl_fdecay": [*NO_FLOOR, "generator.kl_coef=0.1", "filter.schedule=linear"],
+    "kl_lrdecay": [*NO_FLOOR, "generator.kl_coef=0.1", "generator.schedule=linear"],
     # baselines of the regime comparison at the settings tuned on the 8-digit task
     # (results/tuning_addition/tune_*.yaml: tuned on seed 100 there, not on this task)
     "count": ["method=count", "count.coef=0.3", "pg.lr=3e-4"],
