@@ -21,9 +21,13 @@ def fmt_rate(est: dict | None) -> str:
 
 
 def fmt_factor(x, spec: str = ".3g") -> str:
-    """An improvement factor, or n/a when there is none (a run without estimates has no rates)."""
+    """An improvement factor, or n/a when there is none (a run without estimates has no rates, and a
+    base estimate with no success gives no finite ratio: in the paper's regime a 1,000-draw base
+    sample usually holds none)."""
     if not isinstance(x, int | float) or math.isnan(x):
         return "n/a"
+    if math.isinf(x):
+        return "n/a (no success in the base sample)"
     return f"{x:{spec}}x"
 
 

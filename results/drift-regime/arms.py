@@ -79,6 +79,10 @@ for _m, _lrs in LR_GRID.items():
     for _lr in _lrs:
         ARMS[f"{_m}_lr{_lr}"] = [*[x for x in ARMS[_m] if not x.startswith("pg.lr=")], f"pg.lr={_lr}"]
 
+# BaNEL's own learning-rate grid on the chosen KL anchor, the same budget as every baseline's
+# (generator.lr at half and twice the shipped 5e-4; tuning seeds 0 and 1)
+for _lr in ("2.5e-4", "1e-3"):
+    ARMS[f"kl_lr{_lr}"] = [*ARMS["kl"], f"generator.lr={_lr}"]
 
 # the study's finals: 20,000 fresh draws (the chosen arm is re-evaluated on 100,000 with
 # python -m banel_ray.evaluate RUN --samples 100000; the table reads the largest evaluation)

@@ -1,6 +1,9 @@
 """What the user sees: progress lines, the collapse warning, the closing table, the plot."""
 
+import math
+
 from banel_ray import report
+from banel_ray.report.console import fmt_factor
 
 ROUND = {
     "round": 2,
@@ -89,3 +92,9 @@ def test_a_run_without_estimates_prints_no_nan_improvement(tmp_path):
     table = report.closing_table(s)
     assert "nan" not in table.lower()
     assert "improvement (final/base)  n/a" in table and "improvement (best/base)   n/a" in table
+
+
+def test_a_base_sample_with_no_success_prints_no_infinite_improvement():
+    """In the paper's regime a 1,000-draw base sample usually holds no success: before, 'infx'."""
+    assert fmt_factor(math.inf) == "n/a (no success in the base sample)"
+    assert fmt_factor(69.5) == "69.5x" and fmt_factor(math.nan) == "n/a"
