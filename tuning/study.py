@@ -73,7 +73,9 @@ def load_runs(root: Path, arm_keys: list[str], skip: tuple[str, ...] = ()) -> li
             continue
         cfg = json.loads((d / "config.json").read_text())
         summary = json.loads((d / "summary.json").read_text())
-        base = (summary.get("base") or {}).get("rate")
+        # the prior's rate: its shipped or fresh measurement where the run has one (in the paper's
+        # regime the in-run base sample of 2,000 draws usually holds no success, and x base = inf)
+        base = (summary.get("base_fresh") or summary.get("base") or {}).get("rate")
         fresh = largest_fresh(d, summary.get("final_fresh"))
         runs.append(
             (d, cfg, (base, fresh), {"method": cfg.get("method", "banel"), **{k: cfg.get(k) for k in arm_keys}})
@@ -118,7 +120,36 @@ def decline(hist: list[dict]) -> dict:
         # the last evaluation's 95% interval lies wholly below the peak's: a decline noise
         # (finite-sample estimates, a maximum over rounds) does not explain
         "significant": (ev[-1].get("success_hi") or 1.0) < (ev[pk].get("success_lo") or 0.0),
+        "p_decline": decline_p(ev[pk], ev[-1], len(ev)),
     }
+
+
+def decline_p(peak: dict, last: dict, looks: int) -> float:
+    """One run's test of a decline: one-sided Fisher exact test that the last evaluation's rate is
+    below the peak's (their success counts out of their draws), times the number of evaluated
+    rounds (Bonferroni: the peak is the largest of that many estimates). 1 when the peak is the
+    last round; nan without counts."""
+    from scipy.stats import fisher_exact
+
+    if peak is last:
+        return 1.0
+    if not all(k in h for h in (peak, last) for k in ("success_k", "success_n")):
+        return math.nan
+    table = [
+        [peak["success_k"], peak["success_n"] - peak["success_k"]],
+        [last["success_k"], last["success_n"] - last["success_k"]],
+    ]
+    return min(1.0, float(fisher_exact(table, alternative="greater").pvalue) * looks)
+
+
+def combined_p(ps: list[float]) -> float:
+    """An arm's decline over its seeds: Fisher's combination of the per-run p-values (each run an
+    independent test of the same hypothesis); nan when a run has none."""
+    from scipy.stats import combine_pvalues
+
+    if not ps or any(math.isnan(p) for p in ps):
+        return math.nan
+    return float(combine_pvalues(ps, method="fisher").pvalue)
 
 
 def spearman(a, b) -> float:
@@ -224,6 +255,9 @@ def arm_tests(res: dict) -> list[dict]:
             for key in ("drop", "final"):
                 x, y = [r[key] for r in ra], [r[key] for r in rb]
                 row[f"p_{key}"] = float(mannwhitneyu(x, y).pvalue) if (x != y) else math.nan
+            x, y = ([r["fresh"]["rate"] for r in rs if r.get("fresh")] for rs in (ra, rb))
+            full = len(x) == len(ra) and len(y) == len(rb) and x != y
+            row["p_fresh"] = float(mannwhitneyu(x, y).pvalue) if full else math.nan
             out.append(row)
     return out
 
@@ -268,8 +302,9 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
         "",
         "Mean over seeds:",
         "",
-        "| arm | peak | final | final/base | drop final vs peak | drop last-3 vs peak | peak round |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | seeds | peak | final | final/base | fresh final | drop final vs peak | drop last-3 vs peak | "
+        "peak round | runs with a decline (p < 0.05) | decline, p over seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, rows in sorted(res["arms"].items()):
         m = lambda k, rows=rows: float(np.mean([r[k] for r in rows]))
@@ -278,23 +313,32 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
             if all(r.get("base") for r in rows)
             else math.nan
         )
+        fresh = [r["fresh"]["rate"] for r in rows if r.get("fresh")]
+        ps = [r.get("p_decline", math.nan) for r in rows]
         L.append(
-            f"| {arm} | {_f(m('peak'))} | {_f(m('final'))} | {_f(fb, '.2f')}x | {m('drop'):.0%} | "
-            f"{m('drop_last3'):.0%} | {m('peak_round'):.1f} |"
+            f"| {arm} | {len(rows)} | {_f(m('peak'))} | {_f(m('final'))} | {_f(fb, '.2f')}x | "
+            f"{_f(float(np.mean(fresh)) if len(fresh) == len(rows) else math.nan)} | {m('drop'):.0%} | "
+            f"{m('drop_last3'):.0%} | {m('peak_round'):.1f} | {sum(p < 0.05 for p in ps)} of {len(rows)} | "
+            f"{_f(combined_p(ps), '.2g')} |"
         )
+    L += [
+        "",
+        "A run's decline: one-sided Fisher exact test of its last evaluation against its peak, "
+        "Bonferroni over its evaluated rounds; an arm's: Fisher's combination over its seeds.",
+    ]
     tests = arm_tests(res)
     if tests:
         L += [
             "",
             "Arms against each other (two-sided Mann-Whitney U over seeds):",
             "",
-            "| arm | arm | seeds | p (drop) | p (final) |",
-            "|---|---|---|---|---|",
+            "| arm | arm | seeds | p (drop) | p (final) | p (fresh final) |",
+            "|---|---|---|---|---|---|",
         ]
         for t in tests:
             L.append(
                 f"| {t['a']} | {t['b']} | {t['n'][0]}, {t['n'][1]} | {_f(t['p_drop'], '.3f')} | "
-                f"{_f(t['p_final'], '.3f')} |"
+                f"{_f(t['p_final'], '.3f')} | {_f(t['p_fresh'], '.3f')} |"
             )
     L += [
         "",

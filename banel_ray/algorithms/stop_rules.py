@@ -48,6 +48,8 @@ def signals(m: dict) -> dict:
     ev = m.get(K.EVAL) or {}
     if "rate" in ev:  # the truth, for the study; never read by a rule
         out.update(success=float(ev["rate"]), success_lo=float(ev["lo"]), success_hi=float(ev["hi"]))
+        if "k" in ev and "n" in ev:  # the counts behind it, for the study's decline test
+            out.update(success_k=int(ev["k"]), success_n=int(ev["n"]))
     return out
 
 

@@ -263,7 +263,9 @@ def test_the_study_reads_plain_run_folders_and_sparse_evaluations(tmp_path):
         d = tmp_path / name
         d.mkdir()
         (d / "config.json").write_text(json.dumps({"method": "banel", "support.kind": support, "seed": seed}))
-        (d / "summary.json").write_text(json.dumps({"base": {"rate": 0.01}}))
+        # c's in-run base sample held no success; its shipped base is the one to divide by
+        base = {"base": {"rate": 0.01}} if name != "c" else {"base": {"rate": 0.0}, "base_fresh": {"rate": 3e-4}}
+        (d / "summary.json").write_text(json.dumps(base))
         lines = [
             {"round": i + 1, "novel_frac": 1.0 - 0.3 * i, **({"eval": {"rate": r, "lo": r, "hi": r}} if r else {})}
             for i, r in enumerate(rates)
@@ -286,3 +288,21 @@ def test_the_study_reads_plain_run_folders_and_sparse_evaluations(tmp_path):
     assert (b["peak"], b["peak_round"], b["final"], b["drop"]) == (0.2, 2, 0.05, pytest.approx(0.75))
     assert b["peak_ci"] == (0.2, 0.2) and b["significant"]  # final [0.05, 0.05] lies below the peak's [0.2, 0.2]
     assert res["arms"]["support.kind=token"][0]["peak_round"] == 4
+    assert {t["dir"]: t["base"] for t in trials} == {"a": 0.01, "b": 0.01, "c": 3e-4}
+
+
+def test_a_decline_is_tested_per_run_and_combined_over_seeds():
+    from scipy.stats import fisher_exact
+
+    from tuning import study
+
+    peak = {"success_k": 40, "success_n": 1000}
+    last = {"success_k": 10, "success_n": 1000}
+    raw = fisher_exact([[40, 960], [10, 990]], alternative="greater").pvalue
+    assert study.decline_p(peak, last, looks=6) == pytest.approx(6 * raw) and 6 * raw < 1e-4
+    assert study.decline_p(peak, peak, looks=6) == 1.0  # the peak is the last round: no decline
+    assert study.decline_p(peak, {"success_k": 39, "success_n": 1000}, looks=6) == 1.0  # capped
+    assert math.isnan(study.decline_p({"success": 0.04}, last, looks=6))  # no counts, no test
+    # three runs at p = 0.1 each: together stronger evidence than any one of them
+    assert study.combined_p([0.1, 0.1, 0.1]) < 0.05 < study.combined_p([0.1, 1.0, 1.0])
+    assert math.isnan(study.combined_p([0.1, math.nan]))
