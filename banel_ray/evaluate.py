@@ -194,14 +194,27 @@ def main(argv=None) -> int:
         "draws, default the task's own)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--trust-run-folder",
+        action="store_true",
+        help="use the code and the oracle endpoints the folder's config names (run folders are data)",
+    )
     a = p.parse_args(argv)
     rd = Path(a.run_dir)
     if not (rd / "config.json").is_file():
         return fail(f"{rd} is not a run folder (no config.json)")
-    from banel_ray import tasks
+    from banel_ray import tasks, trust
     from banel_ray.core.checkpoint import CheckpointStore
 
-    cfg = json.loads((rd / "config.json").read_text())
+    try:
+        cfg = json.loads((rd / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        return fail(f"{rd / 'config.json'} is damaged ({type(e).__name__})")
+    if not isinstance(cfg, dict) or "task" not in cfg:
+        return fail(f"{rd / 'config.json'} is damaged (not a run's config)")
+    why = None if a.trust_run_folder else trust.refusal(cfg, str(rd / "config.json"), sends_data=True)
+    if why:
+        return fail(why)
     task = tasks.build(cfg["task"], cfg["task_options"])
     computed = computes_rates(task)
     n = a.samples or (None if computed else task.final_samples)

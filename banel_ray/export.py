@@ -55,12 +55,9 @@ def run_config(run_dir: Path, trust_run_folder: bool = False) -> dict:
         raise ExportError(f"{run_dir / 'config.json'} is damaged ({type(e).__name__})") from None
     if not isinstance(cfg, dict) or "task" not in cfg:
         raise ExportError(f"{run_dir / 'config.json'} is damaged (not a run's config)")
-    bad = trust.untrusted(cfg, [])
-    if bad and not trust_run_folder:
-        raise ExportError(
-            f"{run_dir / 'config.json'} names code ({', '.join(bad.values())}) and a run folder is data, "
-            f"not code to import; allowed: --trust-run-folder for a folder you made"
-        )
+    why = None if trust_run_folder else trust.refusal(cfg, str(run_dir / "config.json"), sends_data=False)
+    if why:
+        raise ExportError(why)
     return dict(C.defaults(), **cfg)
 
 

@@ -133,3 +133,24 @@ def naming_sets(cfg: dict) -> list[str]:
         out.append(f"task_options={json.dumps(cfg['task_options'])}")
     out += [f"{k}={cfg[k]}" for k in keys if not k.startswith("task_options")]
     return out
+
+
+def refusal(cfg: dict, where: str, sends_data: bool) -> str | None:
+    """Why a command that reads a run folder without resuming it (evaluate, export) must not use
+    the folder's config as it stands, or None: code it names that is not shipped here, and, for a
+    command that scores samples (``sends_data``), keys that send them elsewhere or read secrets.
+    The caller's --trust-run-folder lifts it."""
+    bad = untrusted(cfg, [])
+    if bad:
+        return (
+            f"{where} names code ({', '.join(bad.values())}) and a run folder is data, not code to import; "
+            f"allowed: --trust-run-folder for a folder you made"
+        )
+    keys = list(sensitive(cfg)) if sends_data else []
+    if keys:
+        shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+        return (
+            f"{where} sets {shown}, which can send samples elsewhere or read secrets, and a run folder is data; "
+            f"allowed: --trust-run-folder for a folder you made"
+        )
+    return None

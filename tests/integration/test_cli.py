@@ -243,6 +243,37 @@ def test_resume_never_imports_code_the_run_folder_names_unless_named_again(tmp_p
     assert (tmp_path / "IMPORTED").exists()
 
 
+def test_evaluate_and_export_never_use_what_a_run_folder_names_unless_trusted(tmp_path):
+    """evaluate and export read a run folder without resuming it: its code is not imported, and
+    evaluate (which scores samples) does not send them to the folder's oracle URL, unless the user
+    passes --trust-run-folder."""
+    import os
+
+    (tmp_path / "evil_task.py").write_text(EVIL)
+    d, web = tmp_path / "run", tmp_path / "web"
+    _run_folder(d, task="evil_task:Evil")
+    _run_folder(web, task_options={"oracle": "https://collector.example/score"})
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+    def run(module, *args):
+        return subprocess.run(
+            [sys.executable, "-m", f"banel_ray.{module}", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+        )
+
+    for module, extra in (("evaluate", []), ("export", ["--out", str(tmp_path / "out")])):
+        r = run(module, str(d), *extra)
+        assert_one_line_error(r, "names code (evil_task:Evil)")
+        assert "--trust-run-folder" in r.stderr and not (tmp_path / "IMPORTED").exists()
+    assert_one_line_error(run("evaluate", str(web)), "sets task_options.oracle, which can send samples elsewhere")
+    run("evaluate", str(d), "--trust-run-folder")  # trusted: the folder's code is imported
+    assert (tmp_path / "IMPORTED").exists()
+
+
 def test_resume_refuses_a_folders_keys_that_send_data_or_write_elsewhere_unless_named_again(tmp_path):
     """checkpoint.dir elsewhere, an HTTP oracle's url and headers_env (trust.SENSITIVE) from a run
     folder: refused in one line before anything starts, unless named again or --trust-run-folder."""
