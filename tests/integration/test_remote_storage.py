@@ -1,0 +1,139 @@
+"""Issue 24, item 2: a run folder on S3. A real S3-compatible server (moto's server mode) listens on
+127.0.0.1 for the module; tiny runs (``runtime=local``, the addition attack, 3 rounds) go to
+``s3://bucket/...`` through the command line, in this process, and the bucket is read back."""
+
+import json
+import shutil
+import signal
+import sqlite3
+
+import pytest
+
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (requirements-cpu.txt pins it)")
+
+from banel_ray import run as run_cli  # noqa: E402
+from banel_ray.core import remote  # noqa: E402
+from banel_ray.runtime import runner as runner_mod  # noqa: E402
+
+TINY = [
+    "task=addition_attack_d8",
+    "rounds=3",
+    "budget=60",
+    "samples_per_round=20",
+    "pool_size=40",
+    "eval.samples=40",
+    "eval.every=2",
+    "eval.final_samples=0",
+    "negative.epochs=1",
+    "generator.epochs=1",
+    "sampler.backend=torch",
+    "runtime=local",
+]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on 127.0.0.1 (a free port) with one bucket; pyarrow finds it through
+    ``AWS_ENDPOINT_URL``, as it would find any S3-compatible store."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    import pyarrow.fs as pafs
+
+    pafs.S3FileSystem(
+        endpoint_override=f"{host}:{port}",
+        scheme="http",
+        access_key="test",
+        secret_key="test",
+        allow_bucket_creation=True,
+    ).create_dir("bucket")
+    yield env
+    mp.undo()
+    server.stop()
+
+
+@pytest.fixture
+def staging(tmp_path, monkeypatch):
+    monkeypatch.setenv("BANEL_RAY_STAGING", str(tmp_path / "staging"))
+    return tmp_path / "staging"
+
+
+def cli(*argv):
+    old = signal.getsignal(signal.SIGTERM)  # main() installs its own
+    try:
+        return run_cli.main(list(argv))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def sets(*items):
+    return [a for s in items for a in ("--set", s)]
+
+
+def pull(uri, dest):
+    """The bucket's copy of a run folder, read back with pyarrow (nothing of the run's own state)."""
+    assert remote.download(uri, dest) > 0
+    return dest
+
+
+def rows(run_dir):
+    db = sqlite3.connect(str(run_dir / "ledger.sqlite"))
+    try:
+        return db.execute("SELECT key, reward, status, charged, round FROM evaluations ORDER BY seq").fetchall()
+    finally:
+        db.close()
+
+
+def test_a_run_into_s3_leaves_summary_metrics_checkpoints_and_the_whole_ledger(s3, staging, tmp_path):
+    uri = "s3://bucket/run"
+    assert cli(*sets(*TINY, f"run_dir={uri}")) == 0
+    got = pull(uri, tmp_path / "got")
+    summary = json.loads((got / "summary.json").read_text())
+    assert summary["rounds"] == 3 and summary["nres"] > 0
+    assert len(rows(got)) == summary["nres"] == summary["ledger_rows"]
+    assert all(r[3] == 1 and r[2] == "ok" for r in rows(got))
+    assert [json.loads(x)["round"] for x in (got / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert (got / "checkpoints" / "LATEST").read_text() == "round_0003"
+    assert json.loads((got / "config.json").read_text())["run_dir"] == uri
+    assert not list(got.rglob(".*")) and not (got / "ledger.sqlite-wal").exists()  # no lock, probe or side file
+    # the same URI again without --resume: refused before anything starts
+    assert cli(*sets(*TINY, f"run_dir={uri}")) == 2
+
+
+def test_a_run_cut_short_resumes_from_the_bucket_on_another_machine_paying_nothing_twice(
+    s3, staging, tmp_path, monkeypatch, capsys
+):
+    """Interrupted in round 2 after paying (Ctrl-C or a preemption: the copy is pushed on the way
+    out), the local staging folder then lost (another machine), ``--resume auto`` pulls the bucket's
+    copy and ends with the ledger an uninterrupted run leaves."""
+    full = "s3://bucket/full"
+    assert cli(*sets(*TINY, f"run_dir={full}")) == 0
+    uri = "s3://bucket/cut"
+
+    def interrupt(name, round_):
+        if (name, round_) == ("mid_oracle", 2):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod, "crash_point", interrupt)
+    assert cli("--resume", "auto", *sets(*TINY, f"run_dir={uri}")) == 130
+    assert f"--resume {uri}" in capsys.readouterr().err
+    cut = pull(uri, tmp_path / "cut")
+    assert (cut / "checkpoints" / "LATEST").read_text() == "round_0001"
+    assert {r[4] for r in rows(cut)} == {1, 2}  # round 2's payments reached the bucket too
+    monkeypatch.undo()
+    monkeypatch.setenv("BANEL_RAY_STAGING", str(staging))
+    shutil.rmtree(staging)  # the machine is gone: only the bucket remembers
+    assert cli("--resume", "auto", *sets(*TINY, f"run_dir={uri}")) == 0
+    assert "pulled" in capsys.readouterr().out
+    done, ref = pull(uri, tmp_path / "done"), pull(full, tmp_path / "full")
+    assert rows(done) == rows(ref)
+    assert json.loads((done / "summary.json").read_text())["nres"] == len(rows(ref))
