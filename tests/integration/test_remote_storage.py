@@ -11,6 +11,7 @@ import pytest
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (requirements-cpu.txt pins it)")
 
+from banel_ray import compare  # noqa: E402
 from banel_ray import run as run_cli  # noqa: E402
 from banel_ray.core import remote  # noqa: E402
 from banel_ray.runtime import runner as runner_mod  # noqa: E402
@@ -93,20 +94,40 @@ def rows(run_dir):
         db.close()
 
 
-def test_a_run_into_s3_leaves_summary_metrics_checkpoints_and_the_whole_ledger(s3, staging, tmp_path):
-    uri = "s3://bucket/run"
-    assert cli(*sets(*TINY, f"run_dir={uri}")) == 0
-    got = pull(uri, tmp_path / "got")
+@pytest.fixture(scope="module")
+def into_s3(s3, tmp_path_factory):
+    """A tiny run into ``s3://bucket/run`` from a fresh staging root; returns the bucket's copy."""
+    tmp = tmp_path_factory.mktemp("into_s3")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BANEL_RAY_STAGING", str(tmp / "staging"))
+    try:
+        assert cli(*sets(*TINY, "run_dir=s3://bucket/run")) == 0
+        # the same URI again without --resume: refused before anything starts
+        assert cli(*sets(*TINY, "run_dir=s3://bucket/run")) == 2
+    finally:
+        mp.undo()
+    return pull("s3://bucket/run", tmp / "got")
+
+
+def test_a_run_into_s3_leaves_summary_metrics_checkpoints_and_the_whole_ledger(into_s3):
+    got = into_s3
     summary = json.loads((got / "summary.json").read_text())
     assert summary["rounds"] == 3 and summary["nres"] > 0
     assert len(rows(got)) == summary["nres"] == summary["ledger_rows"]
     assert all(r[3] == 1 and r[2] == "ok" for r in rows(got))
     assert [json.loads(x)["round"] for x in (got / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert (got / "checkpoints" / "LATEST").read_text() == "round_0003"
-    assert json.loads((got / "config.json").read_text())["run_dir"] == uri
+    assert json.loads((got / "config.json").read_text())["run_dir"] == "s3://bucket/run"
     assert not list(got.rglob(".*")) and not (got / "ledger.sqlite-wal").exists()  # no lock, probe or side file
-    # the same URI again without --resume: refused before anything starts
-    assert cli(*sets(*TINY, f"run_dir={uri}")) == 2
+
+
+def test_compare_writes_its_table_to_a_bucket(into_s3, staging, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    shutil.copytree(into_s3, runs / "banel-s0")
+    assert compare.main(["--from-runs", str(runs), "--out", "s3://bucket/cmp", "--bootstrap-reps", "200"]) == 0
+    assert "copied to s3://bucket/cmp" in capsys.readouterr().out
+    table = pull("s3://bucket/cmp", tmp_path / "cmp")
+    assert "banel" in (table / "table.md").read_text() and (table / "table.csv").exists()
 
 
 def test_a_run_cut_short_resumes_from_the_bucket_on_another_machine_paying_nothing_twice(

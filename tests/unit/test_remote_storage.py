@@ -146,3 +146,25 @@ def test_tune_storage_uri_passes_through_unchanged(tmp_path, monkeypatch):
     assert sweep.experiment({"storage": f"file://{tmp_path}/x", "name": "a"})[2] == tmp_path / "x" / "a"
     assert sweep.storage_problem({"storage": "ftp://h/x"}, None).startswith("storage: ftp://h/x: unknown storage")
     assert "no tuner.pkl" in sweep.storage_problem({}, str(tmp_path))
+
+
+def test_resume_keeps_the_copy_that_remembers_more_paid_evaluations(tmp_path, monkeypatch):
+    """``storage.stage`` with a ``file://`` URI standing in for a bucket (the same pyarrow calls)."""
+    from banel_ray.runtime import storage
+
+    monkeypatch.setenv("BANEL_RAY_STAGING", str(tmp_path / "staging"))
+    bucket = tmp_path / "bucket"
+    uri = f"file://{bucket}"
+    bucket.mkdir()
+    (bucket / "config.json").write_text('{"from": "bucket"}')
+    _ledger(bucket / "ledger.sqlite", 4).close()
+    local = storage.stage(uri, resume=True, log=lambda m: None)  # nothing here: pulled
+    assert (local / "config.json").read_text() == '{"from": "bucket"}' and storage._paid(local) == 4
+    _ledger(local / "ledger.sqlite", 6).close()  # this machine went on and paid more than the last copy
+    (local / "config.json").write_text('{"from": "local"}')
+    assert storage.stage(uri, resume=True, log=lambda m: None) == local
+    assert (local / "config.json").read_text() == '{"from": "local"}' and storage._paid(local) == 6
+    _ledger(bucket / "ledger.sqlite", 9).close()  # the run went on elsewhere: the bucket knows more
+    assert storage._paid(storage.stage(uri, resume=True, log=lambda m: None)) == 9
+    aside = list((tmp_path / "staging").glob("*.replaced-*"))
+    assert len(aside) == 1 and storage._paid(aside[0]) == 6  # the older local ledger is kept, not deleted
