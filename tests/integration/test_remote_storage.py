@@ -158,3 +158,33 @@ def test_a_run_cut_short_resumes_from_the_bucket_on_another_machine_paying_nothi
     done, ref = pull(uri, tmp_path / "done"), pull(full, tmp_path / "full")
     assert rows(done) == rows(ref)
     assert json.loads((done / "summary.json").read_text())["nres"] == len(rows(ref))
+
+
+@pytest.mark.slow
+def test_a_tune_sweep_with_s3_storage_keeps_experiment_and_trial_run_folders_in_the_bucket(s3, staging, tmp_path):
+    """Real Tune with ``storage: s3://bucket/sweeps`` (passed to Tune unchanged): Tune's own
+    experiment state and each trial's run folder (staged on the node, copied by job.run) end up
+    in the bucket, the trial's ledger with one row per NRE."""
+    import ray
+
+    from tuning.sweep import build_tuner, load_sweep
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "set: {rounds: 2, budget: 40, samples_per_round: 20, pool_size: 40, eval.samples: 40, eval.every: 1, "
+        "eval.final_samples: 0, negative.epochs: 1, generator.epochs: 1, sampler.backend: torch, runtime: local, "
+        "task: addition_attack_d8}\nsearch: {filter.factor: [2.0]}\nseeds: [0]\n"
+    )
+    sw = dict(load_sweep(str(sweep), []), storage="s3://bucket/sweeps", name="exp")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        tuner, exp = build_tuner(sw)
+        grid = tuner.fit()
+    finally:
+        ray.shutdown()
+    assert exp == "s3://bucket/sweeps/exp" and grid.num_errors == 0 and len(grid) == 1
+    assert grid[0].path.startswith("bucket/sweeps/exp/")  # Tune wrote its trial to the bucket itself
+    got = pull("s3://bucket/sweeps/exp", tmp_path / "exp")
+    assert (got / "tuner.pkl").exists()
+    (run,) = [p.parent for p in (got / "runs").glob("*/summary.json")]
+    assert len(rows(run)) == json.loads((run / "summary.json").read_text())["nres"] == 40
