@@ -162,6 +162,8 @@ class Mirror:
             raise RemoteError(f"copying {self.local} to {self.uri}: {_line(e)}") from None
 
     def _push(self) -> int:
+        import pyarrow.fs as pafs
+
         files = sorted(p.relative_to(self.local) for p in self.local.rglob("*") if p.is_file())
         files = [r for r in files if not _skipped(r)]
         sent = 0
@@ -174,8 +176,6 @@ class Mirror:
             if store is not None and not (self.local / rel).exists():
                 gone.add(store / Path(rel).relative_to(store).parts[0])  # the whole round folder
                 self.sent.pop(rel, None)
-        import pyarrow.fs as pafs
-
         for g in sorted(gone):
             dest = f"{self.path.rstrip('/')}/{g.as_posix()}"
             if self.fs.get_file_info(dest).type == pafs.FileType.Directory:
