@@ -27,6 +27,7 @@ from banel_ray.algorithms import aggregate as agg
 from banel_ray.algorithms import discovery
 from banel_ray.algorithms import stats as alg
 from banel_ray.cli import Parser, fail
+from banel_ray.core import remote
 from banel_ray.core.method_registry import METHODS
 from banel_ray.report import metrics as K
 from banel_ray.report import read_metrics
@@ -38,6 +39,7 @@ EPILOG = """examples:
       --config banel_ray/configs/addition_compare.yaml --parallel 2 --out results/compare-addition
   python -m banel_ray.compare --methods banel,rnd --seeds 0,1 --set budget=500 --out /tmp/cmp
   python -m banel_ray.compare --from-runs results/compare-addition/runs --out results/compare-addition
+  python -m banel_ray.compare --methods banel,rnd --seeds 0-2 --out s3://bucket/compare-addition
 """
 
 
@@ -51,7 +53,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--set", metavar="KEY=VALUE", action="append", default=[], help="override one key for every run, repeatable"
     )
-    p.add_argument("--out", metavar="DIR", required=True, help="folder for runs/, logs/ and the table")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="folder or URI (s3://, gs://: staged locally, copied up after every run) for runs/, logs/ and the table",
+    )
     p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1; 2 on a 2-core machine)")
     p.add_argument("--from-runs", metavar="DIR", help="only rebuild the table from these run folders")
     p.add_argument(
@@ -640,7 +647,8 @@ def _progress(run_dir: Path) -> str:
     return f"round {ms[-1]['round']} NREs {ms[-1]['nres']}" if ms else "starting"
 
 
-def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) -> int:
+def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print, after_run=lambda: None) -> int:
+    """Run the (method, seed) grid into ``out``; ``after_run()`` is called whenever a run ends."""
     runs_root, logs = out / "runs", out / "logs"
     runs_root.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
@@ -695,6 +703,7 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
                 fh.close()
                 del running[key]
                 done += 1
+                after_run()
                 if rc == 0:
                     log(f"[compare] {key[0]} seed {key[1]}: done in {time.time() - ts:.0f}s ({done}/{total})")
                 elif tries.get(key, 0) < args.retries:  # resumed from its checkpoint: nothing paid twice
@@ -731,16 +740,34 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print) ->
     return 1 if failed else 0
 
 
+def staged_out(uri: str) -> Path:
+    """The local folder of a remote ``--out`` (``s3://``, ``gs://``), checked before any run
+    starts; pulled from the URI when this machine has none (a comparison continued elsewhere
+    resumes its runs from their copies). The local one, when there is one, is the one of record."""
+    msg = remote.problem(uri)
+    if msg:
+        raise C.ConfigError(f"--out {msg}")
+    local = remote.staging_dir(uri)
+    if not local.exists():
+        try:
+            remote.download(uri, local)
+        except remote.RemoteError as e:
+            raise C.ConfigError(f"--out {e}") from None
+    return local
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
+    out = remote.local_path(args.out)
     try:
+        if remote.is_remote(args.out):
+            out = staged_out(args.out)
         if args.from_runs:
             if not Path(args.from_runs).is_dir():
                 raise C.ConfigError(f"--from-runs: folder not found: {args.from_runs}")
             write_table(Path(args.from_runs), out, args.bootstrap_reps)
             print((out / "table.md").read_text(), end="")
-            return 0
+            return _pushed(out, args.out, 0)
         methods, seeds = parse_methods(args.methods), parse_seeds(args.seeds)
         if args.parallel < 1:
             raise C.ConfigError(f"--parallel must be >= 1, got {args.parallel}")
@@ -755,7 +782,31 @@ def main(argv=None) -> int:
             C.load(args.config, args.set + method_sets(args, m) + [f"method={m}", f"seed={seeds[0]}"])
     except C.ConfigError as e:
         return fail(str(e))
-    return run_all(args, methods, seeds, out)
+    if not remote.is_remote(args.out):
+        return run_all(args, methods, seeds, out)
+    mirror = remote.Mirror(out, args.out)
+
+    def push() -> None:  # after every run: a failure is reported, the comparison goes on
+        try:
+            mirror.push()
+        except remote.RemoteError as e:
+            print(f"[compare] warning: {e}; everything is in {out}", flush=True)
+
+    rc = run_all(args, methods, seeds, out, after_run=push)
+    return _pushed(out, args.out, rc, mirror)
+
+
+def _pushed(out: Path, uri: str, rc: int, mirror=None) -> int:
+    """``rc`` once ``out`` is copied to ``uri`` (when it is a URI); 1 with one line if the copy failed."""
+    if not remote.is_remote(uri):
+        return rc
+    try:
+        (mirror or remote.Mirror(out, uri)).push()
+    except remote.RemoteError as e:
+        print(f"error: {e}; everything is in {out}; the same command copies it again", file=sys.stderr)
+        return 1
+    print(f"[compare] copied to {uri}", flush=True)
+    return rc
 
 
 if __name__ == "__main__":

@@ -46,7 +46,11 @@ FIELDS: dict[str, Field] = {
         "(one process, no Ray: notebooks, debuggers, machines without Ray)",
         choices=("ray", "local"),
     ),
-    "run_dir": F("", str, "output folder; empty: runs/<task>-<time>"),
+    "run_dir": F(
+        "",
+        str,
+        "output folder, or a URI (s3://, gs://: staged locally, copied there every round); empty: runs/<task>-<time>",
+    ),
     "method": F(
         "banel",
         str,

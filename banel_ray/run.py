@@ -18,6 +18,7 @@ from pathlib import Path
 
 from banel_ray import config as C
 from banel_ray.cli import Parser, fail
+from banel_ray.core import remote
 from banel_ray.runtime.job import run  # noqa: F401 - the Python entry point, re-exported
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -29,6 +30,7 @@ EPILOG = """examples:
   python -m banel_ray.run --set method=rnd                  # a baseline on the same actors
   python -m banel_ray.run --resume runs/addition_attack-20261127-120000
   python -m banel_ray.run --resume auto --set run_dir=/mnt/runs/a1   # continue it if it exists, else start it
+  python -m banel_ray.run --set run_dir=s3://bucket/runs/a1          # staged locally, copied up every round
   ray job submit --working-dir . -- python -m banel_ray.run --set sampler.num_actors=4
 
 configuration keys (--set key=value; YAML files use the same dotted or nested keys):
@@ -112,25 +114,51 @@ def check_code(saved: dict, args, rd: Path, named: dict | None = None) -> None:
 
 
 def resolve_config(args) -> tuple[dict, Path, bool]:
-    """(config, run folder, whether the run is resumed)."""
+    """(config, local run folder, whether the run is resumed). A remote run folder (``s3://``,
+    ``gs://``) is checked here, before anything is spent, and its local staging folder returned:
+    pulled from the URI first for a resume (``runtime/storage.py``); ``config["run_dir"]`` keeps the URI."""
     if args.resume == AUTO:
         cfg = C.load(args.config or str(CONFIG_DIR / "quick.yaml"), args.set)
         if not cfg["run_dir"]:
             raise C.ConfigError(
                 "--resume auto needs the run folder; allowed: --set run_dir=DIR or run_dir in the --config file"
             )
-        rd = Path(cfg["run_dir"])
+        rd = _local(cfg["run_dir"], True, cfg["checkpoint.dir"])
         # config.json is the run's first write (job.run): a run killed before its first checkpoint
         # is resumed too, so its ledger, not a fresh config, decides what was already paid for
         if not (rd / "config.json").exists():
             return cfg, rd, False
-        return resumed_config(rd, args, named=cfg), rd, True
+        return _uri(resumed_config(rd, args, named=cfg), cfg["run_dir"]), rd, True
     if args.resume:
-        rd = Path(args.resume)
-        return resumed_config(rd, args), rd, True
+        rd = _local(args.resume, True)
+        if remote.is_remote(args.resume) and not (rd / "config.json").is_file():
+            raise C.ConfigError(f"--resume: {args.resume} is not a run folder (no config.json)")
+        return _uri(resumed_config(rd, args), args.resume), rd, True
     cfg = C.load(args.config or str(CONFIG_DIR / "quick.yaml"), args.set)
-    rd = Path(cfg["run_dir"] or f"runs/{Path(cfg['task'].split(':')[-1]).name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if cfg["run_dir"]:
+        return cfg, _local(cfg["run_dir"], False, cfg["checkpoint.dir"]), False
+    rd = Path(f"runs/{Path(cfg['task'].split(':')[-1]).name}-{time.strftime('%Y%m%d-%H%M%S')}")
     return cfg, rd, False
+
+
+def _local(run_dir: str, resume: bool, checkpoint_dir: str = "") -> Path:
+    """The local folder of ``run_dir``: itself, or for a URI its checked (and, to resume, pulled) staging folder."""
+    if not remote.is_remote(run_dir):
+        return remote.local_path(run_dir)
+    from banel_ray.runtime import storage
+
+    try:
+        msg = storage.problem(run_dir, resume, checkpoint_dir)
+        if msg:
+            raise C.ConfigError(msg)
+        return storage.stage(run_dir, resume)
+    except remote.RemoteError as e:
+        raise C.ConfigError(f"run_dir {e}") from None
+
+
+def _uri(cfg: dict, run_dir: str) -> dict:
+    """A resumed remote run keeps its URI as ``run_dir`` (where ``job.run`` pushes)."""
+    return dict(cfg, run_dir=run_dir) if remote.is_remote(run_dir) else cfg
 
 
 def resumed_config(rd: Path, args, named: dict | None = None) -> dict:
@@ -168,10 +196,11 @@ def main(argv=None) -> int:
     )
     if msg:
         return fail(msg)
+    shown = cfg["run_dir"] if remote.is_remote(cfg["run_dir"]) else run_dir  # what the user names it by
     signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included
     try:
         if args.resume == AUTO:
-            print(f"[banel_ray] --resume auto: {'continuing the run in' if resume else 'a new run in'} {run_dir}")
+            print(f"[banel_ray] --resume auto: {'continuing the run in' if resume else 'a new run in'} {shown}")
         run(cfg, run_dir, resume=resume)
     except C.ConfigError as e:
         return fail(str(e))
@@ -182,18 +211,25 @@ def main(argv=None) -> int:
         cause = str(getattr(e, "cause", None) or e).strip().splitlines()[0]
         return fail(
             f"{cause}; this run stopped without paying again; allowed: one process per run folder: "
-            f"stop the other, then --resume {run_dir}"
+            f"stop the other, then --resume {shown}"
         )
     except KeyboardInterrupt:
-        print(f"\ninterrupted: resume with  python -m banel_ray.run --resume {run_dir}", file=sys.stderr)
+        print(f"\ninterrupted: resume with  python -m banel_ray.run --resume {shown}", file=sys.stderr)
         return 143 if _TERMINATED else 130
+    except remote.RemoteError as e:  # the final copy to the URI; the run itself is whole in its staging folder
+        print(
+            f"error: {e}; the run folder is whole in {run_dir}; copy it again with  "
+            f"python -m banel_ray.run --resume {shown}",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as e:  # noqa: BLE001 - only a storage error is turned into one line; any other is re-raised
         what = storage_error(e, run_dir)
         if what is None:
             raise
         print(
             f"error: the run stopped: {what}; what was paid is kept in {run_dir / 'ledger.sqlite'}; once there is "
-            f"room, resume with  python -m banel_ray.run --resume {run_dir}",
+            f"room, resume with  python -m banel_ray.run --resume {shown}",
             file=sys.stderr,
         )
         return 1

@@ -16,6 +16,7 @@ import yaml
 
 from banel_ray import config as C
 from banel_ray.cli import Parser, fail
+from banel_ray.core import remote
 from tuning.trainable import TUNE_ONLY
 
 SWEEP_KEYS = {
@@ -34,7 +35,7 @@ SWEEP_KEYS = {
     "trial_cpus": "CPUs reserved for a trial's own driver process (default 0.25)",
     "ray_num_cpus": "CPUs of the local Ray instance (0: all)",
     "name": "experiment name (default: sweep-<time>)",
-    "storage": "folder for Tune experiments (default: sweeps/)",
+    "storage": "folder or URI (s3://bucket/x, gs://bucket/x) for Tune experiments (default: sweeps/)",
 }
 
 
@@ -104,9 +105,7 @@ def build_tuner(sw: dict, restore: str | None = None):
     from tuning.stoppers import RuleStopper
     from tuning.trainable import banel_trial, trial_resources
 
-    storage = str(Path(sw.get("storage") or "sweeps").resolve())
-    name = sw.get("name") or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    exp = Path(restore).resolve() if restore else Path(storage) / name
+    storage_path, name, exp = experiment(sw, restore)
     trainable = tune.with_resources(banel_trial, trial_resources)
     if restore:
         return tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True), exp
@@ -134,7 +133,7 @@ def build_tuner(sw: dict, restore: str | None = None):
         sched = FIFOScheduler()
     rules = [rule_by_name(n) for n in sw.get("stop_rules") or []]
     param_space = dict(
-        sw["param_space"], base=sw["base"], runs_root=str(exp / "runs"), trial_cpus=float(sw.get("trial_cpus", 0.25))
+        sw["param_space"], base=sw["base"], runs_root=_under(exp, "runs"), trial_cpus=float(sw.get("trial_cpus", 0.25))
     )
     tuner = tune.Tuner(
         trainable,
@@ -147,8 +146,8 @@ def build_tuner(sw: dict, restore: str | None = None):
             max_concurrent_trials=int(sw.get("max_concurrent_trials", 0)) or None,
         ),
         run_config=tune.RunConfig(
-            name=exp.name,
-            storage_path=str(exp.parent),
+            name=name,
+            storage_path=storage_path,
             stop=RuleStopper(rules) if rules else None,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=1),
@@ -156,6 +155,49 @@ def build_tuner(sw: dict, restore: str | None = None):
         ),
     )
     return tuner, exp
+
+
+def experiment(sw: dict, restore: str | None = None) -> tuple[str, str, Path | str]:
+    """(Tune's storage_path, experiment name, experiment folder). A local folder is made absolute
+    (Tune needs that); a URI (``s3://``, ``gs://``) passes through unchanged: Ray Tune writes it
+    with pyarrow.fs, and multi-node sweeps need such shared storage. ``file://`` is a local folder."""
+    if restore and remote.is_remote(restore):
+        base, sep, query = restore.partition("?")
+        parent, name = base.rstrip("/").rsplit("/", 1)
+        return parent + sep + query, name, restore
+    if restore:
+        exp = remote.local_path(restore).resolve()
+        return str(exp.parent), exp.name, exp
+    storage = str(sw.get("storage") or "sweeps")
+    name = sw.get("name") or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    if remote.is_remote(storage):
+        return storage, name, remote.join(storage, name)
+    root = remote.local_path(storage).resolve()
+    return str(root), name, root / name
+
+
+def _under(exp: Path | str, name: str) -> str:
+    return remote.join(exp, name) if isinstance(exp, str) else str(exp / name)
+
+
+def storage_problem(sw: dict, restore: str | None) -> str | None:
+    """One line for a remote storage or --restore URI that cannot be used, before Ray starts."""
+    where = restore or str(sw.get("storage") or "")
+    if not remote.is_uri(where):
+        if restore and not (Path(restore) / "tuner.pkl").exists():
+            return f"--restore: {restore} is not a Tune experiment folder (no tuner.pkl)"
+        return None
+    if not remote.is_remote(where):
+        return storage_problem(sw, str(remote.local_path(restore))) if restore else None
+    msg = remote.problem(where)
+    if msg:
+        return f"{'--restore' if restore else 'storage'}: {msg}"
+    try:
+        if restore and not remote.exists(restore, "tuner.pkl"):
+            return f"--restore: {restore} is not a Tune experiment folder (no tuner.pkl)"
+    except remote.RemoteError as e:
+        return f"--restore: {e}"
+    return None
 
 
 def init_ray(num_cpus: int = 0) -> None:
@@ -187,20 +229,21 @@ def main(argv=None) -> int:
         help="override a BaNEL key for every trial (e.g. --set rounds=4)",
     )
     p.add_argument("--name", help="experiment name (folder under storage)")
-    p.add_argument("--storage", help="folder for Tune experiments (default: sweeps/)")
+    p.add_argument("--storage", help="folder or URI (s3://, gs://) for Tune experiments (default: sweeps/)")
     p.add_argument("--restore", metavar="EXPERIMENT_DIR", help="continue an interrupted sweep")
     p.add_argument("--dry-run", action="store_true", help="check the sweep file and print the trials' space")
     a = p.parse_args(argv)
     default = Path(__file__).parent / "configs" / "quick_sweep.yaml"
     try:
         sw = load_sweep(a.config or str(default), a.set)
-        if a.restore and not (Path(a.restore) / "tuner.pkl").exists():
-            raise C.ConfigError(f"--restore: {a.restore} is not a Tune experiment folder (no tuner.pkl)")
     except C.ConfigError as e:
         return fail(str(e))
     for k in ("name", "storage"):
         if getattr(a, k):
             sw[k] = getattr(a, k)
+    msg = storage_problem(sw, a.restore)  # before Ray starts: one line, exit 2
+    if msg:
+        return fail(msg)
     if a.dry_run:
         print(
             yaml.safe_dump(

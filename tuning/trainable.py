@@ -5,7 +5,8 @@ The actors the driver starts land in the trial's placement group (Tune captures 
 the driver pins the oracle into the group), so ``trial_resources`` reserves exactly what a trial
 uses and trials never oversubscribe the cluster.
 
-A trial's run folder is ``<experiment>/runs/<trial_id>`` (ledger, metrics, round checkpoints). On
+A trial's run folder is ``<experiment>/runs/<trial_id>`` (ledger, metrics, round checkpoints);
+with remote storage (``s3://``) it is staged on the trial's node and copied there by ``job.run``. On
 restore, that folder is used when it is at least as far along as Tune's checkpoint (it then holds
 every paid result, also of a round paid after the last report); otherwise (another node, or PBT
 handing over another trial's state) the Tune checkpoint is unpacked into a fresh folder.
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from banel_ray import config as C
+from banel_ray.core import remote
 
 CKPT_META = "tune_meta.json"
 TUNE_ONLY = ("base", "runs_root", "trial_cpus")  # trial config entries that are not BaNEL keys
@@ -112,8 +114,9 @@ def banel_trial(config: dict) -> None:
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     cfg = banel_config(config)
-    run_dir = Path(config["runs_root"]) / trial_id
-    cfg["run_dir"] = str(run_dir)
+    uri = remote.join(config["runs_root"], trial_id)  # remote storage: staged here, copied up by job.run
+    run_dir = remote.staging_dir(uri) if remote.is_remote(uri) else Path(config["runs_root"]) / trial_id
+    cfg["run_dir"] = uri if remote.is_remote(uri) else str(run_dir)
     resume, seen = _restore_folder(run_dir, trial_id)
     base_rate = {}
 

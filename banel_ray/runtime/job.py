@@ -68,13 +68,18 @@ def cpus_needed(cfg: dict) -> float:
     )
 
 
-def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
+def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> dict:
     """Run (or resume) a method. ``on_round(metrics, run_dir)`` is called after each round's
-    checkpoint (e.g. a Tune trial reports there); it may return True to stop after that round."""
+    checkpoint (e.g. a Tune trial reports there); it may return True to stop after that round.
+
+    A remote ``run_dir`` (``s3://``, ``gs://``; or ``cfg["run_dir"]`` remote and ``run_dir`` its
+    staging folder, as the command line passes it) runs in the local staging folder and is copied
+    to the URI after every checkpoint and at the end (``runtime/storage.py``)."""
     import yaml
 
     from banel_ray import methods, preflight, report, tasks
-    from banel_ray.core import runlock
+    from banel_ray.core import remote, runlock
+    from banel_ray.runtime import storage
     from banel_ray.runtime.actors import LocalRuntime, RayRuntime
     from banel_ray.runtime.runner import Runner
 
@@ -90,7 +95,7 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
     import torch._dynamo  # noqa: F401
     from transformers import LlamaForCausalLM  # noqa: F401
 
-    run_dir = Path(run_dir)
+    run_dir, cfg = _staged(cfg, run_dir, resume)
     why = preflight.write_problem(run_dir)  # before the task's models and Ray: nothing to stop yet
     if why:
         raise C.ConfigError(f"run_dir {run_dir} cannot be written ({why}); allowed: a writable folder")
@@ -139,21 +144,50 @@ def run(cfg: dict, run_dir: Path, resume: bool = False, on_round=None) -> dict:
         raise C.ConfigError(
             f"run_dir {run_dir} cannot be written ({e.strerror or e}); allowed: a writable folder"
         ) from None
+    push = storage.pusher(run_dir, cfg["run_dir"] if remote.is_remote(cfg["run_dir"]) else None, log)
+
+    def checkpointed(m: dict, rd: Path) -> bool:
+        push()  # the ledger's copy first, then the checkpoint it covers (core/remote.py)
+        return bool(on_round(m, rd)) if on_round is not None else False
+
     with lock:
         try:
-            runner = Runner.build(cfg, run_dir, rt, prior_dir, log=log)
             try:
-                summary = runner.run(resume=resume, on_round=on_round)
+                runner = Runner.build(cfg, run_dir, rt, prior_dir, log=log)
+                try:
+                    summary = runner.run(resume=resume, on_round=checkpointed)
+                finally:
+                    runner.shutdown()
             finally:
-                runner.shutdown()
-        finally:
-            _stop_ray(started)  # the run stops what it started, and only that
-        if fresh_finals(cfg, run_dir, task, summary):
-            from banel_ray.report import tracking
+                _stop_ray(started)  # the run stops what it started, and only that
+            if fresh_finals(cfg, run_dir, task, summary):
+                from banel_ray.report import tracking
 
-            tracking.log_summary(run_dir, cfg, summary)  # the fresh evaluation, into the same MLflow run
+                tracking.log_summary(run_dir, cfg, summary)  # the fresh evaluation, into the same MLflow run
+        except BaseException:
+            push()  # a stopped run's copy is as new as it can be (a failure is logged, not raised)
+            raise
+        push(final=True)
         log(report.closing_table(summary))
     return summary
+
+
+def _staged(cfg: dict, run_dir, resume: bool) -> tuple[Path, dict]:
+    """(local run folder, config): a URI given as ``run_dir`` is checked and staged here (the
+    Python entry point; the command line did both already and passes the staging folder)."""
+    from banel_ray.core import remote
+    from banel_ray.runtime import storage
+
+    if not remote.is_remote(run_dir):
+        return remote.local_path(run_dir), cfg
+    uri = str(run_dir)
+    try:
+        msg = storage.problem(uri, resume, cfg["checkpoint.dir"])
+        if msg:
+            raise C.ConfigError(msg)
+        return storage.stage(uri, resume, log), dict(cfg, run_dir=uri)
+    except remote.RemoteError as e:
+        raise C.ConfigError(f"run_dir {e}") from None
 
 
 def _stop_ray(started: bool) -> None:

