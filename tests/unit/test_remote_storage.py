@@ -1,6 +1,6 @@
 """Issue 24, item 2, without a server: URIs for run folders, Tune storage and compare's output.
 ``Mirror`` is checked against a ``file://`` URI (pyarrow's local file system, the same code path
-as S3 but for the store); ``tests/integration/test_remote_storage.py`` runs it against S3 (moto)."""
+as S3 but for the store); ``tests/integration/test_remote_storage_s3.py`` runs it against S3 (moto)."""
 
 import signal
 import sqlite3
