@@ -134,3 +134,7 @@ class BanelSequential(_Banel):
 
     def eval_draws(self, n: int, tag: int) -> list:
         return self.accepted(n, tag)
+
+    def computed_rate(self):
+        # the posterior's exact rate where the task enumerates its space (the role answers None elsewhere)
+        return self.negative.posterior_rate.remote()
