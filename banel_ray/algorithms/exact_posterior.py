@@ -70,3 +70,22 @@ def posterior_estimate(logp0, accepted, success, outside_mass: float = 0.0) -> d
         "method": "exact: p0 restricted to the codes no region rejects",
         "exact": True,
     }
+
+
+def distillation_error(logp0, accepted, logp_gen) -> dict:
+    """How far a generator g is from Algorithm 1's posterior (p0 restricted to ``accepted``), exactly.
+
+    ``kl_posterior_to_generator``: KL(posterior || g) in nats, what fitting g to the posterior's
+    samples by maximum likelihood minimises (the other direction is infinite: g gives some mass to
+    every string, the posterior none to a rejected one). ``generator_accepted_mass``: g's mass on
+    what the regions accept (1 for a perfect distillation)."""
+    acc = np.asarray(accepted, dtype=bool)
+    log_z = log_mass(logp0, acc)
+    log_post = np.asarray(logp0, dtype=np.float64)[acc] - log_z
+    post = np.exp(log_post)
+    lg = np.asarray(logp_gen, dtype=np.float64)[acc]
+    inside = post > 0
+    return {
+        "kl_posterior_to_generator": float((post[inside] * (log_post[inside] - lg[inside])).sum()),
+        "generator_accepted_mass": math.exp(log_mass(logp_gen, acc)),
+    }

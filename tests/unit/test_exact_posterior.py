@@ -159,3 +159,20 @@ def test_the_negative_trainer_measures_its_posterior_exactly_region_by_region(ti
         assert got["regions"] == len(tables) and got["rate"] == pytest.approx(want["rate"], rel=1e-12)
         assert got["accepted_codes"] == want["accepted_codes"] and got["lo"] <= got["rate"]
     assert got["rate"] != pytest.approx(first["rate"], rel=1e-3)
+
+
+def test_distillation_error_is_the_brute_force_kl():
+    rng = np.random.default_rng(3)
+    logp0 = np.log(rng.dirichlet(np.ones(27)) * 0.95).reshape(3, 3, 3)  # some mass outside the table
+    logg = np.log(rng.dirichlet(np.ones(27)) * 0.9).reshape(3, 3, 3)
+    acc = rng.random((3, 3, 3)) < 0.5
+    z = sum(math.exp(logp0[x]) for x in np.ndindex(3, 3, 3) if acc[x])
+    kl = sum(math.exp(logp0[x]) / z * (logp0[x] - math.log(z) - logg[x]) for x in np.ndindex(3, 3, 3) if acc[x])
+    got = ep.distillation_error(logp0, acc, logg)
+    assert got["kl_posterior_to_generator"] == pytest.approx(kl, rel=1e-12) and kl > 0
+    assert got["generator_accepted_mass"] == pytest.approx(sum(math.exp(logg[x]) for x in zip(*np.nonzero(acc))))
+    # g equal to the posterior: no error, all of g's mass accepted
+    post = np.where(acc, logp0 - math.log(z), -np.inf)
+    same = ep.distillation_error(logp0, acc, post)
+    assert same["kl_posterior_to_generator"] == pytest.approx(0, abs=1e-12)
+    assert same["generator_accepted_mass"] == pytest.approx(1.0)
