@@ -250,6 +250,33 @@ class NegativeTrainer(TrainerRole):
         samples = samples[:limit]
         return SampleBatch(samples=samples, version=version), (len(samples), passed)
 
+    def add_region_from_prior(self, round_: int, factor: float | None, log_tau: float | None, n: int) -> dict:
+        """``add_region`` calibrated on ``n`` fresh draws of p0 (a distill run's samplers serve g_t):
+        the round's p_phi as an Algorithm 1 region, for ``distillation_report``."""
+        from banel_ray.models import sample
+
+        draws = sample(
+            self.prior,
+            self.task.prompt,
+            n,
+            self.task.max_new_tokens,
+            self.task.eos_id,
+            seed=seeds.region_calibration(self.seed, round_),
+        )
+        return self.add_region(factor, log_tau, SampleBatch(samples=draws, version=0))
+
+    def distillation_report(self) -> dict:
+        """Algorithm 1's posterior built from this run's negatives (the regions so far), measured
+        exactly, beside the generator g this role holds: the posterior's rate and KL(posterior || g),
+        the distillation error (``exact_posterior.distillation_error``). Empty where the task does
+        not enumerate its space."""
+        est = self.posterior_rate()
+        if est is None:
+            return {}
+        logp0, mask, _ = self._exact
+        err = exact_posterior.distillation_error(logp0, mask, self.task.code_logprobs(self.generator))
+        return {"alg1_exact_rate": est["rate"], "alg1_accepted_codes": est["accepted_codes"], **err}
+
     def posterior_rate(self) -> dict | None:
         """Algorithm 1's rate computed exactly where the task enumerates its space (None elsewhere).
         Regions never change once added, so the accepted mask is kept between calls and each call

@@ -176,3 +176,36 @@ def test_distillation_error_is_the_brute_force_kl():
     same = ep.distillation_error(logp0, acc, post)
     assert same["kl_posterior_to_generator"] == pytest.approx(0, abs=1e-12)
     assert same["generator_accepted_mass"] == pytest.approx(1.0)
+
+
+def test_a_distill_runs_negatives_as_regions_and_the_distillation_error(tiny, tmp_path):
+    """negative.exact_alg1: the round's p_phi becomes a region calibrated on p0 draws, and the role
+    reports that posterior's exact rate and KL(posterior || g) for the generator it holds."""
+    from banel_ray.actors.trainers import NegativeTrainer
+    from banel_ray.config import SECTIONS
+    from banel_ray.models import save_model
+
+    prior, regions, success = tiny
+    save_model(prior, tmp_path / "prior")
+    opts = {"success": json.dumps(success.ravel().tolist())}
+    role = NegativeTrainer(
+        "test_exact_posterior:TinyTask", opts, str(tmp_path / "prior"), score=SECTIONS["score"](length_norm=True)
+    )
+    neg = copy_model(prior)
+    neg.load_state_dict(regions[0][0])
+    role.negative_model = neg  # as fit() leaves it
+    g = copy_model(prior)
+    g.load_state_dict(regions[1][0])  # any other model as the generator
+    role.set_generator(1, state_dict(g))
+    info = role.add_region_from_prior(1, 2.0, None, 2000)
+    assert info["regions"] == 1
+    rep = role.distillation_report()
+    logp0 = all_logprobs(prior, PROMPT, TOKS, LENGTH)
+    acc = ep.accepted_mask(logp0, iter([(all_logprobs(neg, PROMPT, TOKS, LENGTH), info["region_log_tau"])]), LENGTH)
+    want = ep.distillation_error(logp0, acc, all_logprobs(g, PROMPT, TOKS, LENGTH))
+    assert rep["kl_posterior_to_generator"] == pytest.approx(want["kl_posterior_to_generator"], rel=1e-9)
+    assert rep["generator_accepted_mass"] == pytest.approx(want["generator_accepted_mass"], rel=1e-9)
+    assert rep["alg1_exact_rate"] == pytest.approx(ep.posterior_estimate(logp0, acc, success)["rate"], rel=1e-9)
+    # about half of p0's draws pass a region calibrated at f = 2
+    p0_share = math.exp(ep.log_mass(logp0, acc) - ep.log_mass(logp0))
+    assert 0.3 < p0_share < 0.7 and rep["kl_posterior_to_generator"] > 0
