@@ -14,6 +14,7 @@ BUILTIN = {
     "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",  # the 4-token code (exact rates)
     "mnist_0to6_pixels": "banel_ray.tasks.mnist_pixels:MnistPixels",  # binary 12x12 (paper regime)
     "gsm_hard": "banel_ray.tasks.gsm_hard:GsmHard",
+    "synthetic": "banel_ray.tasks.synthetic:Synthetic",  # planted feature: q, s, e (exact rates)
     "callable": "banel_ray.reward_plugins:CallableTask",
 }
 # class paths of earlier versions, so their configs and run folders still resolve
