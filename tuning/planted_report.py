@@ -40,6 +40,7 @@ def records(out: Path) -> list[dict]:
                     e=float(opts["e"]),
                     m=cfg["samples_per_round"],
                     base=float(base.get("rate", math.nan)),
+                    q_exact=float(base.get("feature_rate", math.nan)),
                     final=float(fin.get("rate", math.nan)),
                     feature_final=float(fin.get("feature_rate", math.nan)),
                     exact=bool(fin.get("exact")) and bool(base.get("exact")),
@@ -61,7 +62,8 @@ def cells(recs: list[dict]) -> dict[str, dict]:
     """cell -> {knobs, base, arms: {arm: {seed: record}}}."""
     out: dict[str, dict] = {}
     for r in recs:
-        c = out.setdefault(r["cell"], dict(q=r["q"], s=r["s"], e=r["e"], m=r["m"], base=r["base"], arms={}))
+        knobs = {k: r[k] for k in ("q", "s", "e", "m", "base", "q_exact")}
+        c = out.setdefault(r["cell"], dict(knobs, arms={}))
         c["arms"].setdefault(r["arm"], {})[r["seed"]] = r
     return out
 
@@ -88,10 +90,11 @@ def _x(v: float) -> str:
 
 def table(cs: dict[str, dict], arm_names: list[str]) -> str:
     """Markdown: a row per cell, final/base per arm (geometric mean [min, max] over seeds)."""
-    head = ["q", "s", "e", "base (exact)", "successes/round", *arm_names, "BaNEL / best baseline"]
+    head = ["q", "s", "e", "prior's q (exact)", "base (exact)", "successes/round", *arm_names, "BaNEL / best"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, c in sorted(cs.items(), key=lambda kv: (-kv[1]["q"], kv[1]["s"], kv[1]["e"])):
-        row = [f"{c['q']:g}", f"{c['s']:g}", f"{c['e']:.3g}", f"{c['base']:.3e}", f"{c['base'] * c['m']:.3g}"]
+        row = [f"{c['q']:g}", f"{c['s']:g}", f"{c['e']:.3g}", f"{c['q_exact']:.4g}", f"{c['base']:.3e}"]
+        row.append(f"{c['base'] * c['m']:.3g}")
         for arm in arm_names:
             rs = [r["ratio"] for r in c["arms"].get(arm, {}).values()]
             row.append(f"{_x(gmean(rs))} [{_x(min(rs))}, {_x(max(rs))}] n={len(rs)}" if rs else "-")
@@ -160,8 +163,8 @@ def build(out: Path) -> str:
         note = f"NOT EXACT ({len(inexact)} runs): {', '.join(inexact[:3])}"
     (out / "table.md").write_text(f"{text}\n\n{note}\n")
     with open(out / "runs.csv", "w", newline="") as f:
-        cols = ["cell", "arm", "seed", "q", "s", "e", "m", "base", "final", "ratio", "feature_final", "nres"]
-        w = csv.DictWriter(f, fieldnames=[*cols, "successes", "exact"], extrasaction="ignore")
+        cols = ["cell", "arm", "seed", "q", "s", "e", "m", "q_exact", "base", "final", "ratio", "feature_final"]
+        w = csv.DictWriter(f, fieldnames=[*cols, "nres", "successes", "exact"], extrasaction="ignore")
         w.writeheader()
         w.writerows(recs)
     for other in ["best", *(a for a in arm_names if not a.startswith(BANEL))]:

@@ -44,6 +44,7 @@ def test_a_tiny_map_writes_exact_runs_and_a_rerun_skips_finished_cells(tmp_path,
         assert summary["final"]["exact"] and summary["nres"] <= 100
         assert abs(float(r["base"]) - priors[r["cell"]]["base"]) < 1e-6 * priors[r["cell"]]["base"]
     assert all(float(r["ratio"]) == 1.0 for r in rows if r["arm"] == "random")  # p0 never changes
+    assert all(abs(float(r["q_exact"]) - priors[r["cell"]]["q"]) < 1e-9 for r in rows)  # the prior's exact q
     table = (out / "table.md").read_text()
     assert "| 0.01 | 1 | 0 |" in table and "| 0.001 | 1 | 0 |" in table and "vs random" in table
     assert (out / "heatmap_vs_best.png").stat().st_size > 0 and (out / "heatmap_vs_random.png").exists()

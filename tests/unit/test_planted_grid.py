@@ -47,3 +47,7 @@ def test_banel_over_the_best_baseline():
     cmp = R.compare(cell, "reinforce")
     assert cmp["value"] == pytest.approx(4.0) and (cmp["lo"], cmp["hi"]) == (2.0, 8.0)
     assert R.compare(cell, "npo") is None and math.isnan(R.gmean([0.0]))
+    cell.update(q=1e-3, s=0.5, e=0.0, m=250, base=5e-4, q_exact=9.98e-4)
+    row = R.table({"c": cell}, ["banel", "reinforce", "random"]).splitlines()[2]
+    assert row.startswith("| 0.001 | 0.5 | 0 | 0.000998 | 5.000e-04 | 0.125 | 8x [4x, 16x] n=2 |")
+    assert row.endswith("| 4x [2x, 8x] vs reinforce |")
