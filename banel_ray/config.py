@@ -132,6 +132,12 @@ FIELDS: dict[str, Field] = {
         "generator", str, "p_phi starts as a copy of g_t (generator) or of p0 (prior)", choices=("generator", "prior")
     ),
     "negative.holdout": F(0.1, float, "fraction of negatives held out for the NLL metric", lo=0.0, hi=0.5),
+    "negative.exact_alg1": F(
+        False,
+        bool,
+        "distill mode, a task that enumerates its space: also keep each round's p_phi as an Algorithm 1 region "
+        "(threshold from p0 draws) and report that posterior's exact rate and KL(posterior || g), each round",
+    ),
     "negative.lora.r": F(0, int, "LoRA rank of the negative model (0: a full copy of g_t is trained)", lo=0, hi=4096),
     "negative.lora.alpha": F(16.0, float, "LoRA scaling numerator (scale alpha/r)", lo=0.0),
     "negative.lora.dropout": F(0.0, float, "LoRA dropout", lo=0.0, hi=0.9),

@@ -27,14 +27,11 @@ EPILOG = """examples:
 """
 
 
-def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
-    """Algorithm 1's generator is p0 restricted to what no past region rejects: a function that keeps
-    the samples of a batch every region of round ``round_``'s checkpoint accepts (None: not a
-    sequential run, or round 0). Without it a fresh evaluation would score p0 itself."""
-    from banel_ray.actors.trainers import regions_accept
+def sequential_regions(run_dir: Path, round_: int, cfg: dict) -> list | None:
+    """Algorithm 1's regions ((p_phi weights, log tau), one per round) at round ``round_``'s
+    checkpoint; None: not a sequential run, or round 0."""
     from banel_ray.core import checkpoint as ckpt
     from banel_ray.core.checkpoint import CheckpointStore
-    from banel_ray.models import load_model
 
     if round_ <= 0 or cfg.get("method") != "banel_sequential" and cfg.get("mode") != "sequential":
         return None
@@ -43,7 +40,19 @@ def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
     if d is None:
         raise FileNotFoundError(f"round {round_} of {run_dir} has no negative shard (Algorithm 1's regions)")
     taus = json.loads((d / "negative.json").read_text())["region_log_taus"]
-    regions = [(ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t)) for i, t in enumerate(taus)]
+    return [(ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t)) for i, t in enumerate(taus)]
+
+
+def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
+    """Algorithm 1's generator is p0 restricted to what no past region rejects: a function that keeps
+    the samples of a batch every region of round ``round_``'s checkpoint accepts (None: not a
+    sequential run, or round 0). Without it a fresh evaluation would score p0 itself."""
+    from banel_ray.actors.trainers import regions_accept
+    from banel_ray.models import load_model
+
+    regions = sequential_regions(run_dir, round_, cfg)
+    if regions is None:
+        return None
     prior = load_model(prior_dir)
     norm = bool(cfg.get("score.length_norm", True))
 
@@ -163,7 +172,15 @@ def evaluate_computed(run_dir: Path, round_: int, samples: int | None, threads: 
         version, weights = found
         load_state(model, weights)
     t0 = time.perf_counter()
-    est = dict(task.success_rate(model, samples=samples), round=round_, version=version, fresh=True)
+    regions = sequential_regions(run_dir, round_, cfg)
+    exact = None
+    if regions is not None:  # Algorithm 1: the posterior is p0 restricted by the regions, not p0
+        from banel_ray.actors.trainers import exact_posterior_rate
+
+        exact, _ = exact_posterior_rate(task, model, regions, bool(cfg.get("score.length_norm", True)))
+    est = dict(exact or task.success_rate(model, samples=samples), round=round_, version=version, fresh=True)
+    if regions is not None and exact is None:  # a computed rate that cannot see the regions
+        est["warning"] = "Algorithm 1 run: this is p0's computed rate, not the posterior's"
     est["seconds"] = time.perf_counter() - t0
     out = run_dir / "evals" / f"round_{round_:04d}.json"
     out.parent.mkdir(exist_ok=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from banel_ray import tasks
 from banel_ray.algorithms import banel as alg
+from banel_ray.algorithms import exact_posterior
 from banel_ray.core import checkpoint as ckpt
 from banel_ray.core import seeds
 from banel_ray.models import (
@@ -110,6 +111,7 @@ class NegativeTrainer(TrainerRole):
         self.negative_model = None
         self.negatives: list[tuple[int, ...]] = []  # all negatives so far (negative.data=all)
         self.regions: list[tuple[dict, float]] = []  # sequential mode: (p_phi weights, log tau)
+        self._exact = None  # posterior_rate's cache: (log p0 table, accepted mask, regions applied)
         super().__init__(*a, **k)
         self.support_threshold = self._support_threshold()
 
@@ -248,6 +250,42 @@ class NegativeTrainer(TrainerRole):
         samples = samples[:limit]
         return SampleBatch(samples=samples, version=version), (len(samples), passed)
 
+    def add_region_from_prior(self, round_: int, factor: float | None, log_tau: float | None, n: int) -> dict:
+        """``add_region`` calibrated on ``n`` fresh draws of p0 (a distill run's samplers serve g_t):
+        the round's p_phi as an Algorithm 1 region, for ``distillation_report``."""
+        from banel_ray.models import sample
+
+        draws = sample(
+            self.prior,
+            self.task.prompt,
+            n,
+            self.task.max_new_tokens,
+            self.task.eos_id,
+            seed=seeds.region_calibration(self.seed, round_),
+        )
+        return self.add_region(factor, log_tau, SampleBatch(samples=draws, version=0))
+
+    def distillation_report(self) -> dict:
+        """Algorithm 1's posterior built from this run's negatives (the regions so far), measured
+        exactly, beside the generator g this role holds: the posterior's rate and KL(posterior || g),
+        the distillation error (``exact_posterior.distillation_error``). Empty where the task does
+        not enumerate its space."""
+        est = self.posterior_rate()
+        if est is None:
+            return {}
+        logp0, mask, _ = self._exact
+        err = exact_posterior.distillation_error(logp0, mask, self.task.code_logprobs(self.generator))
+        return {"alg1_exact_rate": est["rate"], "alg1_accepted_codes": est["accepted_codes"], **err}
+
+    def posterior_rate(self) -> dict | None:
+        """Algorithm 1's rate computed exactly where the task enumerates its space (None elsewhere).
+        Regions never change once added, so the accepted mask is kept between calls and each call
+        scores only the regions added since the last."""
+        est, self._exact = exact_posterior_rate(
+            self.task, self.prior, self.regions, self.score_cfg.length_norm, self._exact
+        )
+        return est
+
     # ---- checkpoint shard ------------------------------------------------------------------------
     def save_shard(self, folder: str) -> dict:
         """Negatives so far and every region (sequential mode), into ``folder``."""
@@ -294,6 +332,31 @@ def regions_accept(prior, regions, pairs, pad_id: int, length_norm: bool) -> np.
         return score
 
     return alg.sequential_accept_in_turn(len(pairs), [region(w, t) for w, t in regions])
+
+
+def exact_posterior_rate(task, prior, regions, length_norm: bool, state=None) -> tuple[dict | None, tuple | None]:
+    """Algorithm 1's posterior, p0 restricted to the strings no region rejects, and its success rate
+    computed exactly over the task's enumerable space (``algorithms.exact_posterior``); (None, None)
+    where the task does not enumerate. ``state`` (returned, passed back): log p0's table, the
+    accepted mask and how many regions it covers, so a later call scores only the new regions.
+    Shared by the trainer and by ``banel_ray.evaluate``."""
+    if state is None:
+        logp0 = task.code_logprobs(prior)
+        if logp0 is None:
+            return None, None
+        state = (logp0, None, 0)
+    logp0, mask, done = state
+    scorer = copy_model(prior)
+
+    def tables():
+        for weights, log_tau in regions[done:]:
+            load_state(scorer, weights)
+            yield task.code_logprobs(scorer), log_tau
+
+    mask = exact_posterior.accepted_mask(logp0, tables(), task.max_new_tokens, length_norm, start=mask)
+    outside = max(0.0, 1.0 - float(np.exp(exact_posterior.log_mass(logp0))))
+    est = exact_posterior.posterior_estimate(logp0, mask, task.success_codes(), outside_mass=outside)
+    return dict(est, regions=len(regions)), (logp0, mask, len(regions))
 
 
 class GeneratorTrainer(TrainerRole):

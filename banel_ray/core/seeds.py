@@ -53,3 +53,8 @@ def generator_update(seed: int, round_: int) -> int:
 def support_calibration(seed: int) -> int:
     """Prior draws the support control reads its per-token floor from."""
     return seed * 7_777_777 + 40_000_000
+
+
+def region_calibration(seed: int, round_: int) -> int:
+    """p0 draws that set round ``round_``'s Algorithm 1 threshold in a distill run (negative.exact_alg1)."""
+    return seed * 7_777_777 + 50_000_000 + round_

@@ -83,6 +83,13 @@ class BanelDistill(_Banel):
         )
         ack = self.negative.set_generator.remote(version, weights_ref)
         m.update(self.rt.get(met_ref))
+        if self.ctx.rc.negative.exact_alg1:  # the same negatives as Algorithm 1 regions, measured exactly
+            fac = value if self.ctx.rc.filter.kind == "quantile" else None
+            tau = None if fac else math.log(value)
+            m.update(
+                self.rt.get(self.negative.add_region_from_prior.remote(t + 1, fac, tau, self.ctx.cfg["pool_size"]))
+            )
+            m.update(self.rt.get(self.negative.distillation_report.remote()))  # after g_{t+1} arrived
         m["t_distil"] = time.perf_counter() - t2
         return Update(version=version, weights=weights_ref, metrics={"pending": [ack]})
 
@@ -134,3 +141,7 @@ class BanelSequential(_Banel):
 
     def eval_draws(self, n: int, tag: int) -> list:
         return self.accepted(n, tag)
+
+    def computed_rate(self):
+        # the posterior's exact rate where the task enumerates its space (the role answers None elsewhere)
+        return self.negative.posterior_rate.remote()

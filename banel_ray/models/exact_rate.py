@@ -80,3 +80,21 @@ def exact_estimate(logp: np.ndarray, success: np.ndarray, method: str) -> dict:
         "valid_mass": math.exp(valid),
         "exact": True,
     }
+
+
+def spread(logp: np.ndarray, masses: Sequence[float] = (0.5, 0.99)) -> dict:
+    """How widely a table of log-probabilities spreads its mass (is a prior too narrow to sample?).
+
+    ``entropy_nats`` of the table renormalised to its total (``valid_mass``), ``effective_codes`` =
+    exp(entropy), and ``codes_for_<q>``: the fewest entries that hold a share q of the total.
+    """
+    flat = np.asarray(logp, dtype=np.float64).ravel()
+    total = log_rate(flat, np.ones(flat.shape, dtype=bool))
+    q = np.exp(flat - total)
+    nz = q > 0
+    entropy = float(-(q[nz] * (flat[nz] - total)).sum())
+    cum = np.cumsum(np.sort(q)[::-1])
+    out = {"valid_mass": math.exp(total), "entropy_nats": entropy, "effective_codes": math.exp(entropy)}
+    for m in masses:
+        out[f"codes_for_{round(100 * m)}pct"] = int(min(np.searchsorted(cum, m * cum[-1]) + 1, flat.size))
+    return out

@@ -13,7 +13,9 @@ BUILTIN = {
     "addition_attack_v1": "banel_ray.tasks.addition:AdditionAttackV1",
     "mnist_0to6": "banel_ray.tasks.mnist:MnistZeroToSix",  # the 4-token code (exact rates)
     "mnist_0to6_pixels": "banel_ray.tasks.mnist_pixels:MnistPixels",  # binary 12x12 (paper regime)
+    "mnist_0to6_rare": "banel_ray.tasks.mnist_rare:MnistRare",  # the 4-token code, prior at <= 1e-20 (exact)
     "gsm_hard": "banel_ray.tasks.gsm_hard:GsmHard",
+    "synthetic": "banel_ray.tasks.synthetic:Synthetic",  # planted feature: q, s, e (exact rates)
     "callable": "banel_ray.reward_plugins:CallableTask",
 }
 # class paths of earlier versions, so their configs and run folders still resolve

@@ -74,6 +74,17 @@ class Task:
         the rate from evaluation samples (Clopper-Pearson)."""
         return None
 
+    def code_logprobs(self, model):
+        """Optional, for a space small enough to enumerate: log p(x) under ``model`` of every
+        well-formed completion (all ``max_new_tokens`` long), as an array whose entries match
+        ``success_codes()``. Algorithm 1's posterior, p0 restricted to what no region rejects, is
+        then measured exactly (``algorithms.exact_posterior``). None: not enumerable."""
+        return None
+
+    def success_codes(self):
+        """The boolean table of successes matching ``code_logprobs`` (None: not enumerable)."""
+        return None
+
     def reference_rate(self) -> dict | None:
         """Optional: the prior's success rate measured once at length and shipped with it
         ({"rate", "lo", "hi", "k", "n", ...}), when it applies to this task's settings; a run's

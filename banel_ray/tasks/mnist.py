@@ -214,12 +214,21 @@ class MnistZeroToSix(Task):
             out[valid] = self.classifier.is_six(decode(codes[valid], self.classifier.codebook))
         return out.tolist()
 
-    def success_rate(self, model, samples: int | None = None) -> dict:  # exact: no draws
+    def code_logprobs(self, model) -> np.ndarray:
+        """log p(x) of every code, shape (V,)*4 (one pass over the 64**3 prefixes)."""
         from banel_ray.models import set_threads
-        from banel_ray.models.exact_rate import all_logprobs, exact_estimate
+        from banel_ray.models.exact_rate import all_logprobs
 
         set_threads(self.threads)
-        logp = all_logprobs(model, self.prompt, range(OFFSET, VOCAB_SIZE), K)
+        return all_logprobs(model, self.prompt, range(OFFSET, VOCAB_SIZE), K)
+
+    def success_codes(self) -> np.ndarray:
+        return self.success_table()
+
+    def success_rate(self, model, samples: int | None = None) -> dict:  # exact: no draws
+        from banel_ray.models.exact_rate import exact_estimate
+
+        logp = self.code_logprobs(model)
         est = exact_estimate(logp, self.success_table(), f"exact over {V**K:,} codes")
         est["n_success_codes"] = int(self.success_table().sum())
         return est
@@ -380,6 +389,20 @@ def build_oracle(mnist_full: Path, out: Path, epochs: int = 15, seed: int = 0, p
     return info
 
 
+def zero_pairs(classifier: Classifier) -> tuple[list, list]:
+    """(prompt, completion) pairs of the prior's training codes and of the test zeros.
+
+    The 2% of training zeros whose code the oracle does not call a 0 (0.5% it calls a 6) are left
+    out: a prior that copied them would start with a success rate of 5e-3, which sampling can see.
+    """
+    data = load_data()
+    codes = encode(data["zeros"], classifier.codebook)
+    codes = codes[classifier.classify_codes(codes) == 0]
+    test = encode(data["x_test"][data["y_test"] == 0], classifier.codebook)
+    as_pairs = lambda rows: [((BOS,), tuple(int(c) + OFFSET for c in row)) for row in rows]  # noqa: E731
+    return as_pairs(codes), as_pairs(test)
+
+
 def train_prior(
     out: Path,
     epochs: int,
@@ -398,17 +421,8 @@ def train_prior(
     set_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     classifier = classifier or Classifier()
-    data = load_data()
     t0 = time.time()
-    codes = encode(data["zeros"], classifier.codebook)
-    # the 2% of zeros whose code the oracle does not call a 0 (0.5% it calls a 6) are left out:
-    # a prior that copied them would start with a success rate of 5e-3, which sampling can see
-    codes = codes[classifier.classify_codes(codes) == 0]
-    pairs = [((BOS,), tuple(int(c) + OFFSET for c in row)) for row in codes]
-    test0 = [
-        ((BOS,), tuple(int(c) + OFFSET for c in row))
-        for row in encode(data["x_test"][data["y_test"] == 0], classifier.codebook)
-    ]
+    pairs, test0 = zero_pairs(classifier)
     model = build_llama(VOCAB_SIZE, seed=seed, **PRIOR_ARCH)
     losses = train_mle(
         model,

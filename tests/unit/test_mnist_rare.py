@@ -1,0 +1,111 @@
+"""MNIST 0-to-6 in the paper's regime (tasks/mnist_rare.py): the shipped prior and its record."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from banel_ray import tasks
+from banel_ray.models import build_llama, copy_model, load_model, sample, sequence_logprobs
+from banel_ray.models.exact_rate import all_logprobs, spread
+from banel_ray.tasks import mnist as M
+from banel_ray.tasks import mnist_rare as R
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def record():
+    return json.loads(R.REGIME.read_text())
+
+
+def test_the_record_states_the_regime(record):
+    assert record["rate"] <= R.MAX_RATE and record["log10_rate"] == pytest.approx(math.log10(record["rate"]))
+    assert record["codes"] == M.V**M.K and record["task"] == "mnist_0to6_rare"
+    # wide enough that 250 draws a round see more than a handful of images, as stated beside it
+    assert record["entropy_nats"] > 3.0 and record["codes_for_99pct"] > 100
+    assert record["codes_for_50pct"] < record["codes_for_99pct"] < record["codes"]
+    info = json.loads((R.PRIOR / "banel_ray.json").read_text())
+    assert info["temperature"] == R.TEMPERATURE and info["sharpen"] == R.SHARPEN
+    assert info["weights_digest"] == record["weights_digest"]
+
+
+def test_the_shipped_prior_is_the_one_the_record_describes(record):
+    """A fast check of the record against the weights: digest and the likeliest codes' log-probs
+    (the full recomputation is the slow test below, and ``mnist_rare rate --check``)."""
+    task = tasks.build("mnist_0to6_rare", {})
+    model = load_model(task.prepare(progress=lambda s: None))
+    assert task.prior_dir() == R.PRIOR and R.weights_digest(model) == record["weights_digest"]
+    assert task.classifier.digest == record["oracle_digest"] == M.MnistZeroToSix().classifier.digest
+    codes = [tuple(c + M.OFFSET for c in code) for code in record["top_codes"]]
+    lp, _ = sequence_logprobs(model, [(task.prompt, c) for c in codes])
+    assert np.allclose(lp, record["top_logp"], atol=1e-4)
+    assert task.success_codes().sum() == record["success_codes"]
+    # its draws are zeros: well formed, read as 0, no six among them
+    d = task.diagnostics(sample(model, task.prompt, 500, M.K, M.EOS, seed=0))
+    assert d["well_formed"] == 1.0 and d["class_0"] > 0.95 and d.get("success", 0) == 0
+
+
+@pytest.mark.slow
+def test_the_record_matches_a_full_recomputation(record):
+    """One exact pass over the 64**4 codes (about a minute on one core)."""
+    assert R.differences(R.regime(), record) == []
+
+
+def test_temper_divides_every_next_token_logit():
+    model = build_llama(7, hidden=32, layers=1, heads=1, intermediate=64, max_positions=8, seed=1)
+    base = copy_model(model)
+    ids = torch.tensor([[1, 3, 4, 5]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        after = R.temper(model, 0.25)(input_ids=ids).logits
+    assert torch.allclose(after, before / 0.25, atol=1e-5)
+    # the exact table of the tempered model: every string's log-probability at temperature 0.25
+    toks = (3, 4, 5, 6)
+    table = all_logprobs(model, (1,), toks, 2)
+    for i, a in enumerate(toks):
+        for j, b in enumerate(toks):
+            with torch.no_grad():
+                lg = torch.log_softmax(base(input_ids=torch.tensor([[1, a]])).logits[0] / 0.25, -1)
+            assert table[i, j] == pytest.approx(float(lg[0, a] + lg[1, b]), abs=1e-5)
+
+
+def test_spread_counts_entropy_and_the_codes_that_hold_the_mass():
+    p = np.array([0.5, 0.25, 0.125, 0.0625, 0.0625]) * 0.8  # 0.2 of the mass outside the table
+    s = spread(np.log(p).reshape(5, 1))
+    q = p / p.sum()
+    assert s["valid_mass"] == pytest.approx(0.8) and s["entropy_nats"] == pytest.approx(-(q * np.log(q)).sum())
+    assert s["effective_codes"] == pytest.approx(math.exp(s["entropy_nats"]))
+    assert (s["codes_for_50pct"], s["codes_for_99pct"]) == (1, 5)
+    assert spread(np.log(p), masses=(0.75,))["codes_for_75pct"] == 2
+
+
+def test_differences_name_what_changed(record):
+    assert R.differences(record, record) == []
+    moved = dict(record, log10_rate=record["log10_rate"] + 0.01, weights_digest="0" * 16)
+    diff = R.differences(moved, record)
+    assert len(diff) == 2 and diff[0].startswith("weights_digest") and diff[1].startswith("log10_rate")
+
+
+def test_bad_temperature_stops_with_one_line(capsys):
+    assert R.main(["prior", "--out", "/nonexistent/x", "--temperature", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--temperature" in err
+
+
+def test_paper_config_names_the_task_at_the_papers_settings():
+    from banel_ray import config as C
+    from banel_ray.run import CONFIG_DIR
+
+    cfg = C.load(str(CONFIG_DIR / "mnist_rare_paper.yaml"))
+    assert (cfg["task"], cfg["samples_per_round"], cfg["rounds"], cfg["filter.factor"]) == (
+        "mnist_0to6_rare",
+        250,
+        30,
+        2.0,
+    )
+    assert cfg["negative.epochs"] >= 50
+    C.validate(cfg)  # no error: the task's options and the rest are valid
+    assert tasks.resolve("mnist_0to6_rare") is R.MnistRare
