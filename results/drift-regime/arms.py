@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 CONFIG = "banel_ray/configs/attack_compare.yaml"
-# every arm starts from the study's base (the constant floor -6 and no KL anchor, as the config was
-# when the study ran; the config now holds the chosen arm, "kl"), so an arm means the same thing
+# every arm starts from the study's base (the constant floor -6, no KL anchor and generator.lr 5e-4,
+# as the config was when the study ran; the config now holds the chosen arm, "kl"), so an arm means the same thing
 # whatever the config's default becomes
-BASE = ["support.kind=token", "support.threshold=-6.0", "generator.kl_coef=0.0"]
+BASE = ["support.kind=token", "support.threshold=-6.0", "generator.kl_coef=0.0", "generator.lr=5e-4"]
 NO_FLOOR = ["support.kind=none"]
 ARMS: dict[str, list[str]] = {
     # reference rows of ../shared/notes/probe-regime-2.md, sections 4-5
