@@ -129,6 +129,12 @@ def small_run_sets(rounds: int = 3, budget: int = 100) -> list[str]:
         "negative.epochs=2",
         "generator.epochs=1",
         "sampler.backend=torch",
+        # the rest of the 8-digit quick config these tests and their golden ledgers were made on
+        # (the default quick.yaml is now the regime task's: KL anchor, no floor, lr 1e-3)
+        "generator.lr=5e-4",
+        "generator.kl_coef=0.0",
+        "support.kind=token",
+        "support.threshold=-6.0",
     ]
 
 

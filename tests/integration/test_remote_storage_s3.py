@@ -2,14 +2,20 @@
 127.0.0.1 for the module; tiny runs (``runtime=local``, the addition attack, 3 rounds) go to
 ``s3://bucket/...`` through the command line, in this process, and the bucket is read back."""
 
+import importlib.util
 import json
 import shutil
 import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
-moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (requirements-cpu.txt pins it)")
+if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+    pytest.skip("moto[server] is not installed (requirements-cpu.txt pins it)", allow_module_level=True)
 
 from banel_ray import compare  # noqa: E402
 from banel_ray import run as run_cli  # noqa: E402
@@ -32,13 +38,34 @@ TINY = [
 ]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
 def s3():
     """A moto S3 server on 127.0.0.1 (a free port) with one bucket; pyarrow finds it through
-    ``AWS_ENDPOINT_URL``, as it would find any S3-compatible store."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    ``AWS_ENDPOINT_URL``, as it would find any S3-compatible store. The server runs in its own
+    process: in this one, moto's Flask app would leave a context-bound proxy in ``sys.modules``
+    that breaks vLLM's engine start in every later test of the session."""
+    host, port = "127.0.0.1", _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"the moto server did not start (exit {server.poll()})")
+            time.sleep(0.2)
     env = {
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
         "AWS_ACCESS_KEY_ID": "test",
@@ -59,7 +86,8 @@ def s3():
     ).create_dir("bucket")
     yield env
     mp.undo()
-    server.stop()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture
