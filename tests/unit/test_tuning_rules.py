@@ -159,6 +159,18 @@ def test_sweep_file_errors_name_the_key(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == f"error: sweep file not found: {tmp_path / 'none.yaml'}"
 
 
+def test_an_unwritable_storage_folder_is_refused_before_ray_starts(monkeypatch, capsys):
+    import ray
+
+    from tuning import sweep
+
+    monkeypatch.setattr(sweep, "init_ray", lambda *a: pytest.fail("Ray was started"))
+    assert sweep.main(["--storage", "/proc/banel_sweep", "--name", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: storage /proc/banel_sweep cannot be written (cannot make /proc/banel_sweep")
+    assert "\n" not in err and not ray.is_initialized()
+
+
 def test_trial_reserves_its_driver_and_its_actors():
     from tuning.sweep import load_sweep
     from tuning.trainable import trial_resources
