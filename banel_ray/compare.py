@@ -59,7 +59,24 @@ def parse_args(argv=None):
         required=True,
         help="folder or URI (s3://, gs://: staged locally, copied up after every run) for runs/, logs/ and the table",
     )
-    p.add_argument("--parallel", type=int, default=1, help="runs at once (default 1; 2 on a 2-core machine)")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        help="runs at once (default 1; 2 on a 2-core machine; with --ray: as many as the cluster has CPUs for)",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run each (method, seed) as a Ray task on this cluster (an address ray.init takes: auto, "
+        "HOST:PORT, ray://HOST:10001) instead of a child process here; --out must be a folder every node sees",
+    )
+    p.add_argument(
+        "--task-cpus",
+        type=float,
+        default=1.0,
+        help="with --ray: CPUs each run's task reserves (default 1: a runtime=local run whole; a runtime=ray "
+        "run's actors reserve their own)",
+    )
     p.add_argument("--from-runs", metavar="DIR", help="only rebuild the table from these run folders")
     p.add_argument(
         "--retries",
@@ -647,8 +664,98 @@ def _progress(run_dir: Path) -> str:
     return f"round {ms[-1]['round']} NREs {ms[-1]['nres']}" if ms else "starting"
 
 
-def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print, after_run=lambda: None) -> int:
-    """Run the (method, seed) grid into ``out``; ``after_run()`` is called whenever a run ends."""
+class LocalRuns:
+    """Each run a child process of this one (``--parallel`` at a time)."""
+
+    where = ""
+
+    def __init__(self, env: dict):
+        self.env = env
+
+    def start(self, argv: list[str], log_path: Path):
+        fh = open(log_path, "a")
+        cmd = [sys.executable, "-m", "banel_ray.run", *argv]
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env), fh
+
+    def poll(self, handle) -> int | None:
+        proc, fh = handle
+        rc = proc.poll()
+        if rc is not None:
+            fh.close()
+        return rc
+
+    def stop(self, handles: list) -> None:  # each run stops like a Ctrl-C (its Ray instance shut down)
+        for proc, _ in handles:
+            proc.send_signal(signal.SIGINT)
+        for proc, fh in handles:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+            fh.close()
+
+
+def run_in_task(argv: list[str], log_path: str, env: dict) -> int:
+    """One run, in a Ray task: the same ``python -m banel_ray.run`` command the local path starts,
+    as a child of the task's worker, with the worker's own banel_ray first on its path. Its log
+    and run folder are under ``--out``, which every node must see. A cancelled task (Ctrl-C of the
+    comparison) stops its run like a Ctrl-C."""
+    import banel_ray
+
+    here = str(Path(banel_ray.__file__).resolve().parents[1])
+    env = dict(os.environ, **env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "a") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "banel_ray.run", *argv], stdout=fh, stderr=subprocess.STDOUT, env=env
+        )
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+            raise
+
+
+class RayRuns:
+    """Each run a Ray task (``run_in_task``) on the cluster this process joined (``--ray``); the
+    cluster's free CPUs decide how many run at once (``--parallel``, when given, caps it). A run
+    whose ``runtime`` is ray joins the same cluster for its actors (they reserve their own CPUs)."""
+
+    def __init__(self, env: dict, task_cpus: float):
+        import ray
+
+        self.ray = ray
+        self.task = ray.remote(run_in_task).options(num_cpus=task_cpus, max_retries=0)
+        self.env = dict(env, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+        self.where = f" (at most), as Ray tasks of {task_cpus:g} CPU on {ray.get_runtime_context().gcs_address}"
+
+    def start(self, argv: list[str], log_path: Path):
+        return self.task.remote(argv, str(log_path), self.env)
+
+    def poll(self, ref) -> int | None:
+        ready, _ = self.ray.wait([ref], timeout=0)
+        if not ready:
+            return None
+        try:
+            return int(self.ray.get(ref))
+        except self.ray.exceptions.RayError as e:  # the task's worker or node died: a failed run
+            print(f"[compare] the run's Ray task failed: {str(e).strip().splitlines()[0]}", flush=True)
+            return -1
+
+    def stop(self, refs: list) -> None:
+        for ref in refs:
+            self.ray.cancel(ref)  # a KeyboardInterrupt in the task: its run stops like a Ctrl-C
+        self.ray.wait(refs, num_returns=len(refs), timeout=90)
+
+
+def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print, after_run=lambda: None, runs=None) -> int:
+    """Run the (method, seed) grid into ``out``; ``after_run()`` is called whenever a run ends.
+    ``runs`` starts and watches the runs: child processes here (``LocalRuns``, the default) or
+    Ray tasks on a cluster (``RayRuns``)."""
     runs_root, logs = out / "runs", out / "logs"
     runs_root.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
@@ -659,6 +766,8 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print, af
     last_report = 0.0
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", OMP_NUM_THREADS="1")
     env.pop("RAY_ADDRESS", None)
+    runs = runs or LocalRuns(env)
+    at_once = args.parallel or (len(queue) if isinstance(runs, RayRuns) else 1)
     total = len(queue)
     shared = C.load(args.config, list(args.set))
     naming = trust.naming_sets(shared)  # run folders are data (banel_ray/trust.py)
@@ -666,41 +775,34 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print, af
     finals = ["eval.final_samples=-1"] if args.config and shared["eval.final_samples"] == 0 else []
     log(
         f"[compare] {total} runs ({', '.join(methods)} x seeds {', '.join(map(str, seeds))}), "
-        f"{args.parallel} at a time, in {runs_root}"
+        f"{at_once} at a time{runs.where}, in {runs_root}"
     )
     try:
         while queue or running:
-            while queue and len(running) < args.parallel:
+            while queue and len(running) < at_once:
                 m, s = queue.pop(0)
                 rd = runs_root / f"{m}-s{s}"
                 if (rd / "summary.json").exists():
                     done += 1
                     log(f"[compare] {m} seed {s}: finished earlier, kept ({done}/{total})")
                     continue
-                cmd = [sys.executable, "-m", "banel_ray.run"]
+                argv = []
                 if (rd / "checkpoints" / "LATEST").exists():  # resumed naming this command's own code
-                    cmd += ["--resume", str(rd)] + sum((["--set", x] for x in naming), [])
+                    argv += ["--resume", str(rd)] + sum((["--set", x] for x in naming), [])
                     what = "resuming"
                 else:
                     if args.config:
-                        cmd += ["--config", args.config]
-                    cmd += sum((["--set", x] for x in finals + args.set + method_sets(args, m)), [])
-                    cmd += ["--set", f"method={m}", "--set", f"seed={s}", "--set", f"run_dir={rd}"]
+                        argv += ["--config", args.config]
+                    argv += sum((["--set", x] for x in finals + args.set + method_sets(args, m)), [])
+                    argv += ["--set", f"method={m}", "--set", f"seed={s}", "--set", f"run_dir={rd}"]
                     what = "started"
-                fh = open(logs / f"{m}-s{s}.log", "a")
-                running[(m, s)] = (
-                    subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env),
-                    fh,
-                    time.time(),
-                    rd,
-                )
+                running[(m, s)] = (runs.start(argv, logs / f"{m}-s{s}.log"), time.time(), rd)
                 log(f"[compare] {m} seed {s}: {what} (log {logs / f'{m}-s{s}.log'})")
             time.sleep(1.0)
-            for key, (proc, fh, ts, _) in list(running.items()):
-                rc = proc.poll()
+            for key, (handle, ts, _) in list(running.items()):
+                rc = runs.poll(handle)
                 if rc is None:
                     continue
-                fh.close()
                 del running[key]
                 done += 1
                 after_run()
@@ -716,17 +818,10 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print, af
                     log(f"[compare] {key[0]} seed {key[1]}: FAILED (exit {rc}); see {logs / f'{key[0]}-s{key[1]}.log'}")
             if running and time.time() - last_report >= args.progress_every:
                 last_report = time.time()
-                state = "; ".join(f"{m} s{s} {_progress(v[3])}" for (m, s), v in running.items())
+                state = "; ".join(f"{m} s{s} {_progress(v[2])}" for (m, s), v in running.items())
                 log(f"[compare] {time.time() - t0:.0f}s, {done}/{total} done | {state}")
     except KeyboardInterrupt:  # each run stops like a Ctrl-C (its Ray instance shut down), resumable
-        for proc, _, _, _ in running.values():
-            proc.send_signal(signal.SIGINT)
-        for proc, fh, _, _ in running.values():
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-            fh.close()
+        runs.stop([h for h, _, _ in running.values()])
         log("[compare] interrupted: run the same command again to resume")
         return 130
     if collect(runs_root):
@@ -769,8 +864,12 @@ def main(argv=None) -> int:
             print((out / "table.md").read_text(), end="")
             return _pushed(out, args.out, 0)
         methods, seeds = parse_methods(args.methods), parse_seeds(args.seeds)
-        if args.parallel < 1:
+        if args.parallel is not None and args.parallel < 1:
             raise C.ConfigError(f"--parallel must be >= 1, got {args.parallel}")
+        if args.ray is not None and remote.is_remote(args.out):
+            raise C.ConfigError("--ray needs --out on a file system every node sees, not a URI")
+        if args.task_cpus <= 0:
+            raise C.ConfigError(f"--task-cpus must be > 0, got {args.task_cpus:g}")
         if args.retries < 0:
             raise C.ConfigError(f"--retries must be >= 0, got {args.retries}")
         for item in args.set:
@@ -780,8 +879,15 @@ def main(argv=None) -> int:
             raise C.ConfigError(f"--tuned: folder not found: {args.tuned}")
         for m in methods:  # every run's config is valid before any run starts
             C.load(args.config, args.set + method_sets(args, m) + [f"method={m}", f"seed={seeds[0]}"])
+        from banel_ray import preflight
+
+        why = preflight.write_problem(out)  # before any run, and before this process joins a cluster
+        if why:
+            raise C.ConfigError(f"--out {out} cannot be written ({why}); allowed: a writable folder")
     except C.ConfigError as e:
         return fail(str(e))
+    if args.ray is not None:
+        return run_on_ray(args, methods, seeds, out)
     if not remote.is_remote(args.out):
         return run_all(args, methods, seeds, out)
     mirror = remote.Mirror(out, args.out)
@@ -794,6 +900,22 @@ def main(argv=None) -> int:
 
     rc = run_all(args, methods, seeds, out, after_run=push)
     return _pushed(out, args.out, rc, mirror)
+
+
+def run_on_ray(args, methods: list[str], seeds: list[int], out: Path) -> int:
+    """``run_all`` with each run a Ray task on the cluster at ``--ray``; leaves the cluster after."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        ray.init(address=args.ray, log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        return fail(f"--ray {args.ray}: cannot join the cluster ({str(e).strip().splitlines()[0]})")
+    try:
+        env = {"RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": str(max(1, int(args.task_cpus)))}
+        return run_all(args, methods, seeds, out, runs=RayRuns(env, args.task_cpus))
+    finally:
+        ray.shutdown()
 
 
 def _pushed(out: Path, uri: str, rc: int, mirror=None) -> int:

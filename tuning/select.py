@@ -18,20 +18,21 @@ from pathlib import Path
 import yaml
 
 from banel_ray.cli import Parser, fail
+from tuning import results
 
 SKIP = ("base", "runs_root", "trial_cpus", "seed")
 
 
 def trials(exp: Path) -> list[dict]:
-    """(searched keys, seed, fresh final, run folder) of each finished trial of an experiment."""
+    """(searched keys, seed, fresh final, run folder) of each finished trial of an experiment, read
+    with Tune's ResultGrid (``tuning.results``); a trial's run folder is ``runs_root/<trial id>``."""
     out = []
-    for d in sorted(p for p in Path(exp).iterdir() if (p / "params.json").exists()):
-        params = json.loads((d / "params.json").read_text())
-        runs = Path(params["runs_root"])  # a trial's run folder is runs_root/<trial id>, in the trial's name
-        tid = next((r for r in runs.iterdir() if r.name in d.name), None) if runs.is_dir() else None
-        if tid is None or not (tid / "summary.json").exists():
+    for res in results.trials(exp):
+        params, tid = res.config, results.trial_id(res)
+        run = Path(params["runs_root"]) / tid if tid and params.get("runs_root") else None
+        if run is None or not (run / "summary.json").exists():
             continue
-        s = json.loads((tid / "summary.json").read_text())
+        s = json.loads((run / "summary.json").read_text())
         if not s.get("final_fresh"):
             continue
         out.append(
@@ -40,9 +41,9 @@ def trials(exp: Path) -> list[dict]:
                 "seed": params.get("seed"),
                 "final_fresh": s["final_fresh"],
                 "base_fresh": s.get("base_fresh"),
-                "run_dir": str(tid),
+                "run_dir": str(run),
                 "nres": s["nres"],
-                "trial": d.name,
+                "trial": Path(res.path).name,
             }
         )
     return out
@@ -60,7 +61,10 @@ def main(argv=None) -> int:
     exp = Path(a.experiment)
     if not exp.is_dir():
         return fail(f"--experiment: folder not found: {exp}")
-    ts = trials(exp)
+    try:
+        ts = trials(exp)
+    except results.NotAnExperiment as e:
+        return fail(f"--experiment: {e}")
     if not ts:
         return fail(f"no finished trial with a fresh-sample final under {exp}")
     best = choose(ts)

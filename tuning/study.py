@@ -1,9 +1,9 @@
 """``python -m tuning.study``: the stop-rule and decay-schedule study, from a Tune experiment.
 
-Reads every trial's reported rounds (Tune's ``result.json`` and ``params.json``), then, per trial
-and per stop rule of ``banel_ray.algorithms.stop_rules``, the round the rule stops at against the round of peak
-true success and the success lost (regret); per schedule (search point), whether success declines
-after its peak. Writes ``report.md`` and ``study.png``. ``--run`` first runs the sweep.
+Reads every trial's config and reported rounds with Tune's ``ResultGrid`` (``tuning.results``),
+then, per trial and per stop rule of ``banel_ray.algorithms.stop_rules``, the round the rule stops
+at against the round of peak true success and the success lost (regret); per schedule (search
+point), whether success declines after its peak. Writes ``report.md`` and ``study.png``. ``--run`` first runs the sweep.
 
   python -m tuning.study --experiment sweeps/study --out results/tuning_study   # report only
   python -m tuning.study --run --config tuning/configs/study.yaml               # sweep, then report
@@ -21,18 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from banel_ray.algorithms.stop_rules import DEFAULT_RULES, SIGNALS, fires, regret, stop_round
+from tuning import results
 
 SKIP = ("base", "runs_root", "trial_cpus")
 
 
 def load_experiment(exp: Path) -> list[dict]:
-    """One dict per trial: its search point (arm), seed, and per-round history (sorted, deduped)."""
+    """One dict per trial: its search point (arm), seed, and per-round history (sorted, deduped),
+    read with Tune's ResultGrid (``tuning.results``: each trial's config and reported results)."""
     trials = []
-    for d in sorted(p for p in Path(exp).iterdir() if (p / "result.json").exists()):
-        params = json.loads((d / "params.json").read_text())
-        rows = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x.strip()]
+    for res in results.trials(exp):
+        params = res.config
         by_round = {}
-        for r in rows:  # a round reported twice (restore) keeps its last report
+        for r in results.rows(res):  # a round reported twice (restore) keeps its last report
             if "round" in r:
                 by_round[int(r["round"])] = r
         hist = [by_round[k] for k in sorted(by_round)]
@@ -46,7 +47,7 @@ def load_experiment(exp: Path) -> list[dict]:
         short = "/".join(str(v) for _, v in sorted(point.items())) or "base"
         trials.append(
             {
-                "dir": d.name,
+                "dir": Path(res.path).name,
                 "arm": arm,
                 "short": short,
                 "seed": params.get("seed"),
@@ -493,7 +494,11 @@ def main(argv=None) -> int:
         if not exp.is_dir():
             print(f"error: --experiment {exp} is not a folder (run the sweep first, or --run)", file=sys.stderr)
             return 2
-        found = load_experiment(exp)
+        try:
+            found = load_experiment(exp)
+        except results.NotAnExperiment as e:
+            print(f"error: --experiment {e}", file=sys.stderr)
+            return 2
         if not found:
             print(f"error: no trial results under {exp}", file=sys.stderr)
             return 2

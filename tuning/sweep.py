@@ -186,9 +186,9 @@ def storage_problem(sw: dict, restore: str | None) -> str | None:
     if not remote.is_uri(where):
         if restore and not (Path(restore) / "tuner.pkl").exists():
             return f"--restore: {restore} is not a Tune experiment folder (no tuner.pkl)"
-        return None
-    if not remote.is_remote(where):
-        return storage_problem(sw, str(remote.local_path(restore))) if restore else None
+        return _write_problem(restore or where or "sweeps")
+    if not remote.is_remote(where):  # file://
+        return storage_problem(sw, str(remote.local_path(restore))) if restore else _write_problem(where)
     msg = remote.problem(where)
     if msg:
         return f"{'--restore' if restore else 'storage'}: {msg}"
@@ -198,6 +198,15 @@ def storage_problem(sw: dict, restore: str | None) -> str | None:
     except remote.RemoteError as e:
         return f"--restore: {e}"
     return None
+
+
+def _write_problem(folder: str) -> str | None:
+    """A local experiment folder (or the storage folder above it) must take files: checked for
+    real (made, written, removed) before Ray starts, not by Tune after."""
+    from banel_ray import preflight
+
+    why = preflight.write_problem(remote.local_path(folder))
+    return f"storage {folder} cannot be written ({why}); allowed: a writable folder" if why else None
 
 
 def init_ray(num_cpus: int = 0) -> None:

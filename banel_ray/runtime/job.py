@@ -68,6 +68,19 @@ def cpus_needed(cfg: dict) -> float:
     )
 
 
+def _cpu_problem(cfg: dict, need: float, have: float) -> str | None:
+    """One line when a local Ray instance of ``have`` CPUs (0: not known yet) cannot hold the
+    actors; a cluster (``ray.address``, ``RAY_ADDRESS``) may grow, and is not asked."""
+    if cfg["runtime"] == "local" or not have or cfg["ray.address"] or os.environ.get("RAY_ADDRESS"):
+        return None
+    if need > have:
+        return (
+            f"the actors need {need:g} CPUs but the local Ray instance has {have:g}; "
+            f"lower sampler.num_actors or the *.num_cpus keys"
+        )
+    return None
+
+
 def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> dict:
     """Run (or resume) a method. ``on_round(metrics, run_dir)`` is called after each round's
     checkpoint (e.g. a Tune trial reports there); it may return True to stop after that round.
@@ -103,6 +116,12 @@ def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> 
         msg = preflight.run_dir_problem(run_dir, True, cfg["checkpoint.dir"] or None, cfg["budget"])
         if msg:
             raise C.ConfigError(msg)
+    if cfg["runtime"] != "local" and cfg["ray.num_cpus"]:  # the local instance this run starts: its size is known
+        import ray
+
+        msg = None if ray.is_initialized() else _cpu_problem(cfg, cpus_needed(cfg), cfg["ray.num_cpus"])
+        if msg:
+            raise C.ConfigError(msg)
     task = tasks.build(cfg["task"], cfg["task_options"])
     log(f"[banel_ray] task {cfg['task']}: preparing models (cached after the first run)")
     prior_dir = task.prepare(progress=log)
@@ -122,13 +141,10 @@ def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> 
             f"[banel_ray] run folder {run_dir} | Ray {ray.__version__} with {int(have)} CPUs | "
             f"sampler backend {cfg['sampler.backend']}"
         )
-        need = cpus_needed(cfg)
-        if need > have and not (cfg["ray.address"] or os.environ.get("RAY_ADDRESS")):
+        msg = _cpu_problem(cfg, cpus_needed(cfg), have)  # ray.num_cpus 0 (all): known only now
+        if msg:
             _stop_ray(started)
-            raise C.ConfigError(
-                f"the actors need {need:g} CPUs but the local Ray instance has {have:g}; "
-                f"lower sampler.num_actors or the *.num_cpus keys"
-            )
+            raise C.ConfigError(msg)
         rt = RayRuntime()
     lock = contextlib.ExitStack()
     try:  # the first write into the run folder: after every check

@@ -71,12 +71,40 @@ def test_cli_unwritable_run_folder_one_line_exit_2(tmp_path, run_dir, needle):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
+def _names(pids) -> set[str]:
+    out = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                out.add(f.read().strip())
+        except OSError:
+            pass
+    return out
+
+
 def test_cli_run_dir_that_cannot_be_made_is_refused_before_ray_starts(tmp_path):
     """/proc lets root pass every permission check and refuses only the mkdir itself: the run
-    folder is made and written for real (then removed) before the task's models or Ray start."""
+    folder is made and written for real (then removed) before the task's models or Ray start.
+    The command's process tree is watched while it runs: no Ray process (``gcs_server``,
+    ``raylet``: a local instance starts them first and keeps them for seconds) ever appears."""
+    from helpers import descendants
+
     t0 = time.monotonic()
-    r = _run("--set", "run_dir=/proc/banel_run", cwd=tmp_path)  # the default runtime: a local Ray
+    p = subprocess.Popen(  # the default runtime: a local Ray instance
+        [sys.executable, "-m", "banel_ray.run", "--set", "run_dir=/proc/banel_run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    seen = set()
+    while p.poll() is None and time.monotonic() - t0 < 120:
+        seen |= _names(descendants(p.pid) - {p.pid})
+        time.sleep(0.05)
+    out, err = p.communicate(timeout=60)
     took = time.monotonic() - t0
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
+    assert not seen & {"gcs_server", "raylet", "ray::IDLE"}, seen
     assert_one_line_error(r, "run_dir /proc/banel_run cannot be written (cannot make /proc/banel_run")
     assert "Traceback" not in r.stderr and "Ray instance" not in r.stderr
     assert r.stdout == ""  # not even "[banel_ray] task ...: preparing models"

@@ -214,3 +214,50 @@ def test_keys_that_send_read_secrets_or_write_elsewhere_count_only_when_named_ag
     assert trust.unnamed_sensitive(bare, C.defaults()) == ["task_options.oracle"]
     sets = trust.naming_sets(cfg)  # what compare passes to resume its own runs
     assert "checkpoint.dir=/elsewhere" in sets and any(s.startswith("task_options=") for s in sets)
+
+
+# ---- every check before Ray starts (issue 24, item 7) --------------------------------------------
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """ray.init fails the test: a refused run must not start (or join) any Ray instance."""
+    import ray
+
+    calls = []
+
+    def init(*a, **k):
+        calls.append((a, k))
+        raise AssertionError("ray.init was called")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield calls
+    assert not calls and not ray.is_initialized()
+
+
+def test_a_bad_run_dir_is_refused_before_any_ray_process_starts(no_ray, tmp_path, capsys):
+    from banel_ray import run
+    from banel_ray.runtime import job
+
+    # the command line (the default runtime is a local Ray instance)
+    assert run.main(["--set", "run_dir=/proc/banel_run"]) == 2
+    err = capsys.readouterr()
+    assert err.err.startswith("error: run_dir /proc/banel_run cannot be written") and err.out == ""
+    # --resume auto: the same check, the same line
+    assert run.main(["--resume", "auto", "--set", "run_dir=/proc/banel_run"]) == 2
+    assert "cannot be written" in capsys.readouterr().err
+    # the Python entry point (what Tune trials and notebooks call)
+    with pytest.raises(C.ConfigError, match="cannot be written"):
+        job.run(C.load(None, []), "/proc/banel_run")
+    assert "preparing models" not in capsys.readouterr().out
+
+
+def test_too_few_cpus_for_a_local_instance_of_known_size_is_refused_before_ray_starts(no_ray, tmp_path, capsys):
+    from banel_ray.runtime import job
+
+    cfg = C.load(None, ["ray.num_cpus=1", "sampler.num_actors=4"])
+    with pytest.raises(C.ConfigError, match=r"the actors need [\d.]+ CPUs but the local Ray instance has 1"):
+        job.run(cfg, tmp_path / "run")
+    assert "preparing models" not in capsys.readouterr().out  # before the task's models, too
+    assert not (tmp_path / "run").exists()

@@ -159,6 +159,18 @@ def test_sweep_file_errors_name_the_key(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == f"error: sweep file not found: {tmp_path / 'none.yaml'}"
 
 
+def test_an_unwritable_storage_folder_is_refused_before_ray_starts(monkeypatch, capsys):
+    import ray
+
+    from tuning import sweep
+
+    monkeypatch.setattr(sweep, "init_ray", lambda *a: pytest.fail("Ray was started"))
+    assert sweep.main(["--storage", "/proc/banel_sweep", "--name", "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: storage /proc/banel_sweep cannot be written (cannot make /proc/banel_sweep")
+    assert "\n" not in err and not ray.is_initialized()
+
+
 def test_trial_reserves_its_driver_and_its_actors():
     from tuning.sweep import load_sweep
     from tuning.trainable import trial_resources
@@ -170,53 +182,25 @@ def test_trial_reserves_its_driver_and_its_actors():
     assert pgf.required_resources["CPU"] == pytest.approx(2.75)
 
 
-# ---- the study's analysis on a synthetic Tune experiment ---------------------------------------
-def test_study_report_from_tune_result_files(tmp_path):
-    from tuning import study
+# ---- reading sweeps: tests/integration/test_tuning_results.py reads real Tune experiments ------
+def test_study_and_select_refuse_a_folder_that_is_not_a_tune_experiment(tmp_path, capsys):
+    """Hand-made trial folders (params.json, result.json) are not read: sweeps are read with Tune's
+    ResultGrid, which needs the experiment's state; the error is one line, exit 2, and no Ray."""
+    import ray
 
-    curves = {
-        ("constant", 0): [0.010, 0.020, 0.015, 0.005],
-        ("constant", 1): [0.012, 0.018, 0.010, 0.004],
-        ("exponential", 0): [0.010, 0.015, 0.016, 0.016],
-        ("exponential", 1): [0.011, 0.014, 0.015, 0.015],
-    }
-    for i, ((sched, seed), ys) in enumerate(curves.items()):
-        d = tmp_path / "exp" / f"banel_trial_{i}"
-        d.mkdir(parents=True)
-        (d / "params.json").write_text(json.dumps({"generator.schedule": sched, "seed": seed, "base": {}}))
-        rows = [
-            {
-                "round": t + 1,
-                "success": y,
-                "success_lo": y / 2,
-                "success_hi": 2 * y,
-                "base_success": 0.01,
-                "novel_frac": 1.0 - 0.2 * t,
-                "kl_to_prior": 0.5 * t,
-            }
-            for t, y in enumerate(ys)
-        ]
-        rows.insert(1, dict(rows[1], success=0.5))  # round 2 reported twice (restore): the last one counts
-        (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    trials = study.load_experiment(tmp_path / "exp")
-    assert len(trials) == 4 and [h["round"] for h in trials[0]["history"]] == [1, 2, 3, 4]
-    res = study.analyse(trials)
-    arms = res["arms"]
-    assert {r["peak_round"] for r in arms["generator.schedule=constant"]} == {2}
-    assert arms["generator.schedule=constant"][0]["drop"] == pytest.approx(0.75)
-    assert arms["generator.schedule=exponential"][0]["drop"] == 0.0
-    rules = {r["rule"]: r for r in res["rules"]}
-    assert rules["never (all rounds)"]["stop_round"] == 4 and rules["never (all rounds)"]["fired"] == 0
-    assert rules["kl_to_prior > 1 nat"]["stop_round"] == 4 and rules["kl_to_prior > 1 nat"]["fired"] == 4
-    # novel_frac < 0.9 stops after round 2 (0.8): the peak for constant, one round early for exponential
-    nv = [x for x in res["per_rule"]["novel_frac < 0.9"]]
-    assert [x["stop_round"] for x in nv] == [2, 2, 2, 2]
-    assert res["rules"][0]["rel_regret"] <= res["rules"][-1]["rel_regret"]  # sorted by regret
-    assert res["corr"]["kl_to_prior"][1] == 4
-    out = study.write_report(trials, res, tmp_path / "rep", tmp_path / "exp", "python -m tuning.study")
-    text = out.read_text()
-    assert "| generator.schedule=constant | 0 |" in text and "novel_frac < 0.9" in text
-    assert (tmp_path / "rep" / "study.png").stat().st_size > 10_000
+    from tuning import select, study
+
+    d = tmp_path / "exp" / "banel_trial_0"
+    d.mkdir(parents=True)
+    (d / "params.json").write_text(json.dumps({"seed": 0, "base": {}, "runs_root": str(tmp_path)}))
+    (d / "result.json").write_text(json.dumps({"round": 1, "success": 0.1}) + "\n")
+    assert select.main(["--experiment", str(tmp_path / "exp"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --experiment: {tmp_path / 'exp'} is not a Tune experiment folder (no tuner.pkl)"
+    )
+    assert study.main(["--experiment", str(tmp_path / "exp"), "--out", str(tmp_path / "rep")]) == 2
+    assert "is not a Tune experiment folder (no tuner.pkl)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not ray.is_initialized()
 
 
 def test_study_spearman_gives_tied_values_their_mean_rank():
@@ -231,25 +215,6 @@ def test_study_spearman_gives_tied_values_their_mean_rank():
     assert study.spearman([3, 2, 2, 1], [1, 2, 3, 4]) == pytest.approx(-math.sqrt(0.9), abs=1e-12)
     assert study.spearman([0.5, 0.5, 0.5, 1.0, 1.0], [1, 2, 3, 4, 5]) == pytest.approx(math.sqrt(0.75), abs=1e-12)
     assert math.isnan(study.spearman([1, 1, 1], [1, 2, 3])) and math.isnan(study.spearman([1, 2], [2, 1]))
-
-
-def test_select_picks_the_trial_with_the_best_fresh_final(tmp_path):
-    from tuning import select
-
-    exp, runs = tmp_path / "tune_x", tmp_path / "tune_x" / "runs"
-    for tid, lr, rate in (("a1_00000", 1e-4, 0.02), ("a1_00001", 1e-3, 0.05), ("a1_00002", 3e-3, 0.01)):
-        d = exp / f"banel_trial_{tid}_lr={lr}"
-        d.mkdir(parents=True)
-        (d / "params.json").write_text(json.dumps({"pg.lr": lr, "seed": 100, "base": {}, "runs_root": str(runs)}))
-        (runs / tid).mkdir(parents=True)
-        f = {"k": int(rate * 1000), "n": 1000, "rate": rate, "lo": rate / 2, "hi": rate * 2}
-        (runs / tid / "summary.json").write_text(
-            json.dumps({"final_fresh": f, "base_fresh": {"rate": 0.01}, "nres": 7500})
-        )
-    assert select.main(["--experiment", str(exp), "--out", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "tune_x.yaml").read_text() == "pg.lr: 0.001\n"
-    table = (tmp_path / "out" / "tune_x.md").read_text()
-    assert "a1_00001 **chosen**" in table and "5.000e-02" in table and table.count("| a1_") == 3
 
 
 def test_the_study_reads_plain_run_folders_and_sparse_evaluations(tmp_path):
