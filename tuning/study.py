@@ -136,10 +136,8 @@ def decline_p(peak: dict, last: dict, looks: int) -> float:
         return 1.0
     if not all(k in h for h in (peak, last) for k in ("success_k", "success_n")):
         return math.nan
-    table = [
-        [peak["success_k"], peak["success_n"] - peak["success_k"]],
-        [last["success_k"], last["success_n"] - last["success_k"]],
-    ]
+    (k1, n1), (k2, n2) = ((int(h["success_k"]), int(h["success_n"])) for h in (peak, last))  # Tune reads floats
+    table = [[k1, n1 - k1], [k2, n2 - k2]]
     return min(1.0, float(fisher_exact(table, alternative="greater").pvalue) * looks)
 
 
