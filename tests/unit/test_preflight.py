@@ -256,7 +256,8 @@ def test_a_bad_run_dir_is_refused_before_any_ray_process_starts(no_ray, tmp_path
 def test_too_few_cpus_for_a_local_instance_of_known_size_is_refused_before_ray_starts(no_ray, tmp_path, capsys):
     from banel_ray.runtime import job
 
-    cfg = C.load(None, ["ray.num_cpus=1", "sampler.num_actors=4"])
+    # every key the size check reads, named (not left to the defaults or the environment)
+    cfg = C.load(None, ["runtime=ray", "ray.address=", "ray.num_cpus=1", "sampler.num_actors=4", "sampler.num_cpus=1"])
     with pytest.raises(C.ConfigError, match=r"the actors need [\d.]+ CPUs but the local Ray instance has 1"):
         job.run(cfg, tmp_path / "run")
     assert "preparing models" not in capsys.readouterr().out  # before the task's models, too
