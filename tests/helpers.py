@@ -155,3 +155,22 @@ def hold_in_another_process(run_dir):
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
     return p
+
+
+def run_main(*argv):
+    """``python -m banel_ray.run ARGV`` in this process; main() installs its own SIGTERM handler,
+    which is put back afterwards."""
+    import signal
+
+    from banel_ray import run as run_cli
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        return run_cli.main(list(argv))
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def sets(*items):
+    """``--set`` items as command-line words."""
+    return [a for s in items for a in ("--set", s)]

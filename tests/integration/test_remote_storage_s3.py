@@ -5,7 +5,6 @@
 import importlib.util
 import json
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -18,9 +17,10 @@ if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask")
     pytest.skip("moto[server] is not installed (requirements-cpu.txt pins it)", allow_module_level=True)
 
 from banel_ray import compare  # noqa: E402
-from banel_ray import run as run_cli  # noqa: E402
 from banel_ray.core import remote  # noqa: E402
 from banel_ray.runtime import runner as runner_mod  # noqa: E402
+
+from helpers import run_main, sets  # noqa: E402
 
 TINY = [
     "task=addition_attack_d8",
@@ -96,16 +96,7 @@ def staging(tmp_path, monkeypatch):
     return tmp_path / "staging"
 
 
-def cli(*argv):
-    old = signal.getsignal(signal.SIGTERM)  # main() installs its own
-    try:
-        return run_cli.main(list(argv))
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def sets(*items):
-    return [a for s in items for a in ("--set", s)]
+cli = run_main
 
 
 def pull(uri, dest):

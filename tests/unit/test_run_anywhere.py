@@ -18,6 +18,8 @@ from banel_ray.report import console, plots
 from banel_ray.runtime import job
 from banel_ray.runtime import runner as runner_mod
 
+from helpers import run_main, sets
+
 TINY = [
     "task=addition_attack_d8",
     "rounds=3",
@@ -110,17 +112,7 @@ def test_resume_auto_needs_the_run_folder(tmp_path, capsys):
 
 
 # ---- issue 23: a torch-only machine (no Ray, no vLLM, no matplotlib) --------------------------------
-def main(*argv):
-    """``python -m banel_ray.run ARGV``, in this process."""
-    old = signal.getsignal(signal.SIGTERM)  # main() installs its own
-    try:
-        return run_cli.main(list(argv))
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def sets(*items):
-    return [a for s in items for a in ("--set", s)]
+main = run_main
 
 
 @pytest.mark.parametrize(
