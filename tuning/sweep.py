@@ -107,7 +107,8 @@ def build_tuner(sw: dict, restore: str | None = None):
 
     storage_path, name, exp = experiment(sw, restore)
     trainable = tune.with_resources(banel_trial, trial_resources)
-    if restore:
+    if restore:  # the tracking callbacks come back from tuner.pkl; the environment they read is set again
+        tracking_env(sw["base"])
         return tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True), exp
     metric, mode = sw.get("metric", "success"), sw.get("mode", "max")
     kind = sw.get("scheduler", "fifo")
@@ -133,7 +134,10 @@ def build_tuner(sw: dict, restore: str | None = None):
         sched = FIFOScheduler()
     rules = [rule_by_name(n) for n in sw.get("stop_rules") or []]
     param_space = dict(
-        sw["param_space"], base=sw["base"], runs_root=_under(exp, "runs"), trial_cpus=float(sw.get("trial_cpus", 0.25))
+        sw["param_space"],
+        base=trial_base(sw),
+        runs_root=_under(exp, "runs"),
+        trial_cpus=float(sw.get("trial_cpus", 0.25)),
     )
     tuner = tune.Tuner(
         trainable,
@@ -151,10 +155,69 @@ def build_tuner(sw: dict, restore: str | None = None):
             stop=RuleStopper(rules) if rules else None,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=tracking_callbacks(sw, exp, name) or None,
             verbose=1,
         ),
     )
     return tuner, exp
+
+
+# backends that Tune's own logger callbacks take over for a sweep (TensorBoard stays per trial)
+TUNE_TRACKED = ("mlflow", "wandb")
+
+
+def trial_base(sw: dict) -> dict:
+    """The BaNEL config every trial starts from: the sweep's, less the backends that Tune's
+    callbacks log (``tracking_callbacks``), so that each round is tracked once, in the sweep's store."""
+    names = sw["base"]["logging.backends"]
+    return dict(sw["base"], **{"logging.backends": [b for b in names if b not in TUNE_TRACKED]})
+
+
+def tracking_callbacks(sw: dict, exp: Path | str, name: str) -> list:
+    """Ray Tune's own loggers for the sweep's ``logging.backends``: one tracked run per trial (the
+    trial's config, every reported round at step = training iteration), all trials of the sweep in
+    one MLflow experiment (``logging.mlflow_experiment``; store ``logging.mlflow_uri``, by default a
+    local file store ``<experiment>/mlruns``, or ``./mlruns`` beside a remote experiment) or one W&B
+    project (``logging.wandb_project``, grouped by the experiment's name; offline unless
+    ``logging.wandb_mode`` or ``WANDB_MODE`` says otherwise, each trial's ``wandb/`` in its Tune
+    trial folder)."""
+    from banel_ray.report import tracking
+
+    base = sw["base"]
+    names = base["logging.backends"]
+    out = []
+    if "mlflow" in names:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        uri = (
+            base["logging.mlflow_uri"]
+            or (Path("mlruns") if isinstance(exp, str) else Path(exp) / "mlruns").resolve().as_uri()
+        )
+        out.append(
+            MLflowLoggerCallback(
+                tracking_uri=uri, experiment_name=base["logging.mlflow_experiment"], tags={"sweep": name}
+            )
+        )
+    if "wandb" in names:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        mode = tracking.wandb_mode(base)
+        out.append(WandbLoggerCallback(project=base["logging.wandb_project"], group=name, mode=mode))
+    tracking_env(base)
+    return out
+
+
+def tracking_env(base: dict) -> None:
+    """What the tracking callbacks read from this process's environment: MLflow 3 opens a file
+    store only with ``MLFLOW_ALLOW_FILE_STORE``; Ray's W&B callback asks for an API key unless
+    ``WANDB_MODE`` is offline or disabled."""
+    from banel_ray.report import tracking
+
+    names, uri = base["logging.backends"], base["logging.mlflow_uri"]
+    if "mlflow" in names and (not uri or uri.startswith("file:")):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    if "wandb" in names and tracking.wandb_mode(base) in ("offline", "disabled"):
+        os.environ["WANDB_MODE"] = tracking.wandb_mode(base)
 
 
 def experiment(sw: dict, restore: str | None = None) -> tuple[str, str, Path | str]:
