@@ -116,6 +116,21 @@ def lease_pid(run_dir):
     return int(row[0].split(":")[1]) if row and row[0] else None
 
 
+def paid(run_dir) -> int:
+    """Rows of a run's ledger paid so far (status ok), read-only while the run writes; 0 before
+    there is a ledger."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute("SELECT COUNT(*) FROM evaluations WHERE status='ok'").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
 def small_run_sets(rounds: int = 3, budget: int = 100) -> list[str]:
     """The small CLI run (``--set`` items) that the crash, fault-injection and security tests
     start: m = 40, torch sampler, no evaluations (estimates and fresh finals off)."""

@@ -1,5 +1,8 @@
 """cluster/: the deployment files parse and hold what Ray and KubeRay need, and a job submitted with
-``ray job submit --working-dir`` to a two-node cluster runs BaNEL with actors on both nodes.
+``ray job submit --working-dir`` to a two-node cluster runs BaNEL with actors on both nodes. With
+``-m slow``: a job whose driver is SIGKILLed mid-round, submitted again with the identical
+``--resume auto`` command (what the RayJob's ``backoffLimit`` does), ends with an uninterrupted
+run's ledger.
 
 The two-node cluster runs on this machine (``ray.cluster_utils.Cluster``: a head node and a second
 node, each with its own raylet, object store and dashboard agent). It is used instead of two
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +30,8 @@ import pytest
 import yaml
 
 from banel_ray import config as C
+
+from helpers import ledger_rows, paid, run_main, sets, small_run_sets
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
@@ -242,6 +248,30 @@ def _wait_for_dashboard(url: str, timeout: float = 60) -> None:
             time.sleep(1)
 
 
+def _submit(url: str, sid: str, run_args: list[str], *, wait: bool = True) -> list[str]:
+    """``ray job submit`` of ``python -m banel_ray.run RUN_ARGS`` with this repository as the
+    working_dir (``wait=False``: ``--no-wait``, the job's logs stay on the cluster)."""
+    return [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        url,
+        "--submission-id",
+        sid,
+        *([] if wait else ["--no-wait"]),
+        "--working-dir",
+        str(REPO),
+        "--runtime-env-json",
+        json.dumps({"excludes": [".git", ".venv", "runs"]}),
+        "--",
+        "python",
+        "-m",
+        "banel_ray.run",
+        *run_args,
+    ]
+
+
 def test_job_submit_to_two_nodes_runs_rounds_on_both(two_nodes, tmp_path):
     cluster, worker, url = two_nodes
     _wait_for_dashboard(url)
@@ -265,23 +295,7 @@ def test_job_submit_to_two_nodes_runs_rounds_on_both(two_nodes, tmp_path):
         "generator.epochs=1",
         f"run_dir={run_dir}",
     ]
-    cmd = [
-        str(BIN / "ray"),
-        "job",
-        "submit",
-        "--address",
-        url,
-        "--submission-id",
-        sid,
-        "--working-dir",
-        str(REPO),
-        "--runtime-env-json",
-        json.dumps({"excludes": [".git", ".venv", "runs"]}),
-        "--",
-        "python",
-        "-m",
-        "banel_ray.run",
-    ] + [a for s in sets for a in ("--set", s)]
+    cmd = _submit(url, sid, [a for s in sets for a in ("--set", s)])
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=str(tmp_path))
     out = p.stdout + p.stderr
@@ -308,3 +322,63 @@ def test_job_submit_to_two_nodes_runs_rounds_on_both(two_nodes, tmp_path):
     assert sum(a.class_name == "Sampler" for a in actors) == 2, placed
     assert len(actors) >= 5, placed
     assert {a.node_id for a in actors} == {cluster.head_node.node_id, worker.node_id}, placed
+
+
+# ---- a RayJob's retry: the driver killed mid-round, the identical `--resume auto` job submitted again ----
+
+
+def _job_status(url: str, sid: str):
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(url).get_job_status(sid)
+
+
+@pytest.mark.slow  # 80-115 s here (two jobs, each starting its actors), on top of the cluster's start
+def test_a_job_whose_driver_is_killed_mid_round_is_resubmitted_with_resume_auto_to_the_uninterrupted_ledger(
+    two_nodes, tmp_path
+):
+    """What KubeRay's ``backoffLimit`` does with ``cluster/kuberay-rayjob.yaml``'s entrypoint: the
+    job's driver dies mid-round (SIGKILL: a preempted head, an OOM kill), and the same command is
+    submitted again. ``--resume auto`` continues from the last complete round, and the ledger ends
+    as an uninterrupted run's (the same samples, rewards, rounds, weight versions, order; nothing
+    paid twice)."""
+    from ray.job_submission import JobStatus
+
+    from banel_ray.core import runlock
+
+    _, _, url = two_nodes
+    per_round = 40
+    job = small_run_sets(rounds=2, budget=80)  # 40 samples a round
+    ref = tmp_path / "uninterrupted"
+    assert run_main(*sets(*job, "runtime=local", f"run_dir={ref}")) == 0  # the same run, left alone
+    want = ledger_rows(ref)
+    assert len(want) == 80
+
+    run_dir = tmp_path / "run"
+    entry = ["--resume", "auto", *sets(*job, f"run_dir={run_dir}")]  # identical for the first start and the retry
+    _wait_for_dashboard(url)
+    first = f"banel-kill-{uuid.uuid4().hex[:8]}"
+    r = subprocess.run(_submit(url, first, entry, wait=False), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    deadline = time.time() + 240
+    while paid(run_dir) <= per_round:  # round 2 is being paid: round 1 is checkpointed, round 2 is not
+        assert time.time() < deadline and not _job_status(url, first).is_terminal(), _job_status(url, first)
+        time.sleep(0.05)
+    pid = runlock.holder(run_dir)  # the job's driver holds the run folder's lock
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode() if pid else ""
+    assert "banel_ray.run" in cmdline and str(run_dir) in cmdline, (pid, cmdline)  # ours, nothing else
+    os.kill(pid, signal.SIGKILL)
+    while not _job_status(url, first).is_terminal():
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert _job_status(url, first) == JobStatus.FAILED
+    # killed in round 2: some of it paid, round 1 the last checkpoint, no summary
+    assert paid(run_dir) > per_round and (run_dir / "checkpoints" / "LATEST").read_text().strip() == "round_0001"
+    assert not (run_dir / "summary.json").exists()
+
+    again = f"banel-retry-{uuid.uuid4().hex[:8]}"
+    r = subprocess.run(_submit(url, again, entry), capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and f"Job '{again}' succeeded" in out, out[-4000:]
+    assert f"--resume auto: continuing the run in {run_dir}" in out, out[-4000:]
+    assert ledger_rows(run_dir) == want  # nothing paid twice, nothing paid lost

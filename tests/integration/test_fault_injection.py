@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import descendants, golden, kill_tree, lease_pid, ledger_rows, small_run_sets
+from helpers import descendants, golden, kill_tree, lease_pid, ledger_rows, paid, small_run_sets
 
 HERE = Path(__file__).resolve().parent
 SEED = int(os.environ.get("BANEL_FAULT_SEED", time.time_ns() % 10_000))
@@ -72,17 +72,6 @@ class Run:
 
     def tail(self):
         return "".join(self.out[-30:])
-
-
-def paid(run_dir: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{run_dir / 'ledger.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return db.execute("SELECT COUNT(*) FROM evaluations WHERE status='ok'").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
 
 
 def wait_until(cond, run: Run, timeout=900):
