@@ -161,10 +161,65 @@ def paid_rows(path: Path) -> int:
         db.close()
 
 
+LEDGER_FILE = "ledger.sqlite"
+LEDGER_ID_FILE = "ledger.id"  # the id of the ledger a run made, written before it paid anything
+
+
+def recorded_ledger_id(run_dir: Path) -> str | None:
+    """The ledger id ``<run_dir>/ledger.id`` records (``actors.ledger.adopt``), or None."""
+    try:
+        return (Path(run_dir) / LEDGER_ID_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def ledger_id(path: Path) -> str | None:
+    """The id a ledger file carries (read-only), or None: a ledger made before ids, or no ledger."""
+    if not path.is_file():
+        return None
+    db = _read_only(path)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE name='ledger_id'").fetchone()
+    except sqlite3.OperationalError:  # no meta table: a ledger older than ids
+        return None
+    finally:
+        db.close()
+    return str(row[0]) if row else None
+
+
+def identity_problem(run_dir: Path, what: str = "--resume") -> str | None:
+    """The run folder's ledger is the one its run made: the id recorded in ``ledger.id`` before
+    the first evaluation was paid is the id of the ``ledger.sqlite`` there. Without this a run
+    killed before its first checkpoint (no record of its spend but the ledger) whose ledger was
+    then deleted or replaced would pay again for what it had paid for."""
+    run_dir = Path(run_dir)
+    want = recorded_ledger_id(run_dir)
+    if want is None:
+        return None
+    ledger = run_dir / LEDGER_FILE
+    if not ledger.exists():
+        have = "is missing"
+    else:
+        try:
+            got = ledger_id(ledger)
+        except sqlite3.Error as e:
+            got = f"unreadable: {e}"
+        if got == want:
+            return None
+        have = f"is not this run's ledger (its id is {got or 'none'})"
+    return (
+        f"{what}: {ledger} {have} but {run_dir / LEDGER_ID_FILE} records that this run made ledger {want} there "
+        f"before it paid anything, so the run would pay again for what that ledger paid for; allowed: put the "
+        f'run\'s ledger.sqlite back (the copy whose id is {want}: sqlite3 ledger.sqlite "SELECT value FROM meta"), '
+        f"or start a new run in another run_dir"
+    )
+
+
 def spend_problem(ledger: Path, checkpoint: Path, state: dict, budget: int | None) -> str | None:
     """A resume must find every NRE its checkpoint records as spent in the ledger: the ledger is
     what stops a sample being paid twice, so without it (deleted, or an older copy) the resumed
-    run would pay again. A budget below what was spent is refused too (it cannot be un-spent)."""
+    run would pay again. A budget below what was spent is refused too (it cannot be un-spent).
+    Before the first checkpoint there is no such record: ``identity_problem`` covers that."""
     hist = state.get("history") or []
     recorded = int(hist[-1].get(K.NRES, 0)) if hist and isinstance(hist[-1], dict) else 0
     paid = paid_rows(ledger)
@@ -175,6 +230,9 @@ def spend_problem(ledger: Path, checkpoint: Path, state: dict, budget: int | Non
             f"the resumed run would pay for them again; allowed: put the run's ledger.sqlite back (a copy "
             f"taken after round {state.get('round')}) and resume, or start a new run in another run_dir"
         )
+    msg = identity_problem(ledger.parent)  # also before the first checkpoint, and a replaced ledger
+    if msg:
+        return msg
     if budget is not None and budget < paid:
         return (
             f"--resume: budget {budget} is below the {paid} NREs this run has already spent ({ledger}); "
@@ -213,7 +271,7 @@ def run_dir_problem(
                 f"run_dir {run_dir} already holds a run (it has {latest}); allowed: "
                 f"--resume {run_dir} to continue it, or another run_dir"
             )
-        return None
+        return identity_problem(run_dir, f"run_dir {run_dir}")
     hint = "restore the run folder from a copy, or start a new run in another run_dir"
     where, state = ck, {}
     if latest.exists():

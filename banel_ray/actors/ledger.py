@@ -43,22 +43,31 @@ never passed, also by concurrent callers or a crash. It becomes ``done`` when th
 ``refunded`` when the endpoint refused the call unbilled (HTTP 429/503, connection refused). The
 money spent is the cost of every row that is not ``refunded`` (a call cut short by a crash counts).
 
-Schema version 4 (``PRAGMA user_version``); a version-1 file (no ``call_id``/``owner``/``updated``)
+``meta`` holds the ledger's identity (``ledger_id``, a random id given when the file is made, or
+when an older file is first opened). A run records it in ``<run_dir>/ledger.id`` before its reward
+service starts (``adopt``), so a resume tells its own ledger from a missing or replaced one, also
+when the run was killed before its first checkpoint (``preflight.identity_problem``); the service
+opens only the file with that id (``WrongLedger`` otherwise, before anything is paid).
+
+Schema version 5 (``PRAGMA user_version``); a version-1 file (no ``call_id``/``owner``/``updated``)
 is migrated in place with ``ALTER TABLE ... ADD COLUMN`` when opened; version 2 gains the ``lease``
-and ``counters`` tables, version 4 the ``calls`` table (empty in an older file: it spent no tracked USD).
+and ``counters`` tables, version 4 the ``calls`` table (empty in an older file: it spent no tracked
+USD), version 5 the ``meta`` table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -99,7 +108,12 @@ CREATE TABLE IF NOT EXISTS calls (
     updated  REAL,
     owner    TEXT
 );
+CREATE TABLE IF NOT EXISTS meta (
+    name     TEXT PRIMARY KEY,
+    value    TEXT NOT NULL
+);
 """
+LEDGER_ID = "ledger_id"  # the meta row naming this ledger file
 # the calls table's columns as read back (ledger.calls, python -m banel_ray.ledger_export --table calls)
 CALL_COLUMNS = ("seq", "purpose", "samples", "tokens", "cost_usd", "status", "error", "time", "updated", "owner")
 # columns added after version 1: (name, SQL type)
@@ -136,6 +150,11 @@ class StaleWriter(RuntimeError):
     """This ledger's lease was taken by a newer writer: it may no longer write."""
 
 
+class WrongLedger(RuntimeError):
+    """The file at a run's ledger path is not that run's ledger (missing, or another ledger's id):
+    opened, it would forget what the run paid for, and the run would pay for it again."""
+
+
 class Ledger:
     """One connection, guarded by a lock, so threads of a threaded actor may share the ledger.
 
@@ -143,20 +162,38 @@ class Ledger:
     fsynced) on return. Several processes may read the file; one writes it (the lease holder).
     """
 
-    def __init__(self, path: str | Path, owner: str = ""):
+    def __init__(self, path: str | Path, owner: str = "", ledger_id: str | None = None, lease: bool = True):
+        """``ledger_id``: open only the ledger with that id, which must exist already (a run's
+        reward service: a missing or replaced file raises ``WrongLedger`` and nothing is created);
+        None: open or create any (a new file gets a new id). ``lease=False``: read and migrate only,
+        without taking the lease (every write is then refused)."""
         self.path = Path(path)
+        if ledger_id is not None and not self.path.is_file():
+            raise WrongLedger(
+                f"ledger {self.path} is missing, but this run made ledger {ledger_id} there; "
+                f"nothing is paid until the run's ledger.sqlite is back"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
+        self._migrate(new_id=ledger_id is None)
         self.checkpoint()  # a log a killed writer left behind: folded in now
+        row = self.db.execute("SELECT value FROM meta WHERE name=?", (LEDGER_ID,)).fetchone()
+        self.ledger_id = row[0] if row else None
+        if ledger_id is not None and self.ledger_id != ledger_id:
+            self.db.close()
+            raise WrongLedger(
+                f"ledger {self.path} is not this run's ledger (its id is {self.ledger_id or 'none'}, the run's "
+                f"is {ledger_id}); nothing is paid until the run's ledger.sqlite is back"
+            )
         self.owner = owner
-        self.token = self._take_lease(owner)
+        self.token = self._take_lease(owner) if lease else None
 
     # ---- schema ------------------------------------------------------------------------------
-    def _migrate(self) -> None:
+    def _migrate(self, new_id: bool = True) -> None:
+        """The schema, brought up to date; with ``new_id`` a file without an id gets one."""
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -170,6 +207,10 @@ class Ledger:
                 for stmt in INDEXES.strip().split(";"):
                     if stmt.strip():
                         self.db.execute(stmt)
+                if new_id:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)", (LEDGER_ID, uuid.uuid4().hex)
+                    )
                 self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 self.db.execute("COMMIT")
             except BaseException:
@@ -528,3 +569,36 @@ class Ledger:
                 self.checkpoint()
             finally:
                 self.db.close()
+
+
+def adopt(run_dir: str | Path) -> str:
+    """The id of ``run_dir``'s ledger, recorded in ``<run_dir>/ledger.id`` before the run's reward
+    service starts, so before anything is paid: the ledger is made now if the folder has none
+    (and no record of one), an older ledger gets its id, and the record is written (atomically,
+    fsynced) after the ledger file it names. ``WrongLedger`` (``preflight.identity_problem``'s
+    line) if the folder records a ledger that is missing or not the file there."""
+    from banel_ray import preflight
+
+    run_dir = Path(run_dir)
+    msg = preflight.identity_problem(run_dir, "run_dir")
+    if msg:
+        raise WrongLedger(msg)
+    led = Ledger(run_dir / preflight.LEDGER_FILE, lease=False)
+    try:
+        lid = str(led.ledger_id)
+    finally:
+        led.close()
+    marker = run_dir / preflight.LEDGER_ID_FILE
+    if preflight.recorded_ledger_id(run_dir) != lid:
+        tmp = marker.with_name(f".{marker.name}.tmp")
+        with open(tmp, "w") as f:
+            f.write(lid + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, marker)
+        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the rename itself survives a power cut
+        finally:
+            os.close(fd)
+    return lid

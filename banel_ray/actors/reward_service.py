@@ -68,6 +68,12 @@ evaluator's (``actors.evaluator``), which never calls a paid oracle.
 One writer: the service takes the ledger's lease when it starts (``actors.ledger``); if a newer
 service took it since, every write of this one is refused (``StaleWriter``) before its next oracle
 call, and ``pay`` raises.
+
+A killed run's service stops calling: on Ray a service outlives its SIGKILLed driver for a few
+seconds (its worker notices the dead raylet only then), and before this check it kept sending the
+calls left in its ``pay``. Given the driver's ``core.liveness`` token it checks, just before each
+call, that the driver still runs; once it does not, it raises ``DriverGone`` instead of calling
+(the call's rows stay pending, their attempt not counted, as if never sent).
 """
 
 from __future__ import annotations
@@ -94,9 +100,16 @@ from banel_ray.actors.ledger import (
     micro_usd,
     sample_key,
 )
+from banel_ray.core import liveness
 from banel_ray.records import EvalResult, PaidBatch, SampleBatch
 
 EVAL_SENT = "eval_sent"  # ledger counter: evaluation draws sent to the paid oracle
+
+
+class DriverGone(RuntimeError):
+    """The run that started this reward service has exited (SIGKILL of its driver): no further
+    oracle call is sent. Calls already running end by themselves; each was counted before it began."""
+
 
 PENDING_RULES = ("reevaluate", "charge")
 
@@ -163,6 +176,8 @@ class RewardService:
         backoff_s: float | None = None,
         max_batch: int | None = None,
         rng: random.Random | None = None,
+        ledger_id: str | None = None,
+        driver: str | None = None,
         **overrides,
     ):
         """``settings``: the ``oracle.*`` config section (``config.OracleConfig``; defaults when
@@ -174,7 +189,12 @@ class RewardService:
         call). ``threads``: torch threads for model-based oracles (0: torch is not imported).
         ``overrides``: single ``oracle.*`` settings by name (``retries=2``), over ``settings``;
         ``backoff_s`` is one of them (None: the settings'). ``rng``: the source of the backoff
-        jitter (a seeded ``random.Random`` makes the waits reproducible in tests)."""
+        jitter (a seeded ``random.Random`` makes the waits reproducible in tests). ``ledger_id``: the
+        run's ledger (``ledger.adopt``): only that file is opened, never a new one made in place of a
+        missing one (``WrongLedger``, before any oracle call); None: any ledger at ``ledger_path``.
+        ``driver``: the run's driver (``core.liveness.token``); once it has exited, no further
+        oracle call is sent (``DriverGone``); None, or a driver not seen alive from here when the
+        service starts (another pid namespace): no such check."""
         import dataclasses
 
         from banel_ray.config import SECTIONS
@@ -194,7 +214,10 @@ class RewardService:
         self.task = tasks.build(task_name, task_options)
         self.oracle = reward_plugins.from_task(self.task)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.ledger = Ledger(ledger_path, owner=self.owner)  # takes the lease: the one writer from now on
+        # takes the lease: the one writer from now on
+        self.ledger = Ledger(ledger_path, owner=self.owner, ledger_id=ledger_id)
+        # a driver this process cannot see even now (another pid namespace) is not checked
+        self.driver = driver if liveness.alive(driver) else None
         self.budget = int(budget)
         self.bucket = TokenBucket(rate_limit, burst)
         self.token_bucket = TokenBucket(o.tokens_per_minute / 60.0, o.tokens_per_minute / 60.0)
@@ -326,6 +349,11 @@ class RewardService:
             granted = self.bucket.take(len(samples))
             self.token_bucket.take(tokens)
             self._hold()  # a Retry-After that came in while this call waited for its tokens
+            if not liveness.alive(self.driver):  # a killed run's service: its calls end here
+                raise DriverGone(
+                    f"the run's driver ({self.driver}) has exited; reward service {self.owner} sends no further "
+                    f"oracle call (its reservations stay pending for the resumed run)"
+                )
             # a stale writer is refused here, and a call past budget_usd, before anything is sent
             seq = self.ledger.begin_call(
                 keys or [], len(samples), tokens, self.cost_per_call, self.budget_usd, "nre" if keys else "eval"
@@ -433,7 +461,7 @@ class RewardService:
                 out, exc = self._attempt(sub, [keys[i] for i in todo]), None
                 if len(out) != len(sub):
                     out, exc = None, f"ValueError: oracle returned {len(out)} rewards for {len(sub)} samples"
-            except StaleWriter:
+            except (StaleWriter, DriverGone):
                 raise
             except OverBudget:  # not sent: these samples stay unpaid (the caller releases them)
                 with self._stat_lock:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 from banel_ray import config as C
 from banel_ray import methods, tasks
+from banel_ray.actors import ledger as ledger_mod
 from banel_ray.actors.evaluator import Evaluator
 from banel_ray.actors.reward_service import OracleDown, RewardService
 from banel_ray.actors.sampler import Sampler
 from banel_ray.algorithms import stats
-from banel_ray.core import seeds
+from banel_ray.core import liveness, seeds
 from banel_ray.core.checkpoint import CheckpointStore
 from banel_ray.core.faults import crash_point
 from banel_ray.methods.base import Context, SamplerPool
@@ -66,12 +67,20 @@ class Runner:
         # The reward service runs on the driver's node: its ledger.sqlite then sits in the run folder
         # the driver writes, also on a cluster without shared storage, and a restarted service finds
         # it again. Started first, so it gets its CPUs there before samplers and trainers fill the node.
+        # Its ledger is made and its id recorded in the run folder first (before anything is paid),
+        # so a resume finds out if that ledger went missing or was replaced, checkpoint or not.
+        try:
+            ledger_id = ledger_mod.adopt(run_dir)
+        except ledger_mod.WrongLedger as e:
+            raise C.ConfigError(str(e)) from None
         reward = rt.spawn(
             RewardService,
             "reward_service",
             num_cpus=rc.oracle.num_cpus,
             pin_here=True,
             ledger_path=str(run_dir / "ledger.sqlite"),
+            ledger_id=ledger_id,
+            driver=liveness.token(),  # a killed run's service sends no further call (on Ray it outlives us)
             budget=cfg["budget"],
             settings=rc.oracle,
             threads=rc.trainer.threads,

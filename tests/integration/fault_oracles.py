@@ -2,6 +2,7 @@
 plain task (tests/integration/golden.json), with a pay phase long enough for kills to land in it.
 Imported by Ray workers through PYTHONPATH (the tests put this folder on it)."""
 
+import os
 import threading
 import time
 
@@ -12,10 +13,15 @@ class SlowAddition:
     _lock = threading.Lock()
     _task = None
 
-    def __init__(self, latency_s: float = 0.2, batch_size: int = 10):
-        self.latency_s, self.batch_size = float(latency_s), int(batch_size)
+    def __init__(self, latency_s: float = 0.2, batch_size: int = 10, log: str = ""):
+        """``log``: a file that gets one line per call as it starts: pid, time, samples (what
+        the user's oracle saw, to hold against the ledger's count)."""
+        self.latency_s, self.batch_size, self.log = float(latency_s), int(batch_size), log
 
     def rewards(self, samples):
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()} {time.time():.3f} {len(samples)}\n")
         with self._lock:  # one solver, loaded once per process
             if SlowAddition._task is None:
                 from banel_ray.tasks.addition import AdditionAttackV1

@@ -184,6 +184,40 @@ def test_cli_resume_without_the_ledger_is_refused_before_anything_is_paid(tmp_pa
     assert _snapshot(d) == before  # no ledger created, nothing paid
 
 
+@pytest.mark.parametrize("damage", ["deleted", "replaced"])
+def test_cli_resume_whose_ledger_went_before_the_first_checkpoint_is_refused(tmp_path, damage):
+    """A run killed before its first checkpoint has no record of its spend but its ledger: the
+    ledger's id, recorded in ledger.id before anything was paid, is what tells it is gone."""
+    import json
+
+    from banel_ray import config as C
+    from banel_ray.actors.ledger import Ledger, adopt, sample_key
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(dict(C.defaults(), run_dir=str(d))))
+    lid = adopt(d)
+    led = Ledger(d / "ledger.sqlite", ledger_id=lid)
+    led.record([{"key": sample_key([i]), "sample": [i], "reward": 0, "round": 1} for i in range(20)])
+    led.close()
+    (d / "ledger.sqlite").unlink()
+    if damage == "replaced":
+        Ledger(d / "ledger.sqlite").close()  # an empty ledger in its place: before, the run paid all again
+    before = _snapshot(d)
+    r = _run("--resume", str(d), cwd=tmp_path)
+    what = "is missing" if damage == "deleted" else "is not this run's ledger"
+    assert_one_line_error(r, f"--resume: {d / 'ledger.sqlite'} {what}")
+    assert f"records that this run made ledger {lid}" in r.stderr and "put the run's ledger.sqlite back" in r.stderr
+    assert _snapshot(d) == before  # nothing created, nothing paid
+
+
+def test_cli_a_yaml_error_in_the_config_names_its_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("rounds: 3\nfilter:\n  factor: [4\nbudget: 5\n")
+    r = _run("--config", "bad.yaml", "--set", f"run_dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert_one_line_error(r, "bad.yaml is not valid YAML at line 4, column 7")
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
 def test_cli_resume_with_a_budget_below_what_was_spent_is_refused(tmp_path):
     d = tmp_path / "run"
     _run_folder(d)

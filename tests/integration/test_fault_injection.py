@@ -10,7 +10,10 @@ round's pay phase lasts long enough for kills to land in it.
 
 The default suite runs the short variant (one driver kill in process, one worker kill on Ray);
 ``-m slow`` kills the driver on Ray many times, and the worker many times, and deletes or
-truncates the ledger of a killed run before its resume (refused; nothing paid twice).
+truncates the ledger of a killed run before its resume (refused; nothing paid twice), also of a
+run killed before its first checkpoint (deleted, or replaced by an empty ledger), and SIGKILLs the
+driver alone on Ray mid-call (its reward service, which outlives it for seconds, sends no further
+call, and every call the oracle saw is counted).
 """
 
 import os
@@ -251,3 +254,96 @@ def test_a_ledger_deleted_or_truncated_between_kill_and_resume_is_refused_and_no
     last = Run(run_dir, resume=True)
     assert last.p.wait(timeout=600) == 0, f"seed {SEED}\n{last.tail()}"
     check(run_dir, [first, refused, last], f"ledger {damage} between kill and resume")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["deleted", "replaced"])
+def test_a_ledger_lost_before_the_first_checkpoint_is_refused_and_nothing_is_paid_twice(tmp_path, damage):
+    """In process: the driver is SIGKILLed after a random number of round 1's rows were paid,
+    before its first checkpoint (no record of the spend but the ledger), then ``ledger.sqlite``
+    (and its side files) is deleted, or replaced by an empty ledger. ``--resume`` is refused in one
+    line, exit 2, nothing written; put back, the run resumes to the uninterrupted ledger."""
+    run_dir = tmp_path / "run"
+    led = run_dir / "ledger.sqlite"
+    rng = random.Random(f"early-{damage}-{SEED}")
+    first = Run(run_dir, "runtime=local")
+    assert at((rng.randint(1, 30), rng.uniform(0.0, 0.3)), run_dir, first), first.tail()
+    first.kill()
+    assert not (run_dir / "checkpoints" / "LATEST").exists(), f"killed after the first checkpoint (seed {SEED})"
+    assert paid(run_dir) > 0 and (run_dir / "ledger.id").exists(), first.tail()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    side = [led.with_name(led.name + x) for x in ("-wal", "-shm")]
+    for f in [led, *side]:
+        if f.exists():
+            shutil.copy2(f, kept / f.name)
+        f.unlink(missing_ok=True)
+    if damage == "replaced":
+        from banel_ray.actors.ledger import Ledger
+
+        Ledger(led).close()  # a new, empty ledger: before, the resume paid round 1 again
+    before = sorted((f.name, f.read_bytes()) for f in run_dir.iterdir() if f.is_file() and f.name != ".run.lock")
+
+    refused = Run(run_dir, resume=True)
+    rc = refused.p.wait(timeout=300)
+    time.sleep(0.2)  # the reader thread has the last line
+    errors = [x for x in refused.out if x.startswith("error")]
+    msg = f"seed {SEED}\n{refused.tail()}"
+    assert rc == 2 and len(errors) == 1 and errors[0].startswith(f"error: --resume: {led} "), msg
+    assert "records that this run made ledger" in errors[0], msg
+    after = sorted((f.name, f.read_bytes()) for f in run_dir.iterdir() if f.is_file() and f.name != ".run.lock")
+    assert after == before, msg  # nothing written, nothing paid
+
+    for f in run_dir.glob("ledger.sqlite*"):
+        f.unlink()
+    for f in kept.iterdir():  # the ledger put back, as the refusal asks: the run ends as if never stopped
+        shutil.copy2(f, run_dir / f.name)
+    last = Run(run_dir, resume=True)
+    assert last.p.wait(timeout=600) == 0, f"seed {SEED}\n{last.tail()}"
+    check(run_dir, [first, refused, last], f"ledger {damage} before the first checkpoint")
+
+
+@pytest.mark.slow
+def test_a_killed_drivers_reward_service_on_ray_sends_no_further_call_and_every_call_is_counted(tmp_path):
+    """Only the driver is SIGKILLed, on Ray, once round 1's first oracle call has returned (8
+    calls of 5 samples, one at a time, 0.3 s each). Its reward service outlives it for a few
+    seconds (the worker notices the dead raylet only then) and, before, kept sending the rest of its
+    calls to the oracle (5 calls within 2 s of the kill, seen here). Now it checks before each call
+    that the driver runs: after the kill at most the one call already past that check starts. Every
+    call the plug-in saw, from every process, is counted in the ledger; the resumed run ends with
+    the uninterrupted ledger."""
+    run_dir = tmp_path / "run"
+    calls = tmp_path / "calls.txt"
+    oracle = f"{{kind: class, cls: 'fault_oracles:SlowAddition', latency_s: 0.3, batch_size: 5, log: '{calls}'}}"
+    rng = random.Random(f"owner-{SEED}")
+    first = Run(run_dir, f"task_options.oracle={oracle}", "oracle.max_in_flight=1")
+    assert at((5, rng.uniform(0.0, 0.25)), run_dir, first), first.tail()
+    worker = lease_pid(run_dir)
+    tree = descendants(first.p.pid)
+    assert worker in tree, first.tail()
+    first.p.kill()  # the driver alone, as a user's `kill -9 PID` does
+    first.p.wait()
+    killed = time.time()
+    try:
+        deadline = time.time() + 60
+        while os.path.exists(f"/proc/{worker}") and time.time() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{worker}"), f"the reward worker outlived its driver by 60 s (seed {SEED})"
+    finally:
+        kill_tree(tree - {first.p.pid})  # the rest (Ray's agents linger up to a minute on their own)
+    seen = [(float(t), int(n)) for _, t, n in (x.split() for x in calls.read_text().splitlines())]
+    late = [round(t - killed, 2) for t, _ in seen if t > killed]
+    msg = f"calls started after the kill at +{late} s (seed {SEED})\n{first.tail()}"
+    assert len(late) <= 1 and all(x < 0.5 for x in late), msg
+    db = sqlite3.connect(str(run_dir / "ledger.sqlite"))
+    attempts = db.execute("SELECT SUM(attempt) FROM evaluations").fetchone()[0]
+    db.close()
+    assert attempts >= sum(n for _, n in seen), msg  # every call the plug-in saw is counted
+
+    last = Run(run_dir, resume=True)
+    assert last.p.wait(timeout=600) == 0, f"seed {SEED}\n{last.tail()}"
+    check(run_dir, [first, last], "driver alone killed on Ray mid-call")
+    seen = sum(int(x.split()[2]) for x in calls.read_text().splitlines())
+    db = sqlite3.connect(str(run_dir / "ledger.sqlite"))
+    assert db.execute("SELECT SUM(attempt) FROM evaluations").fetchone()[0] >= seen  # over both processes
+    db.close()

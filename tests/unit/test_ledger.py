@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from banel_ray import ledger_export
-from banel_ray.actors.ledger import Ledger, StaleWriter, sample_key
+from banel_ray.actors.ledger import Ledger, StaleWriter, WrongLedger, adopt, sample_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,3 +166,48 @@ def test_export_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     )
     assert r.stdout.startswith("seq,sample,reward") and len(r.stdout.splitlines()) == 1
     assert r.stderr == "" and r.returncode == 141  # quiet, and cut short as any shell tool reports it
+
+
+def test_a_run_opens_only_its_own_ledger(tmp_path):
+    """``adopt`` makes the ledger and records its id before the reward service starts; the
+    service (``ledger_id``) then opens only that file: a missing one is not made anew (a restarted
+    service would otherwise pay again for everything), another ledger is not used; an older ledger
+    without an id gets one."""
+    d = tmp_path / "run"
+    d.mkdir()
+    lid = adopt(d)
+    assert (d / "ledger.id").read_text() == lid + "\n" and not (d / ".ledger.id.tmp").exists()
+    led = Ledger(d / "ledger.sqlite", owner="svc", ledger_id=lid)
+    assert led.ledger_id == lid and led.lease()["owner"] == "svc"
+    led.record([{"key": sample_key([1]), "sample": [1], "reward": 0, "round": 1}])
+    led.close()
+    other = Ledger(tmp_path / "other.sqlite")
+    assert other.ledger_id and other.ledger_id != lid
+    other.close()
+    with pytest.raises(
+        WrongLedger, match=f"is not this run's ledger \\(its id is {other.ledger_id}, the run's is {lid}\\)"
+    ):
+        Ledger(tmp_path / "other.sqlite", ledger_id=lid)
+    (d / "ledger.sqlite").unlink()
+    with pytest.raises(WrongLedger, match="is missing, but this run made ledger"):
+        Ledger(d / "ledger.sqlite", ledger_id=lid)
+    assert not (d / "ledger.sqlite").exists()  # nothing made in its place
+    with pytest.raises(WrongLedger, match="records that this run made ledger"):
+        adopt(d)
+    # a ledger from before ids (no meta table), in a folder with no record: adopted as it is
+    old = tmp_path / "old"
+    old.mkdir()
+    led = Ledger(old / "ledger.sqlite")
+    led.record([{"key": sample_key([2]), "sample": [2], "reward": 1, "round": 1}])
+    led.db.execute("DROP TABLE meta")
+    led.db.execute("PRAGMA user_version=4")
+    led.close()
+    lid = adopt(old)
+    led = Ledger(old / "ledger.sqlite", ledger_id=lid)
+    assert led.rows()[0]["sample"] == (2,)
+    led.close()
+    # a read-only open (adopt's) takes no lease and writes nothing
+    ro = Ledger(old / "ledger.sqlite", lease=False)
+    with pytest.raises(StaleWriter):
+        ro.record([{"key": sample_key([3]), "sample": [3], "reward": 0, "round": 1}])
+    ro.close()

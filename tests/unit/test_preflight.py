@@ -167,6 +167,38 @@ def test_a_budget_lowered_on_resume_below_what_was_spent_is_refused(tmp_path):
     assert run_dir_problem(tmp_path, True, budget=20) is None
 
 
+def test_a_ledger_missing_or_replaced_before_the_first_checkpoint_is_refused(tmp_path):
+    """A run killed before its first checkpoint has no record of its spend but its ledger; the
+    ledger's id, recorded in ledger.id before anything was paid, tells its own ledger from none or
+    another one, for a resume and for a new run in that folder."""
+    from banel_ray.actors.ledger import adopt
+    from banel_ray.preflight import LEDGER_ID_FILE, ledger_id
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    lid = adopt(d)  # what a run does before its reward service starts
+    assert (d / LEDGER_ID_FILE).read_text().strip() == lid == ledger_id(d / "ledger.sqlite")
+    assert adopt(d) == lid  # the same ledger on every start
+    _paid_ledger(d, 0)  # another ledger (a new id) in its place
+    _paid_ledger(d, 7)
+    assert ledger_id(d / "ledger.sqlite") != lid
+    for resume in (True, False):
+        msg = run_dir_problem(d, resume)
+        assert msg and "\n" not in msg, msg
+        assert f"is not this run's ledger (its id is {ledger_id(d / 'ledger.sqlite')})" in msg
+        assert f"records that this run made ledger {lid}" in msg and "put the run's ledger.sqlite back" in msg
+    (d / "ledger.sqlite").unlink()
+    before = sorted(p.name for p in d.iterdir())
+    msg = run_dir_problem(d, True)
+    assert msg.startswith(f"--resume: {d / 'ledger.sqlite'} is missing but {d / LEDGER_ID_FILE} records")
+    assert "\n" not in msg and f"(the copy whose id is {lid}" in msg
+    assert run_dir_problem(d, False).startswith(f"run_dir {d}: {d / 'ledger.sqlite'} is missing")
+    assert sorted(p.name for p in d.iterdir()) == before  # looked at, nothing created
+    (d / LEDGER_ID_FILE).unlink()  # a folder from before ledger ids: no record, nothing to compare
+    assert run_dir_problem(d, True) is None
+
+
 # ---- run folders are data --------------------------------------------------------------------------
 
 

@@ -247,6 +247,62 @@ def test_restart_with_charge_rule_marks_sent_pending_rows_lost_and_releases_the_
         flaky(tmp_path, 4, pending_rule="nope")
 
 
+def test_a_service_whose_driver_has_exited_sends_no_further_call(oracle, tmp_path):
+    """On Ray a killed run's reward service lives on for seconds and, before, kept calling the
+    oracle for the rest of its pay call. Given its driver's token it sends nothing once the driver
+    has exited: the call's rows stay pending, their attempt uncounted (never sent), and a later
+    service (the resumed run) evaluates them, charging nothing twice."""
+    import subprocess
+    import sys
+
+    from banel_ray.actors.reward_service import DriverGone
+    from banel_ray.core import liveness
+
+    drv = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        o = oracle(10, driver=liveness.token(drv.pid))
+        assert o.pay(1, batch([(1,), (2,)])).paid == 2 and Parity.calls == 2  # the driver runs: calls go out
+    finally:
+        drv.kill()
+    tok = o.driver
+    for _ in range(200):  # SIGKILL lands in a moment; the exited child stays a zombie until reaped
+        if not liveness.alive(tok):
+            break
+        time.sleep(0.025)
+    assert not liveness.alive(tok)  # exited: a zombie, not yet reaped, is not alive either
+    drv.wait()
+    with pytest.raises(DriverGone, match="has exited; reward service .* sends no further oracle call"):
+        o.pay(2, batch([(3,), (4,), (5,)]))
+    assert Parity.calls == 2  # nothing sent
+    rows = {r["sample"]: r for r in o.ledger_rows()}
+    assert [rows[(k,)]["status"] for k in (3, 4, 5)] == ["pending"] * 3
+    assert [rows[(k,)]["attempt"] for k in (3, 4, 5)] == [0] * 3 and o.spent() == 5
+    o.ledger.close()
+    again = oracle(10)  # the resumed run's service: pending rows evaluated once, charged once
+    assert again.resolve_pending() == 3 and Parity.calls == 5 and again.spent() == 5
+    assert again.accounting()["oracle_evaluations"] == 5  # every call counted, none uncounted
+    again.ledger.close()
+    blind = oracle(10, driver=tok)  # a driver not seen alive at the start (another pid namespace): not checked
+    assert blind.driver is None and blind.pay(3, batch([(9,)])).paid == 1 and Parity.calls == 6
+
+
+def test_liveness_names_a_process_by_host_pid_and_start_time(tmp_path):
+    import os
+    import socket
+
+    from banel_ray.core import liveness
+
+    me = liveness.token()
+    assert liveness.alive(me) and liveness.alive(None) and liveness.alive("")
+    host, pid, start = me.split(":")
+    assert host == socket.gethostname() and int(pid) == os.getpid() and start
+    parent = liveness.token(os.getppid())
+    assert liveness.alive(parent)
+    assert not liveness.alive(parent.rsplit(":", 1)[0] + ":1")  # the pid, given to a later process
+    assert liveness.alive(f"another-host-{host}:{os.getppid()}:1")  # another host: not known, alive
+    assert not liveness.alive(f"{host}:{2**22 + 12345}:")  # no such process
+
+
 def test_a_retried_call_reports_the_same_paid_count(tmp_path):
     o = flaky(tmp_path, 10)
     first = o.pay(1, batch([(1,), (2,)]), call_id="task-1")
@@ -287,7 +343,7 @@ def test_version3_ledger_gains_the_calls_table_and_spent_no_usd(tmp_path):
     old.db.execute("PRAGMA user_version=3")
     old.close()
     o = flaky(tmp_path, 3, name="v3.sqlite", cost_per_call=0.5, budget_usd=1.0)
-    assert o.ledger.schema_version() == SCHEMA_VERSION == 4 and o.cost_usd() == 0.0
+    assert o.ledger.schema_version() == SCHEMA_VERSION == 5 and o.cost_usd() == 0.0
     r = o.pay(2, batch([(5,), (6,), (7,)]))
     assert r.rewards[0] == 1 and r.paid == 2 and o.cost_usd() == 1.0 and not o.can_afford_call()
     assert [c["status"] for c in o.ledger.calls()] == ["done", "done"] and o.spent() == 3

@@ -464,6 +464,49 @@ def test_a_resume_whose_ledger_is_gone_is_refused_before_anything_is_paid(tmp_pa
     assert not list(rd.glob("ledger.sqlite*"))  # nothing paid, no new ledger
 
 
+@pytest.mark.parametrize("damage", ["deleted", "replaced"])
+def test_a_ledger_lost_before_the_first_checkpoint_is_refused_and_nothing_is_paid_twice(
+    tmp_path, prior_dir, monkeypatch, damage
+):
+    """Killed in round 1's oracle calls (paid rows, no checkpoint yet), its ledger deleted or
+    replaced by another run's: before, the resume started as if nothing was paid and paid again.
+    Now it is refused before anything starts, and with the ledger put back it ends with the
+    uninterrupted run's ledger."""
+    import shutil
+
+    from banel_ray.runtime.job import run
+
+    sets = ["eval.samples=0"]
+    full = tmp_path / "full"
+    run_local(prior_dir, full, *sets)
+
+    def crash(name, round_):
+        if (name, round_) == ("mid_oracle", 1):
+            raise Killed(name)
+
+    rd = tmp_path / "r"
+    monkeypatch.setattr(runner_mod, "crash_point", crash)
+    with pytest.raises(Killed):
+        run_local(prior_dir, rd, *sets)
+    monkeypatch.undo()
+    assert ledger(rd) and not (rd / "checkpoints" / "LATEST").exists()  # paid, never checkpointed
+    kept = tmp_path / "kept.sqlite"
+    shutil.copy2(rd / "ledger.sqlite", kept)
+    if damage == "deleted":
+        (rd / "ledger.sqlite").unlink()
+    else:
+        shutil.copy2(full / "ledger.sqlite", rd / "ledger.sqlite")  # another run's ledger, more rows than this one's
+    before = sorted((p.name, p.stat().st_size) for p in rd.iterdir() if p.is_file())
+    cfg = C.load(None, TINY + [f"run_dir={rd}", *sets])
+    what = "is missing" if damage == "deleted" else "is not this run's ledger"
+    with pytest.raises(C.ConfigError, match=f"ledger.sqlite {what}.* records that this run made ledger"):
+        run(cfg, rd, resume=True)
+    assert sorted((p.name, p.stat().st_size) for p in rd.iterdir() if p.is_file()) == before  # nothing paid
+    shutil.copy2(kept, rd / "ledger.sqlite")  # put back, as the refusal asks
+    run(cfg, rd, resume=True)
+    assert ledger(rd) == ledger(full)
+
+
 def test_a_run_holds_its_folders_lock_for_its_whole_life(tmp_path, prior_dir):
     """What every entry point (command line, compare, Tune trials) goes through: job.run. Another
     process sees the lock, and whose it is, while rounds run; nobody holds it once the run returned."""
