@@ -81,9 +81,9 @@ for _m, _lrs in LR_GRID.items():
 
 # BaNEL's own learning-rate grid on the chosen KL anchor, the same budget as every baseline's
 # (generator.lr at half and twice the shipped 5e-4; tuning seeds 0 and 1)
-for _lr in ("2.5e-4", "1e-3", "2e-3"):
+for _lr in ("2.5e-4", "1e-3", "2e-3", "4e-3"):
     ARMS[f"kl_lr{_lr}"] = [*ARMS["kl"], f"generator.lr={_lr}"]
-# 3 December: the chosen lr 1e-3 sat at the grid's edge, so 2e-3 was added above; and two pushes on
+# 3 December: the chosen lr 1e-3 sat at the grid's edge, so 2e-3 and then 4e-3 were added above; and two pushes on
 # the chosen setting, as the lr 1e-3 runs plateaued at 0.02-0.08 on 4 of 5 seeds: a harder filter
 # (keep the top quarter, f = 4) and remembered negatives (every paid failure stays in p_phi's data)
 ARMS["kl_f4"] = [*ARMS["kl_lr1e-3"], "filter.factor=4"]

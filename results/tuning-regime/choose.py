@@ -28,8 +28,12 @@ SEEDS = (0, 1)
 # baseline's learning rate at, below and above its 8-digit tuned value. Then BaNEL's own learning
 # rate at half and twice 5e-4 on the chosen control (added 3 December, when the KL runs were still
 # climbing at round 30): five settings for BaNEL against three for each baseline, so its tuning
-# budget is larger, not smaller
-CANDIDATES = {"banel": ["kl", "tau", "mix_tau", "kl_lr2.5e-4", "kl_lr1e-3"]} | {
+# budget is larger, not smaller. On 3 December lr 1e-3 had won at the grid's edge, so 2e-3 and 4e-3
+# were added, with a harder filter (f = 4) and remembered negatives on the chosen setting: nine
+# settings for BaNEL in all
+CANDIDATES = {
+    "banel": ["kl", "tau", "mix_tau", "kl_lr2.5e-4", "kl_lr1e-3", "kl_lr2e-3", "kl_lr4e-3", "kl_f4", "kl_negall"]
+} | {
     m: [f"{m}_lr{lo}", m, f"{m}_lr{hi}"] for m, (lo, hi) in LR_GRID.items()
 }
 
@@ -61,7 +65,7 @@ def main(dirs: list[Path]) -> None:
         if d.is_dir():
             recs |= {Path(r["dir"]).name: r for r in collect(d)}
     print(
-        "Regime tuning: three settings per method (BaNEL: five) on tuning seeds 0 and 1, fresh finals of 20,000 draws; "
+        "Regime tuning: three settings per method (BaNEL: nine) on tuning seeds 0 and 1, fresh finals of 20,000 draws; "
     )
     print("chosen (**bold**): the highest worst-seed final. Rebuilt by `results/tuning-regime/choose.py`.\n")
     print("| method | setting | seed 0 | seed 1 | worst | chosen |")
