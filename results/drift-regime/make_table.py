@@ -1,9 +1,9 @@
 """The drift-control study in the paper's regime, rebuilt from its run folders:
 
-    .venv/bin/python results/drift-regime/make_table.py [RUNS_DIR] > results/drift-regime/table.md
+    .venv/bin/python results/drift-regime/make_table.py [RUNS_DIR ...] > results/drift-regime/table.md
 
-RUNS_DIR (default: results/drift-regime/runs, the slim copies shipped here) holds <arm>_s<seed>
-folders made by arms.py. Writes trajectories.png beside this file. The base rate is the shipped
+RUNS_DIR (default: results/drift-regime/runs and, for BaNEL's own tuning arms kl_*, the slim
+copies of results/tuning-regime/runs) holds <arm>_s<seed> folders made by arms.py. Writes trajectories.png beside this file. The base rate is the shipped
 prior's measurement beside it (banel_ray/assets/addition_prior_d5_s200/regime.json)."""
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ def padded(modes: dict) -> float:
     return sum(modes.get(m, {}).get("share", 0.0) for m in ("one_padded", "both_padded"))
 
 
-def main(runs: Path) -> None:
-    recs = {Path(r["dir"]).name: r for r in collect(runs)}
+def main(dirs: list[Path]) -> None:
+    recs = {}
+    for d in dirs:
+        # the tuning folder also holds the baselines' learning-rate arms: only BaNEL's are read there
+        keep = (lambda n: True) if d == HERE / "runs" else (lambda n: n.startswith("kl_"))
+        recs |= {Path(r["dir"]).name: r for r in collect(d) if keep(Path(r["dir"]).name)}
     rows, summary, traj = [], [], []
     finals_by_arm = {
         arm: [(recs[n]["final_fresh"] or recs[n]["final"])["rate"] for n in recs if n.rsplit("_s", 1)[0] == arm]
@@ -136,4 +140,4 @@ def plot(recs: dict) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "runs")
+    main([Path(a) for a in sys.argv[1:]] or [HERE / "runs", HERE.parent / "tuning-regime" / "runs"])
