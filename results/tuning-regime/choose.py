@@ -33,9 +33,7 @@ SEEDS = (0, 1)
 # settings for BaNEL in all
 CANDIDATES = {
     "banel": ["kl", "tau", "mix_tau", "kl_lr2.5e-4", "kl_lr1e-3", "kl_lr2e-3", "kl_lr4e-3", "kl_f4", "kl_negall"]
-} | {
-    m: [f"{m}_lr{lo}", m, f"{m}_lr{hi}"] for m, (lo, hi) in LR_GRID.items()
-}
+} | {m: [f"{m}_lr{lo}", m, f"{m}_lr{hi}"] for m, (lo, hi) in LR_GRID.items()}
 
 
 def settings(arm: str) -> dict:
