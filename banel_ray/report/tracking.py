@@ -66,6 +66,21 @@ def _scalars(m: dict, prefix: str = "", depth: int = 1) -> dict[str, float]:
     return out
 
 
+def _read_run_file(p: Path) -> dict | None:
+    """The tracked run's ids kept in the run folder (None: none yet, or unreadable)."""
+    try:
+        return json.loads(p.read_text()) if p.exists() else None
+    except ValueError:
+        return None
+
+
+def _write_run_file(p: Path, ids: dict) -> None:
+    """Write the tracked run's ids whole or not at all (a resume reads them)."""
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(ids))
+    tmp.replace(p)
+
+
 class TensorBoard:
     """Today's scalars: a missing or broken TensorBoard writer is skipped, as before."""
 
@@ -122,17 +137,13 @@ class MLflow:
             exp_id = exp.experiment_id if exp else self.client.create_experiment(name)
             run = self.client.create_run(exp_id, run_name=self.run_dir.name, tags={"run_dir": str(self.run_dir)})
             self.run_id = run.info.run_id
-            tmp = self.run_dir / (RUN_FILE + ".tmp")
-            tmp.write_text(json.dumps({"tracking_uri": uri, "experiment_id": exp_id, "run_id": self.run_id}))
-            tmp.replace(self.run_dir / RUN_FILE)
+            _write_run_file(
+                self.run_dir / RUN_FILE, {"tracking_uri": uri, "experiment_id": exp_id, "run_id": self.run_id}
+            )
             self._log(params=self._params(cfg))
 
     def _saved(self) -> dict | None:
-        p = self.run_dir / RUN_FILE
-        try:
-            return json.loads(p.read_text()) if p.exists() else None
-        except ValueError:
-            return None
+        return _read_run_file(self.run_dir / RUN_FILE)
 
     @staticmethod
     def _params(cfg: dict) -> dict[str, str]:
@@ -211,16 +222,10 @@ class Wandb:
             settings=wandb.Settings(console="off"),  # the run's output stays the run's (no stdout capture)
         )
         if not saved or saved.get("id") != self.run.id:
-            tmp = self.run_dir / (WANDB_FILE + ".tmp")
-            tmp.write_text(json.dumps({"id": self.run.id, "project": self.run.project}))
-            tmp.replace(self.run_dir / WANDB_FILE)
+            _write_run_file(self.run_dir / WANDB_FILE, {"id": self.run.id, "project": self.run.project})
 
     def _saved(self) -> dict | None:
-        p = self.run_dir / WANDB_FILE
-        try:
-            return json.loads(p.read_text()) if p.exists() else None
-        except ValueError:
-            return None
+        return _read_run_file(self.run_dir / WANDB_FILE)
 
     def write(self, m: dict) -> None:
         metrics = _scalars(m, depth=0)

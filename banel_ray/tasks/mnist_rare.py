@@ -176,7 +176,7 @@ def build_prior(
     ``temperature``), then logits divided by ``temperature`` (1: the fitted model as it is)."""
     import torch
 
-    from banel_ray.models import build_llama, mean_nll, save_model, set_threads
+    from banel_ray.models import build_llama, set_threads
 
     power = temperature if power is None else power
     set_threads(1)
@@ -210,6 +210,16 @@ def build_prior(
         "temperature": temperature,
         "zeros": len(codes),
         "fit_kl_per_token": kls[-1] if kls else None,
+    }
+    return _save_prior(model, out, info, classifier, test0, t0)
+
+
+def _save_prior(model, out: Path, info: dict, classifier, test0, t0: float):
+    """Save a built prior with what every recipe records: held-out zero NLL, the oracle and
+    weights digests, the build time."""
+    from banel_ray.models import mean_nll, save_model
+
+    info |= {
         "test_zero_nll_per_token": mean_nll(model, test0),
         "oracle_digest": classifier.digest,
         "weights_digest": weights_digest(model),
@@ -230,7 +240,7 @@ def build_sharpened(
     zeros, then 1/T (its options are rows of docs/mnist.md's table)."""
     import torch
 
-    from banel_ray.models import load_model, mean_nll, save_model, set_threads, train_mle
+    from banel_ray.models import load_model, set_threads, train_mle
 
     set_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -257,13 +267,8 @@ def build_sharpened(
         "sharpen": dict(SHARPEN, epochs=epochs),
         "temperature": temperature,
         "train_nll_per_token_before_temper": losses[-1] if losses else None,
-        "test_zero_nll_per_token": mean_nll(model, test0),
-        "oracle_digest": classifier.digest,
-        "weights_digest": weights_digest(model),
-        "seconds": round(time.time() - t0, 1),
     }
-    save_model(model, out, info)
-    return model
+    return _save_prior(model, out, info, classifier, test0, t0)
 
 
 # ---- the record: exact rate and spread ---------------------------------------------------------
