@@ -75,7 +75,14 @@ def compare(cell: dict, other: str) -> dict | None:
         return None
     paired = [a[s]["ratio"] / b[s]["ratio"] for s in sorted(set(a) & set(b))]
     value = gmean(r["ratio"] for r in a.values()) / gmean(r["ratio"] for r in b.values())
-    return dict(vs=other, value=value, lo=min(paired, default=math.nan), hi=max(paired, default=math.nan))
+    return dict(
+        vs=other,
+        value=value,
+        lo=min(paired, default=math.nan),
+        hi=max(paired, default=math.nan),
+        ahead=sum(p > 1 for p in paired),
+        paired=len(paired),
+    )
 
 
 def best_baseline(cell: dict) -> str | None:
@@ -100,8 +107,29 @@ def table(cs: dict[str, dict], arm_names: list[str]) -> str:
             row.append(f"{_x(gmean(rs))} [{_x(min(rs))}, {_x(max(rs))}] n={len(rs)}" if rs else "-")
         best = best_baseline(c)
         cmp = compare(c, best) if best else None
-        row.append(f"{_x(cmp['value'])} [{_x(cmp['lo'])}, {_x(cmp['hi'])}] vs {best}" if cmp else "-")
+        row.append(
+            f"{_x(cmp['value'])} [{_x(cmp['lo'])}, {_x(cmp['hi'])}] vs {best}, {cmp['ahead']}/{cmp['paired']} seeds ahead"
+            if cmp
+            else "-"
+        )
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def tally(cs: dict[str, dict]) -> str:
+    """One line per floor: in how many cells BaNEL's geometric mean is ahead of the best baseline's,
+    and in how many it is ahead on every seed (paired), with those cells' successes a round."""
+    lines = []
+    for floor_name, with_floor in (("e = 0", False), ("e = q s", True)):
+        sel = [c for c in cs.values() if (c["e"] > 0) == with_floor]
+        cmps = [(c, compare(c, best_baseline(c))) for c in sel if best_baseline(c)]
+        ahead = [(c, m) for c, m in cmps if m and m["value"] > 1]
+        every = [(c, m) for c, m in ahead if m["ahead"] == m["paired"]]
+        where = ", ".join(f"q={c['q']:g} s={c['s']:g} ({c['base'] * c['m']:.2g}/round)" for c, _ in every) or "none"
+        lines.append(
+            f"{floor_name}: BaNEL ahead of the best baseline in {len(ahead)} of {len(cmps)} cells "
+            f"(geometric mean over seeds); on every seed in {len(every)}: {where}"
+        )
     return "\n".join(lines)
 
 
@@ -161,6 +189,7 @@ def build(out: Path) -> str:
     note = "final/base per arm: geometric mean over seeds [min, max]; every final rate exact (enumerated)."
     if inexact:
         note = f"NOT EXACT ({len(inexact)} runs): {', '.join(inexact[:3])}"
+    note = f"{note}\n\n{tally(cs)}"
     (out / "table.md").write_text(f"{text}\n\n{note}\n")
     with open(out / "runs.csv", "w", newline="") as f:
         cols = ["cell", "arm", "seed", "q", "s", "e", "m", "q_exact", "base", "final", "ratio", "feature_final"]

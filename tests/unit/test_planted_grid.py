@@ -50,4 +50,11 @@ def test_banel_over_the_best_baseline():
     cell.update(q=1e-3, s=0.5, e=0.0, m=250, base=5e-4, q_exact=9.98e-4)
     row = R.table({"c": cell}, ["banel", "reinforce", "random"]).splitlines()[2]
     assert row.startswith("| 0.001 | 0.5 | 0 | 0.000998 | 5.000e-04 | 0.125 | 8x [4x, 16x] n=2 |")
-    assert row.endswith("| 4x [2x, 8x] vs reinforce |")
+    assert row.endswith("| 4x [2x, 8x] vs reinforce, 2/2 seeds ahead |")
+    cell["arms"]["banel"] = runs(4.0, 1.0)  # ahead on one seed of two, behind in the mean
+    assert R.compare(cell, "reinforce")["ahead"] == 1
+    assert R.tally({"c": cell}).splitlines()[0] == (
+        "e = 0: BaNEL ahead of the best baseline in 0 of 1 cells (geometric mean over seeds); on every seed in 0: none"
+    )
+    cell["arms"]["banel"] = runs(4.0, 16.0)
+    assert "in 1 of 1 cells" in R.tally({"c": cell}) and "q=0.001 s=0.5 (0.12/round)" in R.tally({"c": cell})
