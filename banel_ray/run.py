@@ -18,7 +18,7 @@ from pathlib import Path
 
 from banel_ray import config as C
 from banel_ray.cli import Parser, fail
-from banel_ray.core import remote
+from banel_ray.core import imports, remote
 from banel_ray.runtime.job import run  # noqa: F401 - the Python entry point, re-exported
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -173,7 +173,11 @@ def resumed_config(rd: Path, args, named: dict | None = None) -> dict:
         raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged (not a mapping of keys)")
     base = dict(C.defaults(), **saved)
     check_code(base, args, rd, named)  # before anything the folder names is imported (C.load imports the task)
-    return C.load(None, args.set, base=base)
+    from banel_ray import trust
+
+    typed = [v for _, v in (C.parse_set(item) for item in args.set)]
+    with imports.only(None if args.trust_run_folder else trust.allowed_code(typed)):  # the same rule, on import
+        return C.load(None, args.set, base=base)
 
 
 def main(argv=None) -> int:

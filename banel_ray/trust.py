@@ -10,7 +10,10 @@ resume imports only
 - everything, with ``--trust-run-folder`` (for folders you made yourself).
 
 ``code_refs`` finds every ``module:attribute`` string in the task and its options, however deeply
-nested; ``untrusted`` says which of them the user has not named.
+nested; ``untrusted`` says which of them the user has not named. Both sides use one grammar
+(``core.imports.SPEC``): what ``code_refs`` finds is exactly what ``core.imports.import_attr``
+would import. ``run.py`` refuses an untrusted folder before anything starts, then reads its config
+inside ``core.imports.only(allowed_code(...))``, so the import itself applies the same rule.
 
 Keys that are not code can be as bad: a folder's config could send the samples and a secret header
 to another host, or write checkpoints anywhere. So a resume also refuses every ``SENSITIVE`` key the
@@ -20,10 +23,9 @@ or passes ``--trust-run-folder``; ``unnamed_sensitive`` says which.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-CODE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+from banel_ray.core.imports import is_spec
 
 SHIPPED = {
     "banel_ray.tasks.addition:AdditionAttack",
@@ -92,7 +94,7 @@ _MISSING = object()
 
 def _walk(value, path: str):
     if isinstance(value, str):
-        if CODE.match(value.strip()):
+        if is_spec(value):
             yield path, value.strip()
     elif isinstance(value, dict):
         for k, v in value.items():
@@ -113,10 +115,15 @@ def shipped() -> set[str]:
     return SHIPPED | set(tasks.BUILTIN.values()) | set(tasks.RENAMED)
 
 
+def allowed_code(named: Iterable) -> set[str]:
+    """The code a run folder's config may have imported without --trust-run-folder: shipped here,
+    or among ``named`` (the values the user typed, however deeply they name code)."""
+    return shipped() | {ref for v in named for _, ref in _walk(v, "")}
+
+
 def untrusted(cfg: dict, named: Iterable) -> dict[str, str]:
     """Code paths of ``cfg`` neither shipped here nor among ``named`` (the values the user typed)."""
-    typed = {ref for v in named for _, ref in _walk(v, "")}
-    ok = shipped() | typed
+    ok = allowed_code(named)
     return {k: ref for k, ref in code_refs(cfg).items() if ref not in ok}
 
 

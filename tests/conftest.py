@@ -1,6 +1,7 @@
-"""Test tiers: ``tests/unit`` (no Ray: pure code and in-process actors, seconds) and
-``tests/integration`` (real Ray actors, a real vLLM engine, subprocess CLIs). Opt-in slow tests
-are marked ``slow`` (run with ``-m slow``)."""
+"""Test tiers: ``tests/unit`` (pure and fast: no model trained for more than a moment, no process,
+server or Ray started; at most 60 s in all on 2 cores) and ``tests/integration`` (what trains or
+starts things: in-process runs, real Ray actors, a real vLLM engine, subprocess CLIs, local
+servers, clocks). Opt-in slow tests are marked ``slow`` (run with ``-m slow``)."""
 
 import os
 import sys

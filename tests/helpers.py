@@ -189,3 +189,25 @@ def run_main(*argv):
 def sets(*items):
     """``--set`` items as command-line words."""
     return [a for s in items for a in ("--set", s)]
+
+
+def flaky(tmp_path, budget, spec=None, name="f.sqlite", **kw):
+    """A reward service on the flaky oracle plug-in (no latency, no backoff unless given), its
+    ledger ``tmp_path/name``."""
+    from banel_ray.actors.reward_service import RewardService
+
+    spec = {"kind": "flaky", "latency_s": 0.0, **(spec or {})}
+    kw.setdefault("backoff_s", 0.0)
+    return RewardService("banel_ray.reward_plugins:CallableTask", {"oracle": spec}, str(tmp_path / name), budget, **kw)
+
+
+def example_module(name):
+    """``examples/oracles/<name>.py``, imported as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "oracles" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -3,17 +3,15 @@ its checkpoint state (``base.Method``). ``core.method_registry.METHODS`` names t
 
 from __future__ import annotations
 
-import importlib
-
+from banel_ray.core.imports import import_attr
 from banel_ray.core.method_registry import METHODS
 
 
 def get(name: str):
-    """The ``Method`` subclass registered as ``name``."""
+    """The ``Method`` subclass registered as ``name`` (its ``module:Class`` through ``core.imports``)."""
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; allowed: {', '.join(METHODS)}")
-    mod, cls = METHODS[name][0].split(":")
-    return getattr(importlib.import_module(mod), cls)
+    return import_attr(METHODS[name][0])
 
 
 def names() -> list[str]:

@@ -2,7 +2,7 @@
 oracle; and ``CallableTask``, a task built around one. See ``base.py`` for the protocol, ``spec.py`` for
 specs and their kinds, ``task.py`` for configs, and ``examples/oracles/`` for one runnable example per kind."""
 
-from banel_ray.reward_plugins.base import BatchOracle, Oracle, SampleOracle, TaskRewards, from_task, resolve
+from banel_ray.reward_plugins.base import BatchOracle, Oracle, SampleOracle, TaskRewards, from_task
 from banel_ray.reward_plugins.flaky import FlakyOracle, parity
 from banel_ray.reward_plugins.http import HttpOracle
 from banel_ray.reward_plugins.spec import build
@@ -18,6 +18,5 @@ __all__ = [
     "CallableTask",
     "build",
     "from_task",
-    "resolve",
     "parity",
 ]

@@ -13,11 +13,11 @@ turns a spec (a config value) into one of them and checks specs: the one table o
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+
+from banel_ray.core.imports import import_attr
 
 
 class Oracle:
@@ -29,19 +29,8 @@ class Oracle:
         raise NotImplementedError
 
 
-def resolve(path: str) -> Any:
-    """``"pkg.module:attr"`` -> the attribute."""
-    if ":" not in path:
-        raise ValueError(f"expected 'module:attribute', got {path!r}")
-    mod, attr = path.split(":", 1)
-    obj = importlib.import_module(mod)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _fn(f) -> Callable:
-    return resolve(f) if isinstance(f, str) else f
+    return import_attr(f) if isinstance(f, str) else f
 
 
 _loop: asyncio.AbstractEventLoop | None = None

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import inspect
 
-from banel_ray.reward_plugins.base import BatchOracle, Oracle, SampleOracle, resolve
+from banel_ray.core.errors import ConfigError
+from banel_ray.core.imports import import_attr
+from banel_ray.reward_plugins.base import BatchOracle, Oracle, SampleOracle
 from banel_ray.reward_plugins.flaky import FlakyOracle
 from banel_ray.reward_plugins.http import HttpOracle
 
@@ -60,7 +62,7 @@ def build(spec) -> Oracle:
     if isinstance(spec, str):
         if spec.startswith(("http://", "https://")):
             return HttpOracle(spec)
-        return build(resolve(spec))
+        return build(import_attr(spec))
     if isinstance(spec, dict):
         opts = dict(spec)
         kind = opts.pop("kind", "sample")
@@ -70,7 +72,7 @@ def build(spec) -> Oracle:
             raise ValueError(f"unknown oracle kind {kind!r}: {', '.join(first)} or {last}")
         name, cls, need = entry
         if name == "class":
-            return resolve(opts.pop("cls"))(**opts)
+            return import_attr(opts.pop("cls"))(**opts)
         if need == "fn":
             return cls(opts.pop("fn"), **opts)
         return cls(**opts)
@@ -83,8 +85,10 @@ def _import_problem(path) -> str | None:
     if not isinstance(path, str):
         return f"expected a module:attribute path, got {path!r}"
     try:
-        resolve(path)
-    except Exception as e:  # noqa: BLE001 - any failure to import is the user's to fix
+        import_attr(path)
+    except ConfigError as e:  # malformed, no such module or attribute, or refused (a run folder's)
+        return str(e)
+    except Exception as e:  # noqa: BLE001 - the module's own code failed: still the user's to fix
         return f"cannot import {path!r} ({type(e).__name__}: {e})"
     return None
 

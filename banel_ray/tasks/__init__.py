@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
+from banel_ray.core.imports import import_attr
 from banel_ray.tasks.base import Task
 
 BUILTIN = {
@@ -23,12 +22,9 @@ RENAMED = {"banel_ray.oracles:CallableTask": "banel_ray.reward_plugins:CallableT
 
 
 def resolve(name: str) -> type[Task]:
-    """Find a task class by registry name or ``module:Class`` path. Raises KeyError/ImportError."""
-    path = BUILTIN.get(name, RENAMED.get(name, name))
-    if ":" not in path:
-        raise KeyError(name)
-    mod, cls = path.split(":", 1)
-    return getattr(importlib.import_module(mod), cls)
+    """Find a task class by registry name or ``module:Class`` path (``core.imports.import_attr``).
+    Raises ConfigError: neither a registered name nor an importable ``module:Class``."""
+    return import_attr(BUILTIN.get(name, RENAMED.get(name, name)))
 
 
 def build(name: str, options: dict | None = None) -> Task:

@@ -41,7 +41,7 @@ def uninterrupted(tmp_path_factory):
 
 
 # mid_oracle and mid_checkpoint on Ray are opt-in (-m slow): the same crash points run in process in
-# tests/unit/test_runner.py, and test_fault_injection.py kills the driver and the reward worker on Ray
+# tests/integration/test_runner_local.py, and test_fault_injection.py kills the driver and the reward worker on Ray
 @pytest.mark.parametrize(
     "point",
     [

@@ -114,7 +114,7 @@ _REFERENCE: list = []
 
 def uninterrupted(run_dir: Path) -> list:
     """The ledger rows of the same run left alone, made once per session beside the killed ones, so
-    that both see the same machine state (tests/unit/test_runner.py holds such a run to the golden
+    that both see the same machine state (tests/integration/test_runner_local.py holds such a run to the golden
     rows; here, after other tests in the same CI session, the killed runs' first round-2 draw
     differed from the golden in one token, on two CI runs, while each test alone matched it; the
     cause was not found)."""

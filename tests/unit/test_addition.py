@@ -1,6 +1,5 @@
-"""The addition-attack task: query grammar, carry chains, and the shipped solver as oracle."""
-
-import json
+"""The addition-attack task: query grammar, carry chains, modes and the reward criteria (pure checks;
+tests/integration/test_addition_assets.py runs the shipped solver and priors)."""
 
 import pytest
 
@@ -27,49 +26,6 @@ def test_carry_chain_and_patterns():
     assert A.carry_chain("123", "456") == 0
     assert A.pattern_of("0012", "5", 8) == "leading-zero"
     assert A.pattern_of("99999", "1", 8) == "carry-chain-5"
-
-
-@pytest.mark.parametrize("cls", BOTH)
-def test_shipped_solver_is_the_oracle(cls):
-    task = cls()
-    info = json.loads((task.solver_dir() / "banel_ray.json").read_text())
-    assert info["accuracy"] > 0.4
-    queries = [("12", "34"), ("5", "5"), ("100", "200"), ("7", "0"), ("1234", "9")]
-    answers = task.solver_answers(queries)
-    correct = [a == str(int(x) + int(y)) for a, (x, y) in zip(answers, queries)]
-    if cls is A.AdditionAttack:  # it writes its sums reversed; the task reads them back in normal order
-        assert info["answer_order"] == "reversed" and all(correct), answers
-    rewards = task.rewards([q(f"{x}+{y}=") for x, y in queries] + [q("1+"), q("12+3=", eos=False)])
-    assert rewards == [int(not c) for c in correct] + [0, 0]  # malformed is never a success
-
-
-@pytest.mark.parametrize(
-    "cls,well_formed", [(A.AdditionAttack, 0.95), (A.AdditionAttackNumeric, 0.9), (A.AdditionAttackD8, 0.95)]
-)
-def test_prior_samples_are_mostly_well_formed(cls, well_formed):
-    from banel_ray.models import load_model, sample
-
-    task = cls()
-    s = sample(load_model(task.prior_dir()), task.prompt, 500, task.max_new_tokens, A.EOS, seed=0)
-    d = task.diagnostics(s)
-    assert d["well_formed"] > well_formed and d["leading_zero"] < 0.02
-    assert d["format_only"] == d["rate_exact"] - d["rate_numeric"] >= 0  # numeric failures are exact failures
-
-
-def test_models_train_deterministically_and_are_cached(tmp_path):
-    lines = []
-    task = A.AdditionAttack(prior_steps=30, cache_dir=str(tmp_path))
-    first = task.prior_dir(progress=lines.append)
-    assert first.parent == tmp_path and any("training the prior" in l for l in lines)
-    lines.clear()
-    assert task.prior_dir(progress=lines.append) == first and not lines  # cached: no training
-    again = A.train_prior(tmp_path / "again", task.max_digits, 30, progress=None)
-    import torch
-
-    from banel_ray.models import load_model
-
-    a, b = load_model(first).state_dict(), again.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("cls", BOTH)
@@ -141,27 +97,3 @@ def test_judge_reads_both_criteria_from_one_solver_call(monkeypatch):
     assert t.rewards(draws) == [0, 1, 0]  # numeric: "08" is right in value, "9" is wrong
     d = t.diagnostics(draws)  # the same draws: no second solver call
     assert calls == [2] and d["rate_exact"] == 2 / 3 and d["rate_numeric"] == 1 / 3 and d["format_only"] == 1 / 3
-
-
-@pytest.mark.parametrize(
-    "cls,modes", [(A.AdditionAttack, ("plain", "malformed")), (A.AdditionAttackD8, ("leading_zero", "other"))]
-)
-def test_the_shipped_regime_measurement_agrees_with_a_quick_re_estimate(cls, modes):
-    """regime.json beside the default prior: measured with this solver and this reward, and a fresh
-    4,000-draw estimate (other seed) holds its rate within the estimate's 99% interval, mode by mode
-    for the two modes that carry the successes."""
-    from banel_ray.algorithms.stats import clopper_pearson
-
-    task = cls()
-    ref = task.reference_rate()
-    shipped = json.loads((task.prior_dir() / "regime.json").read_text())
-    assert ref is not None and ref["n"] == shipped["samples"] >= 1_000_000 and ref["rate"] == shipped["base"]["rate"]
-    quick = A.measure_regime(task, n=4000, seed=7, batch=4000)
-    lo, hi = clopper_pearson(quick["base"]["k"], 4000, alpha=0.01)
-    assert lo <= ref["rate"] <= hi, (quick["base"], ref)
-    for mode in modes:
-        q_m, s_m = quick["modes"][mode], shipped["modes"][mode]
-        lo, hi = clopper_pearson(q_m["draws"], 4000, alpha=0.01)
-        assert lo <= s_m["share"] <= hi, (mode, q_m, s_m)
-    other = "exact" if task.reward == "numeric" else "numeric"
-    assert cls(reward=other).reference_rate() is None  # another criterion: not this measurement

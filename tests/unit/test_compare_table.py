@@ -1,7 +1,9 @@
 """``python -m banel_ray.compare``: the table's arithmetic and the run scheduler (faked runs)."""
 
 import math
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from banel_ray import compare
 
@@ -102,6 +104,8 @@ def test_a_failed_run_is_resumed_from_its_checkpoint(tmp_path, monkeypatch):
             return self.rc
 
     monkeypatch.setattr(compare.subprocess, "Popen", FakeProc)
+    # the scheduler polls once a second; the fake runs have ended by the first poll
+    monkeypatch.setattr(compare, "time", SimpleNamespace(time=time.time, sleep=lambda s: None))
     args = argparse.Namespace(config=None, set=[], parallel=2, retries=1, progress_every=1000)
     lines = []
     rc = compare.run_all(args, ["random", "rnd", "count"], [0], tmp_path, log=lines.append)

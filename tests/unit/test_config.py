@@ -126,3 +126,36 @@ def test_the_default_job_is_the_regime_task_with_a_fresh_final():
     assert cfg["task"] == "addition_attack" and cfg["support.kind"] == "none"
     assert cfg["generator.kl_coef"] > 0 and cfg["eval.final_samples"] >= 6000
     assert cfg["rounds"] * cfg["samples_per_round"] == cfg["budget"]
+
+
+# ---- issue 24: experiment tracking (logging.backends) --------------------------------------------------
+
+
+def test_logging_backends_config_and_a_missing_package_is_one_line(monkeypatch):
+    import importlib.util
+
+    assert C.load(None, ["logging.backends=mlflow"])["logging.backends"] == ["mlflow"]
+    assert C.load(None, ["logging.backends=[mlflow, mlflow]"])["logging.backends"] == ["mlflow"]
+    assert C.defaults()["logging.backends"] == ["tensorboard"]
+    assert C.load(None, ["logging.backends=tensorboard,wandb"])["logging.backends"] == ["tensorboard", "wandb"]
+    with pytest.raises(
+        C.ConfigError, match="'logging.backends' must be a list of tensorboard, mlflow, wandb, got 'comet'"
+    ):
+        C.load(None, ["logging.backends=[tensorboard, comet]"])
+    with pytest.raises(
+        C.ConfigError, match="'logging.wandb_mode' must be one of '', offline, online, disabled, got 'cloud'"
+    ):
+        C.load(None, ["logging.wandb_mode=cloud"])
+    real = importlib.util.find_spec
+    gone = {"mlflow", "wandb"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in gone else real(name, *a))
+    with pytest.raises(C.ConfigError) as e:
+        C.load(None, ["logging.backends=mlflow"])
+    assert str(e.value) == (
+        "'logging.backends' mlflow needs the mlflow package, which is not installed: pip install mlflow-skinny==3.18.0"
+    )
+    with pytest.raises(C.ConfigError) as e:
+        C.load(None, ["logging.backends=tensorboard,wandb"])
+    assert str(e.value) == (
+        "'logging.backends' wandb needs the wandb package, which is not installed: pip install wandb==0.31.0"
+    )

@@ -3,9 +3,6 @@ checks and the study's analysis on a synthetic experiment. Real Tune sweeps: int
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -133,30 +130,6 @@ def test_generator_lr_follows_its_schedule():
 
 
 # ---- sweep files and resources -----------------------------------------------------------------
-def test_sweep_file_errors_name_the_key(tmp_path):
-    from tuning.sweep import load_sweep
-
-    bad = {
-        "searh: {}": "unknown sweep key 'searh'",
-        "search: {filter.facter: [2]}": "unknown key 'filter.facter'",
-        "search: {filter.factor: [0.5]}": "'filter.factor' must be >= 1.0",
-        "scheduler: hyper": "'scheduler' must be one of fifo, asha, pbt",
-        "stop_rules: [soon]": "unknown stop rule 'soon'",
-        "pbt: {mutations: {generator.lr: [-1]}}": "'generator.lr' must be in [0.0, 1.0]",
-    }
-    for text, needle in bad.items():
-        p = tmp_path / "s.yaml"
-        p.write_text(text + "\n")
-        with pytest.raises(C.ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
-            load_sweep(str(p), [])
-    r = subprocess.run(
-        [sys.executable, "-m", "tuning.sweep", "--config", str(tmp_path / "none.yaml")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
-    assert r.returncode == 2 and r.stderr.strip() == f"error: sweep file not found: {tmp_path / 'none.yaml'}"
 
 
 def test_an_unwritable_storage_folder_is_refused_before_ray_starts(monkeypatch, capsys):
@@ -180,68 +153,6 @@ def test_trial_reserves_its_driver_and_its_actors():
     # 2 samplers, 2 BaNEL trainers, the reward service and the evaluator
     assert pgf.bundles == [{"CPU": 0.25}, {"CPU": 2 * 0.5 + 2 * 0.5 + 0.25 + 0.25}]
     assert pgf.required_resources["CPU"] == pytest.approx(2.75)
-
-
-class _Trial:
-    """What Tune's logger callbacks read of a trial (hashable by identity, as Tune's Trial is)."""
-
-    def __init__(self, trial_id, config):
-        self.trial_id, self.config = trial_id, config
-
-    def __str__(self):
-        return f"banel_trial_{self.trial_id}"
-
-
-def test_a_sweeps_mlflow_and_wandb_go_through_tunes_callbacks_and_trials_keep_tensorboard(tmp_path, monkeypatch):
-    """``logging.backends`` of a sweep: mlflow and wandb are Ray Tune's own MLflowLoggerCallback and
-    WandbLoggerCallback in the Tuner's RunConfig (one tracked run per trial, the sweep in one store);
-    the trials' own runs keep TensorBoard only, so each round is tracked once. The MLflow callback
-    is driven as Tune drives it (no Ray) and its store read back."""
-    from ray import tune
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
-    from ray.air.integrations.wandb import WandbLoggerCallback
-
-    from tuning import sweep
-
-    for var in ("WANDB_MODE", "MLFLOW_ALLOW_FILE_STORE"):  # set by the code under test: put back after
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
-    quick = str(ROOT / "tuning/configs/quick_sweep.yaml")
-    sw = sweep.load_sweep(quick, [])
-    assert sweep.tracking_callbacks(sw, tmp_path / "s0", "s0") == [] and "WANDB_MODE" not in os.environ
-    assert sweep.trial_base(sw)["logging.backends"] == ["tensorboard"]
-
-    sw = dict(sweep.load_sweep(quick, ["logging.backends=tensorboard,mlflow,wandb"]), storage=str(tmp_path), name="s1")
-    seen = {}
-    monkeypatch.setattr(tune, "Tuner", lambda *a, **kw: seen.update(kw))  # what build_tuner hands to Tune
-    sweep.build_tuner(sw)
-    ml, wb = seen["run_config"].callbacks
-    assert isinstance(ml, MLflowLoggerCallback) and isinstance(wb, WandbLoggerCallback)
-    assert ml.tracking_uri == (tmp_path / "s1" / "mlruns").as_uri() and ml.experiment_name == "banel_ray"
-    assert ml.tags == {"sweep": "s1"}
-    assert (wb.project, wb.group, wb.kwargs) == ("banel_ray", "s1", {"mode": "offline"})
-    assert os.environ["WANDB_MODE"] == "offline"  # else Ray's W&B callback asks for an API key
-    assert seen["param_space"]["base"]["logging.backends"] == ["tensorboard"]  # the trials' own runs
-    assert sw["base"]["logging.backends"] == ["tensorboard", "mlflow", "wandb"]
-
-    from mlflow.tracking import MlflowClient
-
-    trial = _Trial("00000", {"filter.factor": 2.0, "seed": 0})
-    ml.setup()
-    ml.log_trial_start(trial)
-    for it, nres in ((1, 40), (2, 80)):
-        ml.log_trial_result(it, trial, {"nres": nres, "novel_frac": 1.0 / it, "training_iteration": it})
-    ml.log_trial_end(trial)
-    client = MlflowClient(tracking_uri=ml.tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("banel_ray").experiment_id])
-    assert (
-        run.info.status == "FINISHED" and run.data.tags["sweep"] == "s1" and run.data.params["filter.factor"] == "2.0"
-    )
-    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "nres")] == [(1, 40.0), (2, 80.0)]
-
-    sw = sweep.load_sweep(quick, ["logging.backends=wandb", "logging.wandb_mode=online", "logging.wandb_project=p"])
-    (wb,) = sweep.tracking_callbacks(sw, tmp_path / "s2", "s2")
-    assert (wb.project, wb.kwargs) == ("p", {"mode": "online"})
 
 
 # ---- reading sweeps: tests/integration/test_tuning_results.py reads real Tune experiments ------
