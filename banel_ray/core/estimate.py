@@ -11,7 +11,7 @@ reference measurement), as JSON objects. There are three kinds, told apart here 
   estimator's draws, ``ess`` the successes' effective sample size, ``reliable`` whether the
   estimate clears the trust bars, ``method`` how.
 - ``sampled``: ``k`` successes of ``n`` draws from the generator, with a 95% Clopper-Pearson
-  interval (``algorithms.stats.sampled``).
+  interval (``algorithms.stats.sampled``); a record without ``exact`` is read as one.
 
 An exact or importance-sampled estimate (a rate the task computed) may carry the sampled estimate
 of the same generator beside it (``sampled``). Every other key (``round``, ``fresh``, ``patterns``,
