@@ -10,7 +10,6 @@ from existing folders. A finished run is not run again; an interrupted one is re
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import signal
@@ -28,9 +27,10 @@ from banel_ray.algorithms import discovery
 from banel_ray.algorithms import stats as alg
 from banel_ray.cli import Parser, fail
 from banel_ray.core import remote
+from banel_ray.core.estimate import SAMPLED, Estimate
 from banel_ray.core.method_registry import METHODS
+from banel_ray.core.run_folder import RunFolder
 from banel_ray.report import metrics as K
-from banel_ray.report import read_metrics
 
 RESERVED = ("method", "seed", "run_dir")  # set by compare itself, per run
 
@@ -127,13 +127,13 @@ def collect(runs_root: Path) -> list[dict]:
     """One record per finished run folder (config.json and summary.json present)."""
     recs = []
     for d in sorted(Path(runs_root).iterdir()) if Path(runs_root).is_dir() else []:
-        if not ((d / "summary.json").is_file() and (d / "config.json").is_file()):
+        run = RunFolder(d)
+        if not (run.finished() and run.has_config()):
             continue
-        cfg = json.loads((d / "config.json").read_text())
-        s = json.loads((d / "summary.json").read_text())
+        cfg, s = run.config(), run.summary()
         curve, busy = [], (s["base"] or {}).get("t_eval", 0.0) + s.get("t_fresh_eval", 0.0)
         rounds, spent = [], 0  # (NREs this round, new distinct paid successes this round)
-        for m in read_metrics(d):
+        for m in run.metrics():
             busy += m.get("t_round", 0.0) + (m.get(K.EVAL) or {}).get("t_eval", 0.0)
             if m.get(K.EVAL):
                 curve.append((m[K.ROUND], m[K.NRES], m[K.EVAL]["rate"]))
@@ -149,9 +149,9 @@ def collect(runs_root: Path) -> list[dict]:
                 "best": s["best"],
                 "final": s["final"],
                 "best_round": s.get("best_round"),
-                "final_fresh": largest_fresh(d, _computed(s, "final") or s.get(K.FINAL_FRESH)),
-                "base_fresh": largest_fresh(d, _computed(s, "base")) or s.get(K.BASE_FRESH),
-                "stop_fresh": largest_fresh(d, s.get(K.STOP_FRESH)),
+                "final_fresh": run.largest_eval(_computed(s, "final") or s.get(K.FINAL_FRESH)),
+                "base_fresh": run.largest_eval(_computed(s, "base")) or s.get(K.BASE_FRESH),
+                "stop_fresh": run.largest_eval(s.get(K.STOP_FRESH)),
                 "stop_round": s.get("stop_round"),
                 "nres": s[K.NRES],
                 "rounds": s["rounds"],
@@ -169,32 +169,10 @@ def collect(runs_root: Path) -> list[dict]:
 def _computed(summary: dict, key: str) -> dict | None:
     """A rate the task computed (exact, or importance sampled on fresh draws) is the headline: a
     sampled fresh estimate of a 1e-20 rate sees nothing."""
-    from banel_ray.runtime.job import computed
-
-    est = summary.get(key)
-    if not computed(est) or not summary.get("rounds"):
+    est = Estimate.read(summary.get(key))
+    if est is None or not est.computed or not summary.get("rounds"):
         return None
-    return dict(est, fresh=True, round=summary["rounds"] if key == "final" else 0)
-
-
-def largest_fresh(run_dir: Path, est: dict | None) -> dict | None:
-    """The run's fresh-sample estimate of ``est``'s round with the most draws: a later
-    ``python -m banel_ray.evaluate RUN --samples N`` (``evals/round_NNNN.json``) replaces the one the
-    run made at its end when it drew more, so a table can be sharpened without rerunning a method."""
-    if not est or "round" not in est:
-        return est
-    f = Path(run_dir) / "evals" / f"round_{int(est['round']):04d}.json"
-    try:
-        later = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return est
-    if not later.get("fresh") or "exact" in est and "exact" not in later:
-        return est  # a computed rate is replaced only by a larger computed one
-    if "drawn_from_prior" in later and "drawn_from_prior" not in est:
-        return later  # Algorithm 1 through its regions replaces an evaluation of p0 (made before the fix)
-    if "exact" in est:  # a re-estimate of a computed rate (as many draws or more) is the later word
-        return later if later.get("n", 0) >= est.get("n", 0) else est
-    return later if later.get("n", 0) > est.get("n", 0) else est
+    return dict(summary[key], fresh=True, round=summary["rounds"] if key == "final" else 0)
 
 
 # the knobs each method is tuned on (shown with the table: what each row ran with)
@@ -234,8 +212,8 @@ def _rate(est) -> float:
 def _base(rec: dict) -> dict | None:
     """The base rate the optimistic ratio divides by: the larger of the run's in-run base estimate and
     its fresh (or shipped) one; a 2,000-draw in-run estimate of a 3e-4 rate is often 0."""
-    ests = [e for e in (rec.get("base"), rec.get("base_fresh")) if e and "rate" in e]
-    return max(ests, key=lambda e: e.get("n", 0), default=None)
+    ests = [e for e in (rec.get("base"), rec.get("base_fresh")) if Estimate.read(e)]
+    return max(ests, key=lambda e: Estimate.from_dict(e).draws, default=None)
 
 
 def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
@@ -254,15 +232,15 @@ def summarize(recs: list[dict], reps: int = agg.REPS) -> list[dict]:
         if r["base_fresh"]:
             bases.setdefault(r["seed"], r["base_fresh"])
     if bases:
-        b = list(bases.values())
-        ref = b[0] if all(x.get("reference") for x in b) else None  # one shipped measurement for all
-        if all("k" in x for x in b):
-            k, n = (ref["k"], ref["n"]) if ref else (sum(x["k"] for x in b), sum(x["n"] for x in b))
+        b = [Estimate.from_dict(x) for x in bases.values()]
+        ref = b[0] if all(x.reference for x in b) else None  # one shipped measurement for all
+        if all(x.kind == SAMPLED for x in b):
+            k, n = (ref.k, ref.n) if ref else (sum(x.k for x in b), sum(x.n for x in b))
             rate, (lo, hi) = k / n, alg.clopper_pearson(k, n)
             source = "shipped measurement" if ref else "fresh, pooled"
         else:  # computed rates: the estimate with the most draws (the same prior and draws: one value)
-            ref = max(b, key=lambda x: x.get("n", 0))
-            rate, lo, hi, source = ref["rate"], ref["lo"], ref["hi"], ref["method"]
+            ref = max(b, key=lambda x: x.draws)
+            rate, lo, hi, source = ref.rate, ref.lo, ref.hi, ref.method
         rows.append(
             {
                 "method": "pretrained",
@@ -399,8 +377,9 @@ def _first(row: dict) -> str:
 
 def markdown(rows: list[dict], recs: list[dict]) -> str:
     budgets = sorted({r["budget"] for r in recs})
-    fresh = sorted({r["final_fresh"]["n"] for r in recs if r["final_fresh"]})
-    how = sorted({r["final_fresh"]["method"] for r in recs if r["final_fresh"] and "method" in r["final_fresh"]})
+    finals = [Estimate.from_dict(r["final_fresh"]) for r in recs if r["final_fresh"]]
+    fresh = sorted({e.n for e in finals if e.n is not None})
+    how = sorted({e.method for e in finals if e.method is not None})
     lines = [
         f"Final generator of each run on a fresh sample ({', '.join(f'{n:,}' for n in fresh)} draws"
         f"{''.join(f', {h}' for h in how)}, not NREs), "
@@ -473,7 +452,7 @@ def markdown(rows: list[dict], recs: list[dict]) -> str:
                 if "success_auc" in r
                 else ""
             )
-            + (_diagnostics(ff) if ff and "ess" in ff else "")
+            + _diagnostics(Estimate.read(ff))
         )
     return "\n".join(lines + certain_bounds(recs)) + "\n"
 
@@ -482,10 +461,10 @@ def certain_lower_bound(rec: dict) -> float:
     """A lower bound on final/base that needs no trust in the final's estimate: the final
     generator's own probability of the distinct successes its estimator found, over the upper end
     of the prior's 95% interval (nan when the records carry no such mass)."""
-    ff, bf = rec.get("final_fresh") or {}, rec.get("base_fresh") or {}
-    if "certain_lo" not in ff or not bf.get("hi"):
+    ff, bf = Estimate.read(rec.get("final_fresh")), Estimate.read(rec.get("base_fresh"))
+    if ff is None or ff.get("certain_lo") is None or bf is None or not bf.hi:
         return math.nan
-    return ff["certain_lo"] / bf["hi"]
+    return ff.get("certain_lo") / bf.hi
 
 
 def certain_bounds(recs: list[dict]) -> list[str]:
@@ -511,14 +490,17 @@ def certain_bounds(recs: list[dict]) -> list[str]:
     return out
 
 
-def _diagnostics(est: dict) -> str:
-    """An importance-sampled final's trust: ESS, the flag, and the certain lower bound."""
+def _diagnostics(est: Estimate | None) -> str:
+    """An importance-sampled final's trust: ESS, the flag, and the certain lower bound ("" for
+    an estimate without an ESS)."""
+    if est is None or est.ess is None:
+        return ""
     return (
-        f"; {est.get('n', 0):,} draws, ESS {est['ess']:.1f}, largest weight share {est['max_weight_share']:.2f}, "
-        f"{'reliable' if est.get('reliable') else 'UNRELIABLE'}"
+        f"; {est.draws:,} draws, ESS {est.ess:.1f}, largest weight share {est.get('max_weight_share'):.2f}, "
+        f"{'reliable' if est.reliable else 'UNRELIABLE'}"
         + (
-            f", certain >= {_g(est['certain_lo'])} ({est['distinct_hits']} distinct successes found)"
-            if "certain_lo" in est
+            f", certain >= {_g(est.get('certain_lo'))} ({est.get('distinct_hits')} distinct successes found)"
+            if est.get("certain_lo") is not None
             else ""
         )
     )
@@ -533,7 +515,7 @@ def plot(recs: list[dict], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5))
-    ns = [r["base"]["n"] for r in recs if r["base"]]
+    ns = [e.n for e in (Estimate.read(r["base"]) for r in recs) if e and e.n]
     floor = 0.5 / max(ns or [1])
     for i, method in enumerate(sorted({r["method"] for r in recs}, key=_order)):
         rs = [r for r in recs if r["method"] == method]
@@ -660,7 +642,7 @@ def method_sets(args, method: str) -> list[str]:
 
 
 def _progress(run_dir: Path) -> str:
-    ms = read_metrics(run_dir)
+    ms = RunFolder(run_dir).metrics()
     return f"round {ms[-1]['round']} NREs {ms[-1]['nres']}" if ms else "starting"
 
 
@@ -782,12 +764,12 @@ def run_all(args, methods: list[str], seeds: list[int], out: Path, log=print, af
             while queue and len(running) < at_once:
                 m, s = queue.pop(0)
                 rd = runs_root / f"{m}-s{s}"
-                if (rd / "summary.json").exists():
+                if RunFolder(rd).finished():
                     done += 1
                     log(f"[compare] {m} seed {s}: finished earlier, kept ({done}/{total})")
                     continue
                 argv = []
-                if (rd / "checkpoints" / "LATEST").exists():  # resumed naming this command's own code
+                if RunFolder(rd).has_checkpoint():  # resumed naming this command's own code
                     argv += ["--resume", str(rd)] + sum((["--set", x] for x in naming), [])
                     what = "resuming"
                 else:

@@ -13,12 +13,15 @@ Runs in this process (no Ray): a torch sampler on the checkpoint's weights and t
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
 from pathlib import Path
 
 from banel_ray.cli import Parser, fail
+from banel_ray.core.estimate import SAMPLED, Estimate
+from banel_ray.core.run_folder import RunFolder, RunFolderError
 
 EPILOG = """examples:
   python -m banel_ray.evaluate runs/addition_attack-20261201-120000              # final round, task's size
@@ -27,174 +30,190 @@ EPILOG = """examples:
 """
 
 
-def sequential_regions(run_dir: Path, round_: int, cfg: dict) -> list | None:
-    """Algorithm 1's regions ((p_phi weights, log tau), one per round) at round ``round_``'s
-    checkpoint; None: not a sequential run, or round 0."""
-    from banel_ray.core import checkpoint as ckpt
-    from banel_ray.core.checkpoint import CheckpointStore
+class RunEvaluation:
+    """Fresh evaluations of one run folder's rounds. The folder's config is read, and its task
+    built and prepared, once for all of them; ``job.run`` passes the config, task and prior folder
+    it holds, so the end of a run reads and prepares nothing again."""
 
-    if round_ <= 0 or cfg.get("method") != "banel_sequential" and cfg.get("mode") != "sequential":
-        return None
-    store = CheckpointStore(Path(run_dir) / "checkpoints")
-    d = store.shard("negative", store.path(round_))
-    if d is None:
-        raise FileNotFoundError(f"round {round_} of {run_dir} has no negative shard (Algorithm 1's regions)")
-    taus = json.loads((d / "negative.json").read_text())["region_log_taus"]
-    return [(ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t)) for i, t in enumerate(taus)]
+    def __init__(
+        self, run_dir: Path, cfg: dict | None = None, task=None, prior_dir: str | None = None, threads: int = 1
+    ):
+        from banel_ray import tasks
 
+        self.folder = RunFolder(run_dir)
+        self.cfg = self.folder.config(require=("task",)) if cfg is None else cfg
+        self.task = tasks.build(self.cfg["task"], self.cfg["task_options"]) if task is None else task
+        self.threads = threads
+        self._prior_dir = prior_dir
 
-def sequential_filter(run_dir: Path, round_: int, cfg: dict, task, prior_dir):
-    """Algorithm 1's generator is p0 restricted to what no past region rejects: a function that keeps
-    the samples of a batch every region of round ``round_``'s checkpoint accepts (None: not a
-    sequential run, or round 0). Without it a fresh evaluation would score p0 itself."""
-    from banel_ray.actors.trainers import regions_accept
-    from banel_ray.models import load_model
+    @property
+    def prior_dir(self) -> str:
+        """The prior's folder (the task prepared once, when first needed)."""
+        if self._prior_dir is None:
+            self._prior_dir = self.task.prepare(progress=lambda s: None)
+        return self._prior_dir
 
-    regions = sequential_regions(run_dir, round_, cfg)
-    if regions is None:
-        return None
-    prior = load_model(prior_dir)
-    norm = bool(cfg.get("score.length_norm", True))
+    @functools.cached_property
+    def store(self):
+        """The run's checkpoints (``checkpoint.dir`` when the config sets it)."""
+        from banel_ray import config as C
 
-    def keep(samples: list) -> list:
-        mask = regions_accept(prior, regions, [(task.prompt, s) for s in samples], task.pad_id, norm)
-        return [s for s, k in zip(samples, mask) if k]
+        return self.folder.store(C.sections(dict(C.defaults(), **self.cfg)).checkpoint.dir)
 
-    return keep
+    @property
+    def computes_rates(self) -> bool:
+        """Whether the task computes its rates (``Task.success_rate``) rather than having them sampled."""
+        from banel_ray.tasks.base import Task
 
+        return type(self.task).success_rate is not Task.success_rate
 
-def generator_at(run_dir: Path, cfg: dict, round_: int) -> tuple[int, dict] | None:
-    """(version, weights) of round ``round_``'s generator; None for round 0 or a kept checkpoint
-    without generator weights (a method that never updates it: the prior)."""
-    from banel_ray import config as C
-    from banel_ray.core.checkpoint import CheckpointStore
+    def final_round(self) -> int:
+        st = self.store.runner_state()
+        if not st:
+            raise FileNotFoundError(f"{self.folder.path} has no complete checkpoint")
+        return int(st["round"])
 
-    if round_ <= 0:
-        return None
-    rc = C.sections(dict(C.defaults(), **cfg))
-    store = CheckpointStore(rc.checkpoint.dir or Path(run_dir) / "checkpoints")
-    ck = store.path(round_)
-    if not (ck / "manifest.json").exists():
-        raise FileNotFoundError(f"no checkpoint of round {round_} in {store.root} (kept: {store.rounds()})")
-    return store.generator(ck)
+    def regions(self, round_: int) -> list | None:
+        """Algorithm 1's regions ((p_phi weights, log tau), one per round) at round ``round_``'s
+        checkpoint; None: not a sequential run, or round 0."""
+        from banel_ray.core import checkpoint as ckpt
+
+        cfg = self.cfg
+        if round_ <= 0 or cfg.get("method") != "banel_sequential" and cfg.get("mode") != "sequential":
+            return None
+        d = self.store.shard("negative", self.store.path(round_))
+        if d is None:
+            raise FileNotFoundError(
+                f"round {round_} of {self.folder.path} has no negative shard (Algorithm 1's regions)"
+            )
+        taus = json.loads((d / "negative.json").read_text())["region_log_taus"]
+        return [(ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t)) for i, t in enumerate(taus)]
+
+    def accept_filter(self, round_: int):
+        """Algorithm 1's generator is p0 restricted to what no past region rejects: a function that
+        keeps the samples of a batch every region of round ``round_``'s checkpoint accepts (None:
+        not a sequential run, or round 0). Without it a fresh evaluation would score p0 itself."""
+        from banel_ray.actors.trainers import regions_accept
+        from banel_ray.models import load_model
+
+        regions = self.regions(round_)
+        if regions is None:
+            return None
+        prior = load_model(self.prior_dir)
+        norm = bool(self.cfg.get("score.length_norm", True))
+        task = self.task
+
+        def keep(samples: list) -> list:
+            mask = regions_accept(prior, regions, [(task.prompt, s) for s in samples], task.pad_id, norm)
+            return [s for s, k in zip(samples, mask) if k]
+
+        return keep
+
+    def generator(self, round_: int) -> tuple[int, dict] | None:
+        """(version, weights) of round ``round_``'s generator; None for round 0 or a kept checkpoint
+        without generator weights (a method that never updates it: the prior)."""
+        if round_ <= 0:
+            return None
+        ck = self.store.path(round_)
+        if not (ck / "manifest.json").exists():
+            raise FileNotFoundError(
+                f"no checkpoint of round {round_} in {self.store.root} (kept: {self.store.rounds()})"
+            )
+        return self.store.generator(ck)
+
+    def sampled(self, round_: int, samples: int, batch: int = 25_000, progress=None) -> dict:
+        """Fresh-sample estimate of round ``round_``'s generator (round 0: the prior); written to
+        ``evals/round_NNNN.json`` and returned."""
+        from banel_ray.actors.evaluator import Evaluator
+        from banel_ray.actors.sampler import Sampler
+        from banel_ray.algorithms import banel as alg
+        from banel_ray.algorithms import stats
+        from banel_ray.core import seeds
+        from banel_ray.records import SampleBatch
+
+        cfg, threads = self.cfg, self.threads
+        topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
+        sampler = Sampler("torch", self.prior_dir, seed=seeds.sampler_actor(cfg["seed"], 0), threads=threads, **topts)
+        found = self.generator(round_)
+        version = sampler.load_weights(*found) if found is not None else 0
+        evaluator = Evaluator(threads=threads, **topts)
+        keep = self.accept_filter(round_)
+        t0 = time.perf_counter()
+        k = n = drawn = 0
+        patterns: dict = {}
+        modes: dict = {}
+        diag: dict = {}
+        tag = seeds.FINAL + round_
+        i = 0
+        # Algorithm 1: rejection sampling from p0 until `samples` are accepted, at most ACCEPT_CAP x drawn
+        while n < samples and drawn < (alg.ACCEPT_CAP * samples if keep else samples):
+            want = min(batch, samples - n) if keep is None else batch
+            b = sampler.sample(want, seeds.per_sampler(seeds.draw(cfg["seed"], tag), i))
+            i, drawn = i + 1, drawn + want
+            if keep is not None:
+                b = SampleBatch(samples=keep(b.samples)[: samples - n], version=b.version)
+            res = evaluator.estimate(b)
+            k, n = k + res.k, n + res.n
+            for p, c in res.patterns.items():
+                patterns[p] = patterns.get(p, 0) + c
+            for mode, (n_m, k_m) in res.modes.items():
+                acc = modes.setdefault(mode, [0, 0])
+                acc[0] += n_m
+                acc[1] += k_m
+            for key, v in res.diagnostics.items():  # per-draw shares: weighted by the batch's draws
+                if isinstance(v, int | float):
+                    diag[key] = diag.get(key, 0.0) + float(v) * res.n
+            if progress:
+                progress(f"[evaluate] round {round_}: {n:,}/{samples:,} draws, {k:,} successes")
+        est = stats.sampled(k, n).to_dict()
+        est.update(
+            round=round_,
+            version=version,
+            fresh=True,
+            seed_tag=tag,
+            **({"drawn_from_prior": drawn, "accepted_share": n / max(drawn, 1)} if keep else {}),
+            seconds=time.perf_counter() - t0,
+            patterns=dict(sorted(patterns.items(), key=lambda x: -x[1])),
+            modes={
+                m: {"share": a[0] / max(n, 1), "n": a[0], "k": a[1], "p_success": a[1] / a[0] if a[0] else 0.0}
+                for m, a in sorted(modes.items())
+            },
+            **{f"eval_{key}": v / max(n, 1) for key, v in sorted(diag.items())},
+        )
+        self.folder.write_eval(round_, est)
+        return est
+
+    def computed(self, round_: int, samples: int | None) -> dict:
+        """The task's computed rate of round ``round_``'s generator (round 0: the prior), with
+        ``samples`` estimator draws; written to ``evals/round_NNNN.json`` and returned."""
+        from banel_ray.models import load_model, load_state, set_threads
+
+        set_threads(self.threads)
+        model, version = load_model(self.prior_dir), 0
+        found = self.generator(round_)
+        if found is not None:  # else the generator never changed: the prior
+            version, weights = found
+            load_state(model, weights)
+        t0 = time.perf_counter()
+        regions = self.regions(round_)
+        exact = None
+        if regions is not None:  # Algorithm 1: the posterior is p0 restricted by the regions, not p0
+            from banel_ray.actors.trainers import exact_posterior_rate
+
+            exact, _ = exact_posterior_rate(self.task, model, regions, bool(self.cfg.get("score.length_norm", True)))
+        est = dict(exact or self.task.success_rate(model, samples=samples), round=round_, version=version, fresh=True)
+        if regions is not None and exact is None:  # a computed rate that cannot see the regions
+            est["warning"] = "Algorithm 1 run: this is p0's computed rate, not the posterior's"
+        est["seconds"] = time.perf_counter() - t0
+        self.folder.write_eval(round_, est)
+        return est
 
 
 def evaluate_round(
     run_dir: Path, round_: int, samples: int, threads: int = 1, batch: int = 25_000, progress=None
 ) -> dict:
-    """Fresh-sample estimate of round ``round_``'s generator (round 0: the prior); written to
-    ``evals/round_NNNN.json`` and returned."""
-    from banel_ray import tasks
-    from banel_ray.actors.evaluator import Evaluator
-    from banel_ray.actors.sampler import Sampler
-    from banel_ray.algorithms import banel as alg
-    from banel_ray.algorithms.stats import Estimate
-    from banel_ray.core import seeds
-    from banel_ray.records import SampleBatch
-
-    run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    task = tasks.build(cfg["task"], cfg["task_options"])
-    prior = task.prepare(progress=lambda s: None)
-    topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
-    sampler = Sampler("torch", prior, seed=seeds.sampler_actor(cfg["seed"], 0), threads=threads, **topts)
-    found = generator_at(run_dir, cfg, round_)
-    version = sampler.load_weights(*found) if found is not None else 0
-    evaluator = Evaluator(threads=threads, **topts)
-    keep = sequential_filter(run_dir, round_, cfg, task, prior)
-    t0 = time.perf_counter()
-    k = n = drawn = 0
-    patterns: dict = {}
-    modes: dict = {}
-    diag: dict = {}
-    tag = seeds.FINAL + round_
-    i = 0
-    # Algorithm 1: rejection sampling from p0 until `samples` are accepted, at most ACCEPT_CAP x drawn
-    while n < samples and drawn < (alg.ACCEPT_CAP * samples if keep else samples):
-        want = min(batch, samples - n) if keep is None else batch
-        b = sampler.sample(want, seeds.per_sampler(seeds.draw(cfg["seed"], tag), i))
-        i, drawn = i + 1, drawn + want
-        if keep is not None:
-            b = SampleBatch(samples=keep(b.samples)[: samples - n], version=b.version)
-        res = evaluator.estimate(b)
-        k, n = k + res.k, n + res.n
-        for p, c in res.patterns.items():
-            patterns[p] = patterns.get(p, 0) + c
-        for mode, (n_m, k_m) in res.modes.items():
-            acc = modes.setdefault(mode, [0, 0])
-            acc[0] += n_m
-            acc[1] += k_m
-        for key, v in res.diagnostics.items():  # per-draw shares: weighted by the batch's draws
-            if isinstance(v, int | float):
-                diag[key] = diag.get(key, 0.0) + float(v) * res.n
-        if progress:
-            progress(f"[evaluate] round {round_}: {n:,}/{samples:,} draws, {k:,} successes")
-    est = Estimate(k, n).as_dict()
-    est.update(
-        round=round_,
-        version=version,
-        fresh=True,
-        seed_tag=tag,
-        **({"drawn_from_prior": drawn, "accepted_share": n / max(drawn, 1)} if keep else {}),
-        seconds=time.perf_counter() - t0,
-        patterns=dict(sorted(patterns.items(), key=lambda x: -x[1])),
-        modes={
-            m: {"share": a[0] / max(n, 1), "n": a[0], "k": a[1], "p_success": a[1] / a[0] if a[0] else 0.0}
-            for m, a in sorted(modes.items())
-        },
-        **{f"eval_{key}": v / max(n, 1) for key, v in sorted(diag.items())},
-    )
-    out = run_dir / "evals" / f"round_{round_:04d}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(est, indent=2))
-    return est
-
-
-def computes_rates(task) -> bool:
-    from banel_ray.tasks.base import Task
-
-    return type(task).success_rate is not Task.success_rate
-
-
-def evaluate_computed(run_dir: Path, round_: int, samples: int | None, threads: int = 1) -> dict:
-    """The task's computed rate of round ``round_``'s generator (round 0: the prior), with
-    ``samples`` estimator draws; written to ``evals/round_NNNN.json`` and returned."""
-    from banel_ray import tasks
-    from banel_ray.models import load_model, load_state, set_threads
-
-    run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    task = tasks.build(cfg["task"], cfg["task_options"])
-    set_threads(threads)
-    model, version = load_model(task.prepare(progress=lambda s: None)), 0
-    found = generator_at(run_dir, cfg, round_)
-    if found is not None:  # else the generator never changed: the prior
-        version, weights = found
-        load_state(model, weights)
-    t0 = time.perf_counter()
-    regions = sequential_regions(run_dir, round_, cfg)
-    exact = None
-    if regions is not None:  # Algorithm 1: the posterior is p0 restricted by the regions, not p0
-        from banel_ray.actors.trainers import exact_posterior_rate
-
-        exact, _ = exact_posterior_rate(task, model, regions, bool(cfg.get("score.length_norm", True)))
-    est = dict(exact or task.success_rate(model, samples=samples), round=round_, version=version, fresh=True)
-    if regions is not None and exact is None:  # a computed rate that cannot see the regions
-        est["warning"] = "Algorithm 1 run: this is p0's computed rate, not the posterior's"
-    est["seconds"] = time.perf_counter() - t0
-    out = run_dir / "evals" / f"round_{round_:04d}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(est, indent=2, default=float))
-    return est
-
-
-def final_round(run_dir: Path) -> int:
-    from banel_ray.core.checkpoint import CheckpointStore
-
-    st = CheckpointStore(Path(run_dir) / "checkpoints").runner_state()
-    if not st:
-        raise FileNotFoundError(f"{run_dir} has no complete checkpoint")
-    return int(st["round"])
+    """Fresh-sample estimate of round ``round_`` of the run in ``run_dir`` (``RunEvaluation.sampled``)."""
+    return RunEvaluation(run_dir, threads=threads).sampled(round_, samples, batch, progress)
 
 
 def main(argv=None) -> int:
@@ -217,41 +236,32 @@ def main(argv=None) -> int:
         help="use the code and the oracle endpoints the folder's config names (run folders are data)",
     )
     a = p.parse_args(argv)
-    rd = Path(a.run_dir)
-    if not (rd / "config.json").is_file():
-        return fail(f"{rd} is not a run folder (no config.json)")
-    from banel_ray import tasks, trust
-    from banel_ray.core.checkpoint import CheckpointStore
+    from banel_ray import trust
 
+    rd = RunFolder(a.run_dir)
     try:
-        cfg = json.loads((rd / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        return fail(f"{rd / 'config.json'} is damaged ({type(e).__name__})")
-    if not isinstance(cfg, dict) or "task" not in cfg:
-        return fail(f"{rd / 'config.json'} is damaged (not a run's config)")
-    why = None if a.trust_run_folder else trust.refusal(cfg, str(rd / "config.json"), sends_data=True)
+        cfg = rd.config(require=("task",))
+    except RunFolderError as e:
+        return fail(str(e))
+    why = None if a.trust_run_folder else trust.refusal(cfg, str(rd.config_path), sends_data=True)
     if why:
         return fail(why)
-    task = tasks.build(cfg["task"], cfg["task_options"])
-    computed = computes_rates(task)
-    n = a.samples or (None if computed else task.final_samples)
+    ev = RunEvaluation(rd.path, cfg=cfg, threads=a.threads)
+    computed = ev.computes_rates
+    n = a.samples or (None if computed else ev.task.final_samples)
     if not computed and n <= 0:
         return fail("--samples must be > 0 (the task sets no final sample size)")
     try:
-        if a.all:
-            rounds = [0, *CheckpointStore(rd / "checkpoints").rounds()]
-        else:
-            rounds = [final_round(rd) if a.round is None else a.round]
+        rounds = [0, *ev.store.rounds()] if a.all else [ev.final_round() if a.round is None else a.round]
         for r in rounds:
             if computed:
-                est = evaluate_computed(rd, r, n, a.threads)
-                what = f"{est['method']}, {est.get('n', 'no')} draws"
+                est = ev.computed(r, n)
             else:
-                est = evaluate_round(rd, r, n, a.threads, progress=lambda s: print(s, flush=True))
-                what = f"{est['k']}/{est['n']}"
+                est = ev.sampled(r, n, progress=lambda s: print(s, flush=True))
+            e = Estimate.from_dict(est)
+            what = f"{e.k}/{e.n}" if e.kind == SAMPLED else f"{e.method}, {'no' if e.n is None else e.n} draws"
             print(
-                f"round {r}: {est['rate']:.3e} [{est['lo']:.3e}, {est['hi']:.3e}] ({what}), "
-                f"written to {rd / 'evals' / f'round_{r:04d}.json'}",
+                f"round {r}: {e.rate:.3e} [{e.lo:.3e}, {e.hi:.3e}] ({what}), written to {rd.eval_path(r)}",
                 flush=True,
             )
     except FileNotFoundError as e:

@@ -11,11 +11,11 @@ Runs in this process (no Ray).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from banel_ray.cli import Parser, fail
+from banel_ray.core.run_folder import RunFolder, RunFolderError
 
 EPILOG = """examples:
   python -m banel_ray.export runs/addition_attack-20261201-120000 --out exported/final
@@ -47,15 +47,12 @@ def run_config(run_dir: Path, trust_run_folder: bool = False) -> dict:
     from banel_ray import config as C
     from banel_ray import trust
 
-    if not (run_dir / "config.json").is_file():
-        raise ExportError(f"{run_dir} is not a run folder (no config.json); allowed: a folder banel_ray.run wrote")
+    folder = RunFolder(run_dir)
     try:
-        cfg = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ExportError(f"{run_dir / 'config.json'} is damaged ({type(e).__name__})") from None
-    if not isinstance(cfg, dict) or "task" not in cfg:
-        raise ExportError(f"{run_dir / 'config.json'} is damaged (not a run's config)")
-    why = None if trust_run_folder else trust.refusal(cfg, str(run_dir / "config.json"), sends_data=False)
+        cfg = folder.config(require=("task",))
+    except RunFolderError as e:
+        raise ExportError(str(e)) from None
+    why = None if trust_run_folder else trust.refusal(cfg, str(folder.config_path), sends_data=False)
     if why:
         raise ExportError(why)
     return dict(C.defaults(), **cfg)
@@ -66,12 +63,11 @@ def export(run_dir: Path, out: Path, round_: int | None = None, trust_run_folder
     ``banel_ray.json`` records. Raises ExportError for bad input, before anything is written."""
     from banel_ray import config as C
     from banel_ray import preflight, tasks
-    from banel_ray.core.checkpoint import CheckpointStore
     from banel_ray.models import load_model, load_state, save_model
 
     run_dir, out = Path(run_dir), Path(out)
     cfg = run_config(run_dir, trust_run_folder)
-    store = CheckpointStore(C.sections(cfg).checkpoint.dir or run_dir / "checkpoints")
+    store = RunFolder(run_dir).store(C.sections(cfg).checkpoint.dir)
     kept = store.rounds()
     allowed = ", ".join(["0 (the prior)", *map(str, kept)])
     if round_ is None:

@@ -7,7 +7,6 @@ laptop). Under ``ray job submit -- python -m banel_ray.run ...`` it joins that c
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 from banel_ray import config as C
 from banel_ray.cli import Parser, fail
 from banel_ray.core import imports, remote
+from banel_ray.core.run_folder import RunFolder, RunFolderError
 from banel_ray.runtime.job import run  # noqa: F401 - the Python entry point, re-exported
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -126,12 +126,12 @@ def resolve_config(args) -> tuple[dict, Path, bool]:
         rd = _local(cfg["run_dir"], True, cfg["checkpoint.dir"])
         # config.json is the run's first write (job.run): a run killed before its first checkpoint
         # is resumed too, so its ledger, not a fresh config, decides what was already paid for
-        if not (rd / "config.json").exists():
+        if not RunFolder(rd).has_config():
             return cfg, rd, False
         return _uri(resumed_config(rd, args, named=cfg), cfg["run_dir"]), rd, True
     if args.resume:
         rd = _local(args.resume, True)
-        if remote.is_remote(args.resume) and not (rd / "config.json").is_file():
+        if remote.is_remote(args.resume) and not RunFolder(rd).has_config():
             raise C.ConfigError(f"--resume: {args.resume} is not a run folder (no config.json)")
         return _uri(resumed_config(rd, args), args.resume), rd, True
     cfg = C.load(args.config or str(CONFIG_DIR / "quick.yaml"), args.set)
@@ -163,14 +163,10 @@ def _uri(cfg: dict, run_dir: str) -> dict:
 
 def resumed_config(rd: Path, args, named: dict | None = None) -> dict:
     """The config a run folder was started with, with this command's --set keys applied."""
-    if not (rd / "config.json").is_file():
-        raise C.ConfigError(f"--resume: {rd} is not a run folder (no config.json)")
     try:
-        saved = json.loads((rd / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged ({type(e).__name__})") from None
-    if not isinstance(saved, dict):
-        raise C.ConfigError(f"--resume: {rd / 'config.json'} is damaged (not a mapping of keys)")
+        saved = RunFolder(rd).config()
+    except RunFolderError as e:
+        raise C.ConfigError(f"--resume: {e}") from None
     base = dict(C.defaults(), **saved)
     check_code(base, args, rd, named)  # before anything the folder names is imported (C.load imports the task)
     from banel_ray import trust

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from banel_ray import config as C
 from banel_ray.cli import Parser, fail
+from banel_ray.core.run_folder import RunFolder
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "banel_ray" / "configs" / "synthetic_map.yaml"
@@ -116,7 +117,7 @@ def run_dir(out: Path, cell: Cell, arm: str, seed: int) -> Path:
 def command(out: Path, cell: Cell, arm: str, seed: int, config: Path, sets: list[str]) -> list[str]:
     """A started run is resumed (its folder's config); a new one gets the cell, arm and seed."""
     d = run_dir(out, cell, arm, seed)
-    if (d / "config.json").exists():
+    if RunFolder(d).has_config():
         return [sys.executable, "-m", "banel_ray.run", "--resume", str(d)]
     items = [*sets, *cell.sets(), *ARMS[arm], f"seed={seed}", f"run_dir={d}"]
     return [sys.executable, "-m", "banel_ray.run", "--config", str(config)] + [x for i in items for x in ("--set", i)]
@@ -129,7 +130,7 @@ def pending(out: Path, cells: list[Cell], arm_names: list[str], seed_list: list[
         for s in seed_list
         for c in cells
         for a in arm_names
-        if not (run_dir(out, c, a, s) / "summary.json").exists()
+        if not RunFolder(run_dir(out, c, a, s)).finished()
     ]
 
 

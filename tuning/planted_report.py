@@ -10,7 +10,6 @@ baseline with the highest geometric mean. Rebuilt by ``python -m tuning.planted_
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -23,11 +22,12 @@ def records(out: Path) -> list[dict]:
     """One record per finished run under ``OUT/runs/<cell>/<arm>_s<seed>``, with its cell's knobs
     (from the run's own config) and its exact final/base."""
     from banel_ray.compare import collect
+    from banel_ray.core.run_folder import RunFolder
 
     recs = []
     for cell_dir in sorted((Path(out) / "runs").glob("*/")):
         for r in collect(cell_dir):
-            cfg = json.loads((Path(r["dir"]) / "config.json").read_text())
+            cfg = RunFolder(r["dir"]).config()
             fin, base = r["final_fresh"] or {}, r["base_fresh"] or {}
             opts = cfg["task_options"]
             recs.append(

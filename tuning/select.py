@@ -11,13 +11,13 @@ prints the table.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import yaml
 
 from banel_ray.cli import Parser, fail
+from banel_ray.core.run_folder import RunFolder
 from tuning import results
 
 SKIP = ("base", "runs_root", "trial_cpus", "seed")
@@ -29,11 +29,9 @@ def trials(exp: Path) -> list[dict]:
     out = []
     for res in results.trials(exp):
         params, tid = res.config, results.trial_id(res)
-        run = Path(params["runs_root"]) / tid if tid and params.get("runs_root") else None
-        if run is None or not (run / "summary.json").exists():
-            continue
-        s = json.loads((run / "summary.json").read_text())
-        if not s.get("final_fresh"):
+        run = RunFolder(Path(params["runs_root"]) / tid) if tid and params.get("runs_root") else None
+        s = run.summary() if run is not None else None
+        if not s or not s.get("final_fresh"):
             continue
         out.append(
             {
@@ -41,7 +39,7 @@ def trials(exp: Path) -> list[dict]:
                 "seed": params.get("seed"),
                 "final_fresh": s["final_fresh"],
                 "base_fresh": s.get("base_fresh"),
-                "run_dir": str(run),
+                "run_dir": str(run.path),
                 "nres": s["nres"],
                 "trial": Path(res.path).name,
             }

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from banel_ray.algorithms.stop_rules import DEFAULT_RULES, SIGNALS, fires, regret, stop_round
+from banel_ray.core.estimate import Estimate
+from banel_ray.core.run_folder import RunFolder
 from tuning import results
 
 SKIP = ("base", "runs_root", "trial_cpus")
@@ -65,35 +67,37 @@ def load_runs(root: Path, arm_keys: list[str], skip: tuple[str, ...] = ()) -> li
 
     from banel_ray import config as C
     from banel_ray.algorithms.stop_rules import signals
-    from banel_ray.compare import largest_fresh
-    from banel_ray.report import read_metrics
 
     runs = []
-    for d in sorted(p for p in Path(root).iterdir() if (p / "summary.json").exists()):
-        if any(fnmatch(d.name, pat) for pat in skip):
+    for run in sorted((RunFolder(p) for p in Path(root).iterdir()), key=lambda r: r.path):
+        if not run.finished() or any(fnmatch(run.path.name, pat) for pat in skip):
             continue
-        cfg = json.loads((d / "config.json").read_text())
-        summary = json.loads((d / "summary.json").read_text())
+        cfg, summary = run.config(), run.summary()
         # the prior's rate: its shipped or fresh measurement where the run has one (in the paper's
         # regime the in-run base sample of 2,000 draws usually holds no success, and x base = inf)
-        base = (summary.get("base_fresh") or summary.get("base") or {}).get("rate")
-        fresh = largest_fresh(d, summary.get("final_fresh"))
+        base = Estimate.read(summary.get("base_fresh") or summary.get("base"))
+        fresh = run.largest_eval(summary.get("final_fresh"))
         runs.append(
-            (d, cfg, (base, fresh), {"method": cfg.get("method", "banel"), **{k: cfg.get(k) for k in arm_keys}})
+            (
+                run,
+                cfg,
+                (base and base.rate, fresh),
+                {"method": cfg.get("method", "banel"), **{k: cfg.get(k) for k in arm_keys}},
+            )
         )
     varying = [k for k in (runs[0][3] if runs else {}) if len({str(r[3][k]) for r in runs}) > 1]
     defaults = C.defaults()
     trials = []
-    for d, cfg, (base, fresh), point in runs:
+    for run, cfg, (base, fresh), point in runs:
         # an arm is named by the keys that differ between runs, where it departs from the defaults
         own = ", ".join(f"{k}={point[k]}" for k in varying if str(point[k]) != str(defaults.get(k)))
         trials.append(
             {
-                "dir": d.name,
+                "dir": run.path.name,
                 "arm": own or f"{point['method']} defaults",
                 "short": own or "defaults",
                 "seed": cfg.get("seed"),
-                "history": [signals(m) for m in read_metrics(d)],
+                "history": [signals(m) for m in run.metrics()],
                 "base": base,
                 "fresh_final": fresh,  # the final generator on a fresh sample, where the run made one
             }
@@ -254,7 +258,7 @@ def arm_tests(res: dict) -> list[dict]:
             for key in ("drop", "final"):
                 x, y = [r[key] for r in ra], [r[key] for r in rb]
                 row[f"p_{key}"] = float(mannwhitneyu(x, y).pvalue) if (x != y) else math.nan
-            x, y = ([r["fresh"]["rate"] for r in rs if r.get("fresh")] for rs in (ra, rb))
+            x, y = ([e.rate for e in (Estimate.read(r.get("fresh")) for r in rs) if e] for rs in (ra, rb))
             full = len(x) == len(ra) and len(y) == len(rb) and x != y
             row["p_fresh"] = float(mannwhitneyu(x, y).pvalue) if full else math.nan
             out.append(row)
@@ -265,10 +269,11 @@ def _f(x, spec=".2e"):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def _fresh(est) -> str:
-    if not est:
+def _fresh(est: dict | None) -> str:
+    e = Estimate.read(est)
+    if e is None:
         return "n/a"
-    return f"{_f(est['rate'], '.4f')} [{_f(est['lo'], '.4f')}, {_f(est['hi'], '.4f')}] ({est['n']:,})"
+    return f"{_f(e.rate, '.4f')} [{_f(e.lo, '.4f')}, {_f(e.hi, '.4f')}] ({e.n:,})"
 
 
 def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: str) -> Path:
@@ -312,7 +317,7 @@ def write_report(trials: list[dict], res: dict, out: Path, exp: Path, command: s
             if all(r.get("base") for r in rows)
             else math.nan
         )
-        fresh = [r["fresh"]["rate"] for r in rows if r.get("fresh")]
+        fresh = [e.rate for e in (Estimate.read(r.get("fresh")) for r in rows) if e]
         ps = [r.get("p_decline", math.nan) for r in rows]
         L.append(
             f"| {arm} | {len(rows)} | {_f(m('peak'))} | {_f(m('final'))} | {_f(fb, '.2f')}x | "

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from banel_ray import config as C
 from banel_ray.core import remote
+from banel_ray.core.checkpoint import LATEST
+from banel_ray.core.run_folder import CONFIG, METRICS, RunFolder
 
 CKPT_META = "tune_meta.json"
 TUNE_ONLY = ("base", "runs_root", "trial_cpus")  # trial config entries that are not BaNEL keys
@@ -57,19 +59,19 @@ def trial_resources(config: dict):
 
 
 def _round_of(run_dir: Path) -> int:
-    from banel_ray.core.checkpoint import CheckpointStore
-
-    st = CheckpointStore(run_dir / "checkpoints").runner_state() if (run_dir / "config.json").exists() else None
+    run = RunFolder(run_dir)
+    st = run.store().runner_state() if run.has_config() else None
     return st["round"] if st else 0
 
 
 def pack(run_dir: Path, dest: Path, trial_id: str) -> None:
     """Copy what a resume needs (config, metrics, ledger, last round checkpoint) into ``dest``."""
-    latest = (run_dir / "checkpoints" / "LATEST").read_text().strip()
-    (dest / "checkpoints").mkdir(parents=True)
-    shutil.copytree(run_dir / "checkpoints" / latest, dest / "checkpoints" / latest)
-    (dest / "checkpoints" / "LATEST").write_text(latest)
-    for f in ("config.json", "metrics.jsonl"):
+    src_ck, dest_ck = RunFolder(run_dir).checkpoints(), RunFolder(dest).checkpoints()
+    latest = (src_ck / LATEST).read_text().strip()
+    dest_ck.mkdir(parents=True)
+    shutil.copytree(src_ck / latest, dest_ck / latest)
+    (dest_ck / LATEST).write_text(latest)
+    for f in (CONFIG, METRICS):
         shutil.copy2(run_dir / f, dest / f)
     src, dst = sqlite3.connect(str(run_dir / "ledger.sqlite")), sqlite3.connect(str(dest / "ledger.sqlite"))
     with dst:
@@ -107,7 +109,6 @@ def banel_trial(config: dict) -> None:
     """Tune function trainable: run BaNEL, ``tune.report`` each round with a checkpoint."""
     from ray import tune
 
-    from banel_ray import report
     from banel_ray.algorithms.stop_rules import signals
     from banel_ray.runtime.job import run
 
@@ -123,16 +124,14 @@ def banel_trial(config: dict) -> None:
     def flat(m: dict) -> dict:
         out = signals(m)
         if not base_rate:
-            from banel_ray.core.checkpoint import CheckpointStore
-
-            st = CheckpointStore(run_dir / "checkpoints").runner_state() or {}
+            st = RunFolder(run_dir).store().runner_state() or {}
             base_rate["v"] = (st.get("base") or {}).get("rate")
         if base_rate.get("v") is not None:
             out["base_success"] = base_rate["v"]
         return out
 
     if resume:  # rounds done in the folder but never reported (killed between the two): report now
-        for m in report.read_metrics(run_dir):
+        for m in RunFolder(run_dir).metrics():
             if seen < m["round"] <= _round_of(run_dir):
                 tune.report(flat(m))
 

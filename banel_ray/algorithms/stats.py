@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+
+from banel_ray.core.estimate import SAMPLED, Estimate
 
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -24,21 +25,7 @@ def improvement_factor(rate: float, base: float) -> float:
     return math.inf if rate > 0 else 1.0
 
 
-@dataclass
-class Estimate:
-    """A success-rate estimate from k of n evaluation samples, with its 95% interval."""
-
-    k: int
-    n: int
-
-    @property
-    def rate(self) -> float:
-        return self.k / self.n if self.n else 0.0
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return clopper_pearson(self.k, self.n)
-
-    def as_dict(self) -> dict:
-        lo, hi = self.interval
-        return {"k": self.k, "n": self.n, "rate": self.rate, "lo": lo, "hi": hi}
+def sampled(k: int, n: int) -> Estimate:
+    """A success-rate estimate from k of n evaluation samples, with its 95% Clopper-Pearson interval."""
+    lo, hi = clopper_pearson(k, n)
+    return Estimate(rate=k / n if n else 0.0, lo=lo, hi=hi, kind=SAMPLED, k=k, n=n)

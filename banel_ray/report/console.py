@@ -3,21 +3,24 @@ TensorBoard scalars (x axis: NREs)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
 
+from banel_ray.core.estimate import Estimate
+from banel_ray.core.run_folder import RunFolder
+
 
 def fmt_rate(est: dict | None) -> str:
-    if not est:
+    e = Estimate.read(est)
+    if e is None:
         return "n/a"
-    if "k" not in est:  # computed by the task (e.g. exact enumeration), not sampled
-        s = est.get("sampled")
-        return f"{est['rate']:.3e} [{est['lo']:.3e}, {est['hi']:.3e}] ({est.get('method', 'computed')})" + (
-            f"; sampled {s['k']}/{s['n']}" if s else ""
+    if e.computed or e.k is None:  # computed by the task (exact enumeration, importance sampling), not counted
+        s = e.sampled
+        return f"{e.rate:.3e} [{e.lo:.3e}, {e.hi:.3e}] ({e.method or 'computed'})" + (
+            f"; sampled {s.k}/{s.n}" if s else ""
         )
-    return f"{est['rate']:.2e} [{est['lo']:.2e}, {est['hi']:.2e}] ({est['k']}/{est['n']})"
+    return f"{e.rate:.2e} [{e.lo:.2e}, {e.hi:.2e}] ({e.k}/{e.n})"
 
 
 def fmt_factor(x, spec: str = ".3g") -> str:
@@ -72,12 +75,11 @@ class MetricsWriter:
     def __init__(self, run_dir: Path, cfg: dict | None = None):
         from banel_ray.report import tracking
 
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.folder = RunFolder(run_dir)
         self.backends = tracking.open_backends(Path(run_dir), cfg)
 
     def write(self, m: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(m, default=float) + "\n")
+        self.folder.append_metrics(m)
         for b in self.backends:
             b.write(m)
 
@@ -93,18 +95,8 @@ class MetricsWriter:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    """The rounds of ``metrics.jsonl``; a last line torn by a kill mid-write is left out (that
-    round is redone on resume)."""
-    p = Path(run_dir) / "metrics.jsonl"
-    lines = [line for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
-    out = []
-    for i, line in enumerate(lines):
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            if i < len(lines) - 1:
-                raise
-    return out
+    """The rounds of ``run_dir``'s ``metrics.jsonl`` (``RunFolder.metrics``)."""
+    return RunFolder(run_dir).metrics()
 
 
 def closing_table(summary: dict) -> str:

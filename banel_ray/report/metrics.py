@@ -17,8 +17,8 @@ FOUND = "found"  # the successes paid for: [{"sample", "pattern"}]
 EVAL = "eval"  # success-rate estimate (every eval.every rounds, and the last)
 STOP_FIRED = "stop_rule_fired"  # the round stop.rule fired at (True there only)
 
-# inside an estimate (EVAL, summary base/final/best)
-RATE, LO, HI, K_SUCC, N_DRAWS = "rate", "lo", "hi", "k", "n"
+# inside an estimate (EVAL, summary base/final/best): its rate, interval and kind are read with
+# core.estimate.Estimate; beside them
 EVAL_SUCCESSES = "successes"  # the first successes drawn, rendered
 FINAL_FRESH = "final_fresh"  # summary: the final generator on a fresh sample (banel_ray.evaluate)
 BASE_FRESH = "base_fresh"  # summary: the prior on a fresh sample, or its shipped reference measurement

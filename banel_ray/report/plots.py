@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from banel_ray.core.estimate import Estimate
 from banel_ray.core.packages import installed
 
 SKIPPED = "warning: matplotlib is not installed: no plots drawn (the results are complete); pip install matplotlib"
@@ -25,18 +26,21 @@ def plot(run_dir: Path, base: dict | None, history: list[dict]) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    pts = ([(0, base)] if base else []) + [(m["nres"], m["eval"]) for m in history if m.get("eval")]
+    pts = [
+        (x, Estimate.from_dict(e))
+        for x, e in ([(0, base)] if base else []) + [(m["nres"], m["eval"]) for m in history if m.get("eval")]
+    ]
     if pts:
-        ns = [p[1]["n"] for p in pts if p[1].get("n")]
-        pos = [p[1]["rate"] for p in pts if p[1]["rate"] > 0]
+        ns = [p[1].n for p in pts if p[1].n]
+        pos = [p[1].rate for p in pts if p[1].rate > 0]
         # where a zero estimate is drawn on the log axis
         floor = 0.5 / max(ns) if ns else 0.5 * min(pos, default=1e-300)
         x = [p[0] for p in pts]
-        y = [max(p[1]["rate"], floor) for p in pts]
-        lo = [max(p[1]["lo"], floor) for p in pts]
-        hi = [p[1]["hi"] for p in pts]
+        y = [max(p[1].rate, floor) for p in pts]
+        lo = [max(p[1].lo, floor) for p in pts]
+        hi = [p[1].hi for p in pts]
         a1.plot(x, y, "o-", label="success rate")
-        exact = all("k" not in p[1] for p in pts)
+        exact = all(p[1].computed for p in pts)
         a1.fill_between(x, lo, hi, alpha=0.25, label="exact (no interval)" if exact else "95% Clopper-Pearson")
         best = [max(y[: i + 1]) for i in range(len(y))]
         a1.plot(x, best, ":", color="C2", label="cumulative best")

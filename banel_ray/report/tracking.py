@@ -34,6 +34,8 @@ import os
 import time
 from pathlib import Path
 
+from banel_ray.core.run_folder import write_atomic
+
 # backend -> (module that must be importable, what to install)
 PACKAGES = {
     "tensorboard": ("tensorboard", "pip install tensorboard"),
@@ -76,9 +78,7 @@ def _read_run_file(p: Path) -> dict | None:
 
 def _write_run_file(p: Path, ids: dict) -> None:
     """Write the tracked run's ids whole or not at all (a resume reads them)."""
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(ids))
-    tmp.replace(p)
+    write_atomic(p, json.dumps(ids))
 
 
 class TensorBoard:

@@ -5,7 +5,6 @@ in process), build the Runner, run it, stop what it started, print the closing t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import threading
@@ -13,6 +12,8 @@ import time
 from pathlib import Path
 
 from banel_ray import config as C
+from banel_ray.core.estimate import Estimate
+from banel_ray.core.run_folder import RunFolder
 
 
 def log(msg: str) -> None:
@@ -147,11 +148,11 @@ def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> 
             raise C.ConfigError(msg)
         rt = RayRuntime()
     lock = contextlib.ExitStack()
+    folder = RunFolder(run_dir)
     try:  # the first write into the run folder: after every check
         run_dir.mkdir(parents=True, exist_ok=True)
         lock.enter_context(runlock.held(run_dir))  # one process per run folder, until this run ends
-        _write_atomic(run_dir / "config.json", json.dumps(cfg, indent=2, sort_keys=True))  # what --resume reads
-        _write_atomic(run_dir / "config.yaml", yaml.safe_dump(C.nest(cfg), sort_keys=True))
+        folder.write_config(cfg, yaml.safe_dump(C.nest(cfg), sort_keys=True))  # config.json: what --resume reads
     except (OSError, C.ConfigError) as e:
         lock.close()
         _stop_ray(started)
@@ -176,7 +177,7 @@ def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> 
                     runner.shutdown()
             finally:
                 _stop_ray(started)  # the run stops what it started, and only that
-            if fresh_finals(cfg, run_dir, task, summary):
+            if fresh_finals(cfg, folder, task, summary, prior_dir):
                 from banel_ray.report import tracking
 
                 tracking.log_summary(run_dir, cfg, summary)  # the fresh evaluation, into the same MLflow run
@@ -221,52 +222,41 @@ def _stop_ray(started: bool) -> None:
             _LOOPBACK.clear()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Whole or not at all: a run killed while writing keeps the previous file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def computed(est: dict | None) -> bool:
-    """An evaluation whose rate the task computed (``Task.success_rate``), the sampled estimate beside it."""
-    return bool(est) and "exact" in est and "method" in est
-
-
-def fresh_finals(cfg: dict, run_dir: Path, task, summary: dict) -> bool:
+def fresh_finals(cfg: dict, folder: RunFolder, task, summary: dict, prior_dir: str) -> bool:
     """The headline numbers: the final generator (and the round a stop rule picked) on a fresh
     sample, beside the prior's rate on one (its shipped reference measurement when the task has
     one for this prior, else fresh draws here). Added to ``summary`` and ``summary.json``;
-    returns whether it added any."""
+    returns whether it added any. The run's own config, task and prepared prior are used: nothing
+    is read from the folder's config.json or prepared again."""
     from banel_ray.algorithms import stats
-    from banel_ray.evaluate import evaluate_round
+    from banel_ray.evaluate import RunEvaluation
     from banel_ray.report import metrics as K
-    from banel_ray.report import read_metrics
 
-    if summary.get("rounds") and computed(summary.get("final")) and computed(summary.get("base")):
+    final, base = Estimate.read(summary.get("final")), Estimate.read(summary.get("base"))
+    if summary.get("rounds") and final and final.computed and base and base.computed:
         # the task computes its rates (exact, or importance sampled on draws tied to the model's
         # weights, which no training step saw): those are the headline, no sampled draws needed
         summary[K.FINAL_FRESH] = dict(summary["final"], fresh=True, round=summary["rounds"])
         summary[K.BASE_FRESH] = dict(summary["base"], fresh=True, round=0)
-        summary["improvement_final_fresh"] = stats.improvement_factor(summary["final"]["rate"], summary["base"]["rate"])
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        summary["improvement_final_fresh"] = stats.improvement_factor(final.rate, base.rate)
+        folder.write_summary(summary)
         return True
     n = task.final_samples if cfg["eval.final_samples"] < 0 else cfg["eval.final_samples"]
     if n <= 0 or not summary.get("rounds"):
         return False
     log(f"[banel_ray] fresh-sample evaluation of the final generator ({n:,} draws; not NREs)")
     t = time.perf_counter()
-    th = cfg["trainer.threads"]
-    fin = evaluate_round(run_dir, summary["rounds"], n, threads=th)
-    base = task.reference_rate() or evaluate_round(run_dir, 0, n, threads=th)
+    ev = RunEvaluation(folder.path, cfg=cfg, task=task, prior_dir=prior_dir, threads=cfg["trainer.threads"])
+    fin = ev.sampled(summary["rounds"], n)
+    base = task.reference_rate() or ev.sampled(0, n)
     summary[K.FINAL_FRESH], summary[K.BASE_FRESH] = fin, base
     summary["improvement_final_fresh"] = stats.improvement_factor(fin["rate"], base["rate"])
-    stop = next((m[K.ROUND] for m in read_metrics(run_dir) if m.get(K.STOP_FIRED)), None)
+    stop = next((m[K.ROUND] for m in folder.metrics() if m.get(K.STOP_FIRED)), None)
     if stop is not None:
         summary["stop_round"] = stop
-        summary[K.STOP_FRESH] = fin if stop == summary["rounds"] else evaluate_round(run_dir, stop, n, threads=th)
+        summary[K.STOP_FRESH] = fin if stop == summary["rounds"] else ev.sampled(stop, n)
         summary["improvement_stop_fresh"] = stats.improvement_factor(summary[K.STOP_FRESH]["rate"], base["rate"])
     summary["t_fresh_eval"] = time.perf_counter() - t
     summary["wall_s"] += summary["t_fresh_eval"]
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    folder.write_summary(summary)
     return True

@@ -10,7 +10,6 @@ between roles as references; the runner reads only counts and metrics.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from banel_ray.algorithms import stats
 from banel_ray.core import liveness, seeds
 from banel_ray.core.checkpoint import CheckpointStore
 from banel_ray.core.faults import crash_point
+from banel_ray.core.run_folder import RunFolder
 from banel_ray.methods.base import Context, SamplerPool
 from banel_ray.report import metrics as K
 
@@ -46,6 +46,7 @@ class Runner:
         log: Callable[[str], None] = print,
     ):
         self.cfg, self.rc, self.run_dir, self.rt = cfg, C.sections(cfg), Path(run_dir), rt
+        self.folder = RunFolder(run_dir)
         self.task, self.prior_dir, self.log = task, prior_dir, log
         self.reward, self.evaluator, self.samplers, self.method, self.store = reward, evaluator, samplers, method, store
         self.round = 0
@@ -62,7 +63,7 @@ class Runner:
         rc = C.sections(cfg)
         run_dir = Path(run_dir)
         task = tasks.build(cfg["task"], cfg["task_options"])
-        store = CheckpointStore(rc.checkpoint.dir or run_dir / "checkpoints")
+        store = RunFolder(run_dir).store(rc.checkpoint.dir)
         topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
         # The reward service runs on the driver's node: its ledger.sqlite then sits in the run folder
         # the driver writes, also on a cluster without shared storage, and a restarted service finds
@@ -141,7 +142,8 @@ class Runner:
         computed = self.rt.get(ref) if ref is not None else None
         if n <= 0 and not computed:
             return {}
-        est: dict = {}
+        est: dict = {}  # what the draws say: the sampled estimate, then successes, patterns, modes, diagnostics
+        sampled = None
         res = None
         if n > 0 and self.task.free_evaluation:
             res = self.rt.get(self.evaluator.estimate.remote(*self.method.eval_draws(n, seeds.EVAL + tag)))
@@ -156,7 +158,7 @@ class Runner:
         if res is not None and res.n == 0 and res.errors:
             self.log(f"[banel_ray] every one of {res.errors} evaluation draws failed: no estimate")
         if res is not None and res.n > 0:
-            est = stats.Estimate(res.k, res.n).as_dict()
+            sampled = stats.sampled(res.k, res.n)
             if res.errors or res.paid_oracle:
                 est.update(errors=res.errors, paid_oracle=res.paid_oracle)
             est[K.EVAL_SUCCESSES] = [self.task.render(s) for s in res.successes[:20]]
@@ -166,11 +168,12 @@ class Runner:
                 for mode, (n_m, k_m) in sorted(res.modes.items())
             }
             est.update({f"eval_{k}": v for k, v in res.diagnostics.items()})
-        if not est and not computed:
+        if sampled is None and not computed:
             return {}
-        if computed:
-            sampled = {k: est.pop(k) for k in ("k", "n", "rate", "lo", "hi") if k in est}
-            est.update(computed, **({"sampled": sampled} if sampled else {}))
+        if computed:  # the task's rate, the sampled estimate beside it
+            est.update(computed, **({"sampled": sampled.to_dict()} if sampled else {}))
+        else:
+            est = {**sampled.to_dict(), **est}
         est["t_eval"] = time.perf_counter() - t
         return est
 
@@ -303,10 +306,9 @@ class Runner:
         t_start = time.time()
         if resume:
             done = self.store.runner_state()["round"] if self.store.runner_state() else 0
-            kept = [m for m in report.read_metrics(self.run_dir) if m[K.ROUND] <= done]  # a cut-short round is redone
-            tmp = self.run_dir / ".metrics.jsonl.tmp"  # replaced whole: a kill here loses no line
-            tmp.write_text("".join(json.dumps(m, default=float) + "\n" for m in kept))
-            tmp.replace(self.run_dir / "metrics.jsonl")
+            self.folder.write_metrics(
+                [m for m in self.folder.metrics() if m[K.ROUND] <= done]
+            )  # a cut-short round is redone
             if self.restore():
                 self.log(f"[banel_ray] resumed after round {self.round} (generator version {self.version})")
             settled = self.rt.get(self.reward.resolve_pending.remote())  # settled by oracle.pending_rule
@@ -430,7 +432,7 @@ class Runner:
             "ledger_rows": len(self.rt.get(self.reward.ledger_rows.remote())),
             "sample_grid": str(grid) if grid else None,
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+        self.folder.write_summary(summary)
         if plots:
             report.plot(self.run_dir, base, hist)
         return summary

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from banel_ray import preflight
 from banel_ray.core import remote, runlock
+from banel_ray.core.run_folder import CONFIG, RunFolder
 
 
 def _paid(folder: Path) -> int:
@@ -39,7 +40,7 @@ def stage(uri: str, resume: bool, log=print) -> Path:
     pulled = local.with_name(local.name + ".pull")
     shutil.rmtree(pulled, ignore_errors=True)
     n = remote.download(uri, pulled)
-    if (local / "config.json").exists() and _paid(local) >= _paid(pulled):
+    if RunFolder(local).has_config() and _paid(local) >= _paid(pulled):
         shutil.rmtree(pulled, ignore_errors=True)
         log(f"[banel_ray] {uri}: resuming from the local copy {local} (the ledger of record)")
         return local
@@ -68,7 +69,7 @@ def problem(uri: str, resume: bool, checkpoint_dir: str = "") -> str | None:
     msg = remote.problem(uri)
     if msg:
         return f"run_dir {msg}"
-    if not resume and remote.exists(uri, "config.json"):
+    if not resume and remote.exists(uri, CONFIG):
         return f"run_dir {uri} already holds a run (config.json); allowed: --resume {uri} to continue it, or another run_dir"
     return None
 

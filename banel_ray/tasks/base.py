@@ -69,9 +69,11 @@ class Task:
 
     def success_rate(self, model, samples: int | None = None) -> dict | None:
         """Optional: the success rate of ``model`` (a generator held by a trainer) computed rather
-        than sampled, for rates sampling cannot see: {"rate", "lo", "hi", "method", ...}; an
-        estimator's draws are ``samples`` (None: the task's setting). None: the driver estimates
-        the rate from evaluation samples (Clopper-Pearson)."""
+        than sampled, for rates sampling cannot see: {"rate", "lo", "hi", "method", "exact", ...},
+        ``exact`` true for an exact computation, false for an estimator's (importance sampled, with
+        its draws "n", "ess" and "reliable"; ``core.estimate``); an estimator's draws are
+        ``samples`` (None: the task's setting). None: the driver estimates the rate from
+        evaluation samples (Clopper-Pearson)."""
         return None
 
     def code_logprobs(self, model):

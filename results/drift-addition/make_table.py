@@ -1,10 +1,9 @@
 """The drift-control table of docs/addition.md from the run folders in this directory:
 python results/drift-addition/make_table.py > results/drift-addition/table.md"""
 
-import json
 from pathlib import Path
 
-from banel_ray.compare import largest_fresh
+from banel_ray.core.run_folder import RunFolder
 
 R = Path(__file__).resolve().parent  # the run folders' summaries, metrics and evaluations, copied here
 rows, traj = [], []
@@ -36,9 +35,9 @@ for name in [
     "d8_seq_s1",
     "d8_seq_s2",
 ]:
-    d = R / name
-    s = json.loads((d / "summary.json").read_text())
-    f = largest_fresh(d, s["final_fresh"])  # a later, larger evaluation replaces the run's own
+    run = RunFolder(R / name)
+    s = run.summary()
+    f = run.largest_eval(s["final_fresh"])  # a later, larger evaluation replaces the run's own
     base = 0.012886
     arm = {
         "support": "support -6",
@@ -62,8 +61,7 @@ for name in [
         f"| {arm} | {seed} | {f['rate']:.4f} [{f['lo']:.4f}, {f['hi']:.4f}] | {draws} | {f['rate'] / base:.1f}x | {wf:.3f} | {lz:.3f} | {s['successes']:,} | {s['nres']:,} |"
     )
     t = []
-    for l in (d / "metrics.jsonl").read_text().splitlines():
-        m = json.loads(l)
+    for m in run.metrics():
         if "pre_oracle_acceptance" in m:  # Algorithm 1: its evaluations hold a handful of draws; show
             if m["round"] % 5 == 0:  # the share of p0 its regions still accept
                 t.append(f"accept {m['pre_oracle_acceptance']:.1e}")

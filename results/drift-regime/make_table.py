@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from banel_ray.compare import collect, read_metrics
+from banel_ray.compare import collect
+from banel_ray.report import read_metrics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

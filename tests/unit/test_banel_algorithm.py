@@ -92,8 +92,8 @@ def test_clopper_pearson_known_values():
 def test_improvement_and_estimate():
     assert stats.improvement_factor(0.11, 0.0004) == pytest.approx(275.0)
     assert stats.improvement_factor(0.1, 0.0) == math.inf
-    e = stats.Estimate(3, 1000).as_dict()
-    assert e["rate"] == 0.003 and e["lo"] < 0.003 < e["hi"]
+    e = stats.sampled(3, 1000).to_dict()
+    assert e["rate"] == 0.003 and e["lo"] < 0.003 < e["hi"] and list(e) == ["k", "n", "rate", "lo", "hi"]
 
 
 def test_kl_and_holdout():

@@ -174,24 +174,6 @@ def test_computed_rates_are_the_headline_where_a_task_computes_them(tmp_path):
     assert compare.collect(tmp_path)[0]["final_fresh"]["n"] == 20_000
 
 
-def test_a_larger_later_fresh_evaluation_replaces_the_runs_own(tmp_path):
-    """compare reads evals/round_NNNN.json when it drew more than the run's final evaluation."""
-    import json
-
-    own = _est(5, 20_000, round=30, fresh=True)
-    assert compare.largest_fresh(tmp_path, own) is own  # no later evaluation
-    (tmp_path / "evals").mkdir()
-    f = tmp_path / "evals" / "round_0030.json"
-    f.write_text(json.dumps(_est(50, 100_000, round=30, fresh=True)))
-    assert compare.largest_fresh(tmp_path, own)["n"] == 100_000
-    f.write_text(json.dumps(_est(1, 10_000, round=30, fresh=True)))  # smaller: the run's own stays
-    assert compare.largest_fresh(tmp_path, own) is own
-    assert compare.largest_fresh(tmp_path, _est(5, 20_000, round=29, fresh=True))["n"] == 20_000
-    assert compare.largest_fresh(tmp_path, None) is None
-    f.write_text(json.dumps(_est(0, 3, round=30, fresh=True, drawn_from_prior=128_000)))  # Algorithm 1's, fixed
-    assert compare.largest_fresh(tmp_path, own)["drawn_from_prior"] == 128_000
-
-
 # ---- how early successes come: successes-so-far AUC and NREs to the first success ---------------
 
 # The hand-checked table: three rounds of 250 NREs with 0, 2, 1 new distinct paid successes, budget
