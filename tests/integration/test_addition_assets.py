@@ -7,6 +7,7 @@ import json
 import pytest
 
 from banel_ray.tasks import addition as A
+from banel_ray.tasks.addition import assets as AS
 
 BOTH = [A.AdditionAttack, A.AdditionAttackD8]  # the regime task (default) and the 8-digit one before it
 
@@ -49,7 +50,7 @@ def test_models_train_deterministically_and_are_cached(tmp_path):
     assert first.parent == tmp_path and any("training the prior" in l for l in lines)
     lines.clear()
     assert task.prior_dir(progress=lines.append) == first and not lines  # cached: no training
-    again = A.train_prior(tmp_path / "again", task.max_digits, 30, progress=None)
+    again = AS.train_prior(tmp_path / "again", task.max_digits, 30, progress=None)
     import torch
 
     from banel_ray.models import load_model
@@ -71,7 +72,7 @@ def test_the_shipped_regime_measurement_agrees_with_a_quick_re_estimate(cls, mod
     ref = task.reference_rate()
     shipped = json.loads((task.prior_dir() / "regime.json").read_text())
     assert ref is not None and ref["n"] == shipped["samples"] >= 1_000_000 and ref["rate"] == shipped["base"]["rate"]
-    quick = A.measure_regime(task, n=4000, seed=7, batch=4000)
+    quick = AS.measure_regime(task, n=4000, seed=7, batch=4000)
     lo, hi = clopper_pearson(quick["base"]["k"], 4000, alpha=0.01)
     assert lo <= ref["rate"] <= hi, (quick["base"], ref)
     for mode in modes:

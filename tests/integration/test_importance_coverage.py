@@ -4,7 +4,7 @@ pure checks are in tests/unit/test_importance.py."""
 
 import pytest
 
-from banel_ray.tasks import mnist_coverage as COV
+from tuning import mnist_coverage as COV
 
 
 def test_coverage_small_scale_matches_nominal_from_1e_5_to_1e_15():

@@ -12,6 +12,7 @@ import torch
 from banel_ray.models import build_llama, load_model, sample, sequence_logprobs
 from banel_ray.models.exact_rate import all_logprobs, exact_estimate, log_rate
 from banel_ray.tasks import mnist as M
+from banel_ray.tasks.mnist import assets as MA
 
 torch.set_num_threads(1)
 
@@ -97,7 +98,7 @@ def test_prior_is_zeros_only_deterministic_and_cached(tmp_path, task):
     assert first.parent == tmp_path and lines
     lines.clear()
     assert small.prior_dir(progress=lines.append) == first and not lines
-    again = M.train_prior(tmp_path / "again", 1, progress=None)
+    again = MA.train_prior(tmp_path / "again", 1, progress=None)
     a = load_model(first).state_dict()
     assert all(torch.equal(a[k], v) for k, v in again.state_dict().items())
 

@@ -12,6 +12,7 @@ import torch
 from banel_ray.models import load_model, sample
 from banel_ray.tasks import mnist as M
 from banel_ray.tasks import mnist_pixels as P
+from banel_ray.tasks.mnist_pixels import assets as PA
 
 torch.set_num_threads(1)
 
@@ -72,8 +73,8 @@ def test_shipped_prior_is_zeros_only_and_deterministic(tmp_path, task):
     d = task.diagnostics(s)
     assert d["well_formed"] > 0.95 and d["class_0"] > 0.85 and d.get("success", 0) == 0
     zeros = M.load_data()["zeros"][:64]
-    a = P.train_prior(tmp_path / "a", 1, progress=None, data=zeros)
-    b = P.train_prior(tmp_path / "b", 1, progress=None, data=zeros)
+    a = PA.train_prior(tmp_path / "a", 1, progress=None, data=zeros)
+    b = PA.train_prior(tmp_path / "b", 1, progress=None, data=zeros)
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 

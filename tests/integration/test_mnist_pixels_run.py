@@ -15,7 +15,7 @@ def test_tiny_pixel_run_reports_estimated_rates_with_intervals(tmp_path):
     rc = main(
         [
             "--config",
-            str(C.Path(P.__file__).parent.parent / "configs" / "mnist_pixels_quick.yaml"),
+            str(C.Path(P.__file__).parents[2] / "configs" / "mnist_pixels_quick.yaml"),
             "--set",
             "rounds=2",
             "--set",

@@ -22,7 +22,7 @@ def test_tiny_run_reports_exact_rates_and_saves_the_sample_grid(tmp_path):
         rc = main(
             [
                 "--config",
-                str(C.Path(M.__file__).parent.parent / "configs" / "mnist_quick.yaml"),
+                str(C.Path(M.__file__).parents[2] / "configs" / "mnist_quick.yaml"),
                 "--set",
                 "rounds=2",
                 "--set",

@@ -4,6 +4,7 @@ tests/integration/test_addition_assets.py runs the shipped solver and priors).""
 import pytest
 
 from banel_ray.tasks import addition as A
+from banel_ray.tasks.addition import assets as AS
 
 BOTH = [A.AdditionAttack, A.AdditionAttackD8]  # the regime task (default) and the 8-digit one before it
 
@@ -53,7 +54,7 @@ def test_one_reward_criterion_for_the_task_and_its_measurements(monkeypatch):
         assert task.rewards(draws) == expect
         monkeypatch.setattr("banel_ray.models.sample", lambda *a, **k: draws)
         monkeypatch.setattr("banel_ray.models.load_model", lambda *a, **k: None)
-        reg = A.measure_regime(task, n=len(draws), batch=len(draws))
+        reg = AS.measure_regime(task, n=len(draws), batch=len(draws))
         assert reg["base"]["k"] == sum(expect) and reg["reward"] == reward
         assert reg["modes"]["leading_zero"]["draws"] == 2 and reg["modes"]["leading_zero"]["successes"] == sum(expect)
         assert reg["modes"]["malformed"]["draws"] == 1 and reg["modes"]["malformed"]["successes"] == 0
@@ -64,10 +65,10 @@ def test_one_reward_criterion_for_the_task_and_its_measurements(monkeypatch):
     monkeypatch.setattr(
         A.AdditionAttack, "solver_answers", lambda self, qs: ["0" + str(int(a) + int(b)) for a, b in qs]
     )
-    assert A.solver_error(A.AdditionAttack(reward="exact"), n=50, batch=50)["errors"] == 50
-    assert A.solver_error(A.AdditionAttack(reward="numeric"), n=50, batch=50)["errors"] == 0
+    assert AS.solver_error(A.AdditionAttack(reward="exact"), n=50, batch=50)["errors"] == 50
+    assert AS.solver_error(A.AdditionAttack(reward="numeric"), n=50, batch=50)["errors"] == 0
     assert A.AdditionAttack.check_options({"reward": "strict"}).startswith("'task_options.reward' must be one of")
-    assert np.isclose(A.solver_error(A.AdditionAttack(reward="numeric"), n=50, batch=50)["hi"], 0.0711, atol=1e-3)
+    assert np.isclose(AS.solver_error(A.AdditionAttack(reward="numeric"), n=50, batch=50)["hi"], 0.0711, atol=1e-3)
 
 
 def test_modes_cover_every_sample():

@@ -17,7 +17,7 @@ from banel_ray.measure.tilted import (
 )
 from banel_ray.models import build_llama, sequence_logprobs
 from banel_ray.models.exact_rate import all_logprobs, log_rate
-from banel_ray.tasks import mnist_coverage as COV
+from tuning import mnist_coverage as COV
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""MNIST 0-to-6 in the paper's regime (tasks/mnist_rare.py): the shipped record, tempering and
+"""MNIST 0-to-6 in the paper's regime (tasks/mnist_rare/): the shipped record, tempering and
 spread on small tables, the configs (tests/integration/test_mnist_rare_models.py runs the shipped
 prior against its record and a tempered fit)."""
 
@@ -14,6 +14,8 @@ from banel_ray.models import build_llama, copy_model
 from banel_ray.models.exact_rate import all_logprobs, spread
 from banel_ray.tasks import mnist as M
 from banel_ray.tasks import mnist_rare as R
+from banel_ray.tasks.mnist_rare import assets as RA
+from banel_ray.tasks.mnist_rare import cli as RC
 
 torch.set_num_threads(1)
 
@@ -30,15 +32,15 @@ def test_the_record_states_the_regime(record):
     assert record["entropy_nats"] > 7.0 and record["codes_for_50pct"] > 500 and record["codes_for_99pct"] > 3000
     assert record["codes_for_50pct"] < record["codes_for_99pct"] < record["codes"]
     info = json.loads((R.PRIOR / "banel_ray.json").read_text())
-    assert info["recipe"] == "tempered_fit" and info["fit"] == R.FIT
-    assert info["temperature"] == info["power"] == R.TEMPERATURE
+    assert info["recipe"] == "tempered_fit" and info["fit"] == RA.FIT
+    assert info["temperature"] == info["power"] == RA.TEMPERATURE
     assert info["weights_digest"] == record["weights_digest"]
 
 
 @pytest.mark.slow
 def test_the_record_matches_a_full_recomputation(record):
     """One exact pass over the 64**4 codes (about a minute on one core)."""
-    assert R.differences(R.regime(), record) == []
+    assert RA.differences(RA.regime(), record) == []
 
 
 def test_temper_divides_every_next_token_logit():
@@ -47,7 +49,7 @@ def test_temper_divides_every_next_token_logit():
     ids = torch.tensor([[1, 3, 4, 5]])
     with torch.no_grad():
         before = model(input_ids=ids).logits
-        after = R.temper(model, 0.25)(input_ids=ids).logits
+        after = RA.temper(model, 0.25)(input_ids=ids).logits
     assert torch.allclose(after, before / 0.25, atol=1e-5)
     # the exact table of the tempered model: every string's log-probability at temperature 0.25
     toks = (3, 4, 5, 6)
@@ -61,7 +63,7 @@ def test_temper_divides_every_next_token_logit():
 
 def test_tempered_targets_are_the_zeros_next_code_distributions_to_a_power():
     codes = np.array([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 3, 5], [1, 2, 3, 5], [7, 2, 3, 4]])
-    t = R.tempered_targets(codes, 0.5)
+    t = RA.tempered_targets(codes, 0.5)
     assert t.shape == (5, M.K, M.V) and np.allclose(t.sum(-1), 1.0)
     # first code: 1 four times, 7 once; to the power 0.5: 2 : 1
     assert t[0, 0, 1] == pytest.approx(2 / 3) and t[0, 0, 7] == pytest.approx(1 / 3)
@@ -69,7 +71,7 @@ def test_tempered_targets_are_the_zeros_next_code_distributions_to_a_power():
     assert t[0, 1, 2] == 1.0 and t[4, 1, 2] == 1.0  # one continuation seen: certain, whatever the power
     # after 1, 2, 3: 4 once and 5 three times -> 1 : sqrt(3); after 7, 2, 3: 4 only
     assert t[0, 3, 5] / t[0, 3, 4] == pytest.approx(math.sqrt(3)) and t[4, 3, 4] == 1.0
-    assert np.allclose(R.tempered_targets(codes, 1.0)[0, 3, [4, 5]], [0.25, 0.75])  # power 1: the counts
+    assert np.allclose(RA.tempered_targets(codes, 1.0)[0, 3, [4, 5]], [0.25, 0.75])  # power 1: the counts
 
 
 def test_spread_counts_entropy_and_the_codes_that_hold_the_mass():
@@ -83,15 +85,15 @@ def test_spread_counts_entropy_and_the_codes_that_hold_the_mass():
 
 
 def test_differences_name_what_changed(record):
-    assert R.differences(record, record) == []
+    assert RA.differences(record, record) == []
     moved = dict(record, log10_rate=record["log10_rate"] + 0.01, weights_digest="0" * 16)
-    diff = R.differences(moved, record)
+    diff = RA.differences(moved, record)
     assert len(diff) == 2 and diff[0].startswith("weights_digest") and diff[1].startswith("log10_rate")
 
 
 @pytest.mark.parametrize("flag", ["--temperature", "--power"])
 def test_bad_temperature_or_power_stops_with_one_line(capsys, flag):
-    assert R.main(["prior", "--out", "/nonexistent/x", flag, "0"]) == 2
+    assert RC.main(["prior", "--out", "/nonexistent/x", flag, "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and flag in err
 

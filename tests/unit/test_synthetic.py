@@ -12,6 +12,7 @@ from banel_ray import config as C
 from banel_ray import tasks
 from banel_ray.models import build_llama
 from banel_ray.tasks import synthetic as S
+from banel_ray.tasks.synthetic import assets as SA
 
 torch.set_num_threads(1)
 
@@ -27,7 +28,7 @@ def test_plant_on_a_known_table():
 def test_first_rate_edit_is_exact_on_a_random_model():
     model = build_llama(8, hidden=64, layers=1, heads=2, intermediate=64, max_positions=8, seed=3)
     for q in (1e-2, 1e-5):
-        got = S.set_first_rate(model, 7, q)
+        got = SA.set_first_rate(model, 7, q)
         assert got == pytest.approx(q, rel=1e-4)
 
 

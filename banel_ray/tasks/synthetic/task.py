@@ -1,23 +1,5 @@
-"""Planted-feature tasks (issue 26): a family where every rate is known, to map when BaNEL wins.
-
-A string is ``length`` symbols over ``alphabet`` symbols; the last symbol is the marker ``z``.
-The space holds alphabet**length strings (at most 2**20), so every rate is exact by enumeration
-(``models/exact_rate.py``), as for ``mnist_0to6``.
-
-* Law: a Markov chain over the ordinary symbols (Dirichlet draws from ``seed``); with probability
-  ``Q_TRAIN`` a string starts with the marker instead and goes on by the same chain.
-* Prior: a tiny Llama fitted to strings of the law (seconds on one core), then one edit sets its
-  first-position probability of the marker to ``q`` exactly (``set_first_rate``): ``q`` itself is
-  too rare to learn from a few thousand strings, and an edit is deterministic where training to a
-  rate is not. Trained once per law, edited per ``q``, cached under ``cache_dir/synthetic``.
-* Feature: the first symbol is ``z`` (a pattern the prior writes at rate ``q``).
-* Reward (``plant``): the strings are ranked by a fixed hash of their index; a feature string
-  succeeds if it falls in the first ``s`` of the feature's prior mass in hash order, a plain
-  string if it falls in the first ``e`` of absolute prior mass (the featureless floor). So the
-  prior's base rate is ``q*s + e`` (up to one string's mass), the feature alone does not give
-  success away (for ``s`` < 1), and what the successes share is known. The achieved ``q``, ``s``,
-  ``e`` and base rate of each prior are in ``planted.json`` beside its success table.
-"""
+"""The ``synthetic`` plug-in: ``Synthetic`` (knobs q, s, e), its prior (trained once per law and
+edited per q by ``assets.py``, cached), the planted success table, its exact rates and reports."""
 
 from __future__ import annotations
 
@@ -32,14 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from banel_ray.tasks.base import Task
+from banel_ray.tasks.synthetic.assets import set_first_rate, train_prior
+from banel_ray.tasks.synthetic.common import BOS, EOS, OFFSET, PAD, RECIPE, plant
 
-PAD, BOS, EOS = 0, 1, 2
-OFFSET = 3  # symbol i is token i + OFFSET; the marker is the last symbol
-Q_TRAIN = 0.1  # the marker's rate in the training law: often enough to learn what follows it
-TRAIN_STRINGS = 16_384
 MAX_SPACE = 2**20
-RECIPE = 1  # part of the cache key: bump when the law, training or planting changes
-PRIOR_ARCH = dict(hidden=64, layers=2, heads=2, intermediate=128, max_positions=16)
 LETTERS = "abcdefghijklmnopqrstuvwxy"
 
 # option -> (type, lo, hi): checked by check_options, one line per problem
@@ -53,125 +31,6 @@ RANGES = {
     "prior_epochs": (int, 1, 100),
     "threads": (int, 1, 64),
 }
-
-
-# ---- the law and the hash ---------------------------------------------------------------------
-
-
-def law(alphabet: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(initial distribution, transition matrix) over the alphabet-1 ordinary symbols."""
-    rng = np.random.default_rng([seed, 26])
-    k = alphabet - 1
-    return rng.dirichlet(np.ones(k)), rng.dirichlet(np.full(k, 0.5), size=k)
-
-
-def draw_law(rng: np.random.Generator, n: int, alphabet: int, length: int, seed: int, q_marker: float) -> np.ndarray:
-    """(n, length) symbol indices from the law: the marker first with probability q_marker, the
-    chain after it (or from the first position when there is no marker)."""
-    init, trans = law(alphabet, seed)
-    k = len(init)
-    chain = np.empty((n, length), dtype=np.int64)
-    chain[:, 0] = rng.choice(k, size=n, p=init)
-    for j in range(1, length):
-        u = rng.random(n)[:, None]
-        chain[:, j] = (u > np.cumsum(trans[chain[:, j - 1]], axis=1)).sum(1).clip(max=k - 1)
-    marked = rng.random(n) < q_marker
-    chain[marked, 1:] = chain[marked, :-1]
-    chain[marked, 0] = alphabet - 1
-    return chain
-
-
-def string_hash(index: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 of each string's index: a fixed, seed-dependent order that no model can read."""
-    with np.errstate(over="ignore"):
-        z = np.asarray(index, dtype=np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15 + 1) % 2**64)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def fill(mass: np.ndarray, order: np.ndarray, target: float) -> np.ndarray:
-    """The strings taken in ``order`` whose mass still fits under ``target`` (greedy): the total is
-    as close to the target as the strings allow, never above it (but for rounding: 1e-9)."""
-    target = target * (1 + 1e-9)
-    cum = np.cumsum(mass[order])
-    k = int(np.searchsorted(cum, target, side="right"))
-    taken, total = list(order[:k]), float(cum[k - 1]) if k else 0.0
-    for i in order[k:]:
-        if total + mass[i] <= target:
-            taken.append(i)
-            total += mass[i]
-    return np.asarray(taken, dtype=np.int64)
-
-
-def plant(logp: np.ndarray, s: float, e: float, seed: int) -> tuple[np.ndarray, dict]:
-    """The success table (shape of ``logp``) for a prior with these exact log-probabilities, and
-    the achieved rates. Feature strings: the first axis at the marker (the last index)."""
-    a = logp.shape[0]
-    mass = np.exp(logp.ravel())
-    n = mass.size
-    feature = np.arange(n) >= (a - 1) * (n // a)
-    order = np.argsort(string_hash(np.arange(n), seed), kind="stable")
-    q = float(mass[feature].sum())
-    success = np.zeros(n, dtype=bool)
-    success[feature] = s >= 1.0
-    if s < 1.0:
-        success[fill(mass, order[feature[order]], s * q)] = True
-    if e > 0:
-        success[fill(mass, order[~feature[order]], e)] = True
-    hit_f, hit_p = float(mass[success & feature].sum()), float(mass[success & ~feature].sum())
-    info = {
-        "q": q,
-        "s": hit_f / q if q > 0 else 0.0,
-        "e": hit_p,
-        "base": hit_f + hit_p,
-        "feature_strings": int(feature.sum()),
-        "feature_successes": int((success & feature).sum()),
-        "floor_successes": int((success & ~feature).sum()),
-        "valid_mass": float(mass.sum()),
-    }
-    return success.reshape(logp.shape), info
-
-
-# ---- the prior ----------------------------------------------------------------------------------
-
-
-def train_prior(out: Path, alphabet: int, length: int, seed: int, epochs: int, threads: int = 1, progress=print):
-    """The tiny Llama fitted to TRAIN_STRINGS strings of the law (the marker at rate Q_TRAIN)."""
-    import torch
-
-    from banel_ray.models import build_llama, save_model, set_threads, train_mle
-
-    set_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    t0 = time.time()
-    data = draw_law(np.random.default_rng([seed, 1]), TRAIN_STRINGS, alphabet, length, seed, Q_TRAIN)
-    pairs = [((BOS,), tuple(int(t) + OFFSET for t in row)) for row in data]
-    model = build_llama(OFFSET + alphabet, seed=seed, **PRIOR_ARCH)
-    losses = train_mle(model, pairs, epochs, 3e-3, 256, seed)
-    info = {"label": "synthetic_base", "alphabet": alphabet, "length": length, "seed": seed, "epochs": epochs}
-    info.update(train_nll=losses[-1], q_train=Q_TRAIN, recipe=RECIPE, seconds=round(time.time() - t0, 1))
-    progress(f"[synthetic] prior trained: NLL {losses[-1]:.4f} per token ({info['seconds']}s)")
-    model.eval()
-    return save_model(model, out, info)
-
-
-def set_first_rate(model, marker: int, q: float) -> float:
-    """Move the marker's first-position logit so that P(first token = marker) = q, by adding to
-    its output row a multiple of the first position's (normed) hidden state: the first position's
-    logits change in that one entry only. Returns the probability after the edit."""
-    import torch
-
-    with torch.no_grad():
-        ids = torch.tensor([[BOS]])
-        out = model(input_ids=ids, output_hidden_states=True)
-        h = out.hidden_states[-1][0, 0].double()  # after the final norm: logits = lm_head(h)
-        logits = out.logits[0, 0].double()
-        others = torch.cat([logits[:marker], logits[marker + 1 :]])
-        shift = math.log(q / (1 - q)) + float(torch.logsumexp(others, 0)) - float(logits[marker])
-        w = model.lm_head.weight
-        w[marker] += (shift * h / h.dot(h)).to(w.dtype)
-        return float(torch.softmax(model(input_ids=ids).logits[0, 0].double(), 0)[marker])
 
 
 @contextlib.contextmanager

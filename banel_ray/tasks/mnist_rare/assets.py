@@ -1,44 +1,29 @@
-"""MNIST 0-to-6 in the paper's regime (issue 22): the image space and the oracle of ``mnist_0to6``,
-a zeros-only prior whose exact six rate is at most 1e-20.
-
-The paper's rates (8e-26 -> 1.08e-21) are exact sums over an enumerable space. ``mnist_0to6``'s
-space (64**4 codes, four k-means quadrant patches) is enumerable, and its oracle is the paper's
-rule alone (a classifier calls the decoded image a 6 with probability >= 0.99; nothing of any
-prior inside it), but its prior's rate is 1.5e-5. This task keeps the space and the oracle and
-changes only the prior, a "tempered fit" (``FIT``, ``TEMPERATURE``):
-
-* a Llama twice as wide as ``mnist_0to6``'s (hidden 128) is fitted, at every prefix of a training
-  zero's code, to the zeros' empirical next-code distribution raised to the power T and
-  renormalised (soft targets; cross-entropy, so the fit is exact where the model can memorise);
-* its logits are then divided by T at every token (the LM head scaled by 1/T), which is still an
-  autoregressive model with exact likelihoods, sampled at temperature 1 like any prior.
-
-Dividing by T undoes the power T on the codes the zeros use, so the prior spreads over them as the
-zeros do (entropy 7.7 nats, that of the empirical distribution), while every next-code log-odds the
-fit left against unseen codes is multiplied by 1/T: the mass off the zeros' codes, and with it the
-six rate, falls as the 1/T-th power. Plain tempering (the first prior, ``build_sharpened``: the
-``mnist_0to6`` prior fitted further, then 1/0.19) sharpens the zeros' own spread by the same power:
-3.5 nats at 1e-20.
-
-Each measured option (rate, entropy, codes holding 99% of the mass) is in docs/mnist.md.
-``assets/mnist/rare_regime.json`` records the shipped prior's exact rate and spread;
-``python -m banel_ray.tasks.mnist_rare rate --check`` recomputes it (about a minute), ``prior
---out DIR`` rebuilds the prior (deterministic), ``samples --out PNG`` draws its samples.
-"""
+"""Building and measuring the ``mnist_0to6_rare`` prior: the tempered fit (``FIT``, ``TEMPERATURE``)
+and the first, sharpened prior (``SHARPEN``), deterministic; the record of its exact rate and spread
+(``regime``) and how a recomputed record differs from the shipped one (``differences``)."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from banel_ray.tasks.mnist import ASSETS, BOS, EOS, OFFSET, VOCAB_SIZE, Classifier, K, MnistZeroToSix, V, zero_pairs
+from banel_ray.tasks.mnist.assets import zero_pairs
+from banel_ray.tasks.mnist.common import (
+    ASSETS,
+    BOS,
+    OFFSET,
+    VOCAB_SIZE,
+    Classifier,
+    K,
+    V,
+    epoch_progress,
+    torch_deterministic,
+)
+from banel_ray.tasks.mnist_rare.task import PRIOR, MnistRare
 
 # the recipe of the shipped prior: a fit to the zeros' next-code distributions to the power T
 # (architecture, cosine learning rate lr -> final_lr, batch, seed), then 1/T
@@ -55,22 +40,7 @@ TEMPERATURE = 0.2
 # further epochs on the zeros (lr, batch, seed), then 1/0.19
 SHARPEN = dict(epochs=300, lr=2e-3, batch_size=256, seed=5)
 SHARPEN_TEMPERATURE = 0.19
-PRIOR = ASSETS / "rare_prior"
-REGIME = ASSETS / "rare_regime.json"
-MAX_RATE = 1e-20  # the regime: the prior's exact six rate is at most this
 TOP = 16  # the record keeps the likeliest codes and their log-probabilities (a fast check of the weights)
-
-
-class MnistRare(MnistZeroToSix):
-    """``mnist_0to6`` with the rare-regime prior (``prior``: another HF folder instead)."""
-
-    name = "mnist_0to6_rare"
-
-    def __init__(self, prior: str = "", cache_dir: str = "", threads: int = 1):
-        super().__init__(prior=prior, cache_dir=cache_dir, threads=threads)
-
-    def prior_dir(self, progress=print) -> Path:
-        return Path(self.prior_path) if self.prior_path else PRIOR
 
 
 # ---- the prior ---------------------------------------------------------------------------------
@@ -174,13 +144,10 @@ def build_prior(
 ):
     """The shipped prior: ``FIT`` to the zeros' next-code distributions to the ``power`` (default:
     ``temperature``), then logits divided by ``temperature`` (1: the fitted model as it is)."""
-    import torch
-
-    from banel_ray.models import build_llama, set_threads
+    from banel_ray.models import build_llama
 
     power = temperature if power is None else power
-    set_threads(1)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch_deterministic(1)
     classifier = Classifier()
     codes = zero_codes(classifier)
     _, test0 = zero_pairs(classifier)
@@ -238,12 +205,9 @@ def build_sharpened(
 ):
     """The first prior of issue 22: the ``mnist_0to6`` prior (``start``), ``epochs`` more on the
     zeros, then 1/T (its options are rows of docs/mnist.md's table)."""
-    import torch
+    from banel_ray.models import load_model, train_mle
 
-    from banel_ray.models import load_model, set_threads, train_mle
-
-    set_threads(1)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch_deterministic(1)
     classifier = Classifier()
     pairs, test0 = zero_pairs(classifier)
     model = load_model(start)
@@ -255,9 +219,7 @@ def build_sharpened(
         SHARPEN["lr"],
         SHARPEN["batch_size"],
         SHARPEN["seed"],
-        progress=(lambda e, n, l: progress(f"[mnist_rare prior] epoch {e}/{n} NLL {l:.4f} ({time.time() - t0:.0f}s)"))
-        if progress
-        else None,
+        progress=epoch_progress(progress, "mnist_rare prior", t0),
     )
     temper(model, temperature)
     info = {
@@ -326,75 +288,3 @@ def differences(record: dict, shipped: dict, tol: float = 1e-6) -> list[str]:
     if not np.allclose(record["top_logp"], shipped["top_logp"], atol=1e-5):
         out.append("top_logp differ")
     return out
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m banel_ray.tasks.mnist_rare",
-        description="The rare-regime MNIST prior: its exact six rate, its rebuild, its samples.",
-    )
-    sub = p.add_subparsers(dest="which", required=True)
-    r = sub.add_parser("rate", help="recompute the prior's exact rate and spread (about a minute)")
-    r.add_argument("--prior", default=str(PRIOR))
-    r.add_argument("--out", default="", help="write the record here (the shipped one: banel_ray/assets/...)")
-    r.add_argument("--check", action="store_true", help="exit 1 unless it agrees with the shipped record")
-    r.add_argument("--temperature", type=float, default=1.0, help="temper the folder's prior first (options)")
-    b = sub.add_parser("prior", help="rebuild the prior (deterministic, one thread)")
-    b.add_argument("--out", required=True)
-    b.add_argument(
-        "--recipe",
-        choices=["tempered_fit", "sharpen"],
-        default="tempered_fit",
-        help="tempered_fit: the shipped prior; sharpen: the first prior (mnist_0to6 prior + epochs, 1/0.19)",
-    )
-    b.add_argument("--epochs", type=int, help=f"default {FIT['epochs']} (tempered_fit), {SHARPEN['epochs']} (sharpen)")
-    b.add_argument(
-        "--temperature", type=float, help=f"default {TEMPERATURE} (tempered_fit), {SHARPEN_TEMPERATURE} (sharpen)"
-    )
-    b.add_argument("--power", type=float, help="tempered_fit: the targets' power (default: the temperature)")
-    s = sub.add_parser("samples", help="a PNG of the prior's samples, class in the corner")
-    s.add_argument("--out", required=True)
-    s.add_argument("--prior", default=str(PRIOR))
-    s.add_argument("-n", type=int, default=64)
-    a = p.parse_args(argv)
-    say = lambda m: print(m, flush=True)  # noqa: E731
-    if a.which == "prior":
-        sharpen = a.recipe == "sharpen"
-        if a.epochs is None:
-            a.epochs = SHARPEN["epochs"] if sharpen else FIT["epochs"]
-        if a.temperature is None:
-            a.temperature = SHARPEN_TEMPERATURE if sharpen else TEMPERATURE
-        if a.power is not None and not 0 < a.power <= 10:
-            print(f"error: --power must be in (0, 10], got {a.power}", file=sys.stderr)
-            return 2
-    if not 0 < getattr(a, "temperature", 1.0) <= 10:
-        print(f"error: --temperature must be in (0, 10], got {a.temperature}", file=sys.stderr)
-        return 2
-    if a.which == "rate":
-        rec = regime(a.prior, temperature=a.temperature)
-        print(json.dumps(rec, indent=2))
-        if a.out:
-            Path(a.out).write_text(json.dumps(rec, indent=2) + "\n")
-        if a.check:
-            diff = differences(rec, json.loads(REGIME.read_text()))
-            print("agrees with the shipped record" if not diff else "differs: " + "; ".join(diff))
-            return 1 if diff else 0
-    elif a.which == "prior":
-        if a.recipe == "sharpen":
-            build_sharpened(Path(a.out), a.epochs, a.temperature, progress=say)
-        else:
-            build_prior(Path(a.out), a.epochs, a.temperature, a.power, progress=say)
-        print((Path(a.out) / "banel_ray.json").read_text())
-    else:
-        from banel_ray.models import load_model, sample
-        from banel_ray.tasks.mnist import save_grid
-
-        task = MnistRare(prior=a.prior)
-        draws = sample(load_model(a.prior), task.prompt, a.n, K, EOS, seed=0)
-        save_grid(a.out, [(f"rare prior ({Path(a.prior).name})", draws)], task.classifier)
-        print(a.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

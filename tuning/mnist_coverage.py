@@ -13,7 +13,7 @@ with ``measure.importance``) is checked where they can, across rates from 1e-3 t
   to a model of sixes (codes of the shipped test sixes), or both. Measured (docs/mnist.md): they
   do not reach nominal coverage there.
 
-``python -m banel_ray.tasks.mnist_coverage small|full [--repeats R] [--out FILE.json]`` prints
+``python -m tuning.mnist_coverage small|full [--repeats R] [--out FILE.json]`` prints
 the coverage table (markdown) that docs/mnist.md shows.
 """
 
@@ -210,6 +210,7 @@ def code_six_model(task, epochs: int = 60, progress=None):
     the pixel task's six model; trained once (deterministic, seconds) and cached."""
     from banel_ray.models import build_llama, load_model, save_model, train_mle
     from banel_ray.tasks import mnist as M
+    from banel_ray.tasks.mnist.assets import PRIOR_ARCH
 
     out = task.cache_dir / f"mnist_code4_six_model_e{epochs}_{task.classifier.digest}"
     if (out / "model.safetensors").exists():
@@ -217,7 +218,7 @@ def code_six_model(task, epochs: int = 60, progress=None):
     d = M.load_data()
     codes = M.encode(d["x_test"][d["y_test"] == M.TARGET], task.classifier.codebook)
     pairs = [(task.prompt, tuple(int(c) + M.OFFSET for c in row)) for row in codes]
-    model = build_llama(M.VOCAB_SIZE, seed=3, **M.PRIOR_ARCH)
+    model = build_llama(M.VOCAB_SIZE, seed=3, **PRIOR_ARCH)
     train_mle(model, pairs, epochs, 2e-3, 64, 3)
     save_model(model, out, {"label": "mnist_code4_six_model", "epochs": epochs, "images": len(pairs)})
     return model
@@ -309,7 +310,7 @@ def table_line(r: dict, space: str = "") -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m banel_ray.tasks.mnist_coverage", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tuning.mnist_coverage", description=__doc__.split("\n\n")[0])
     p.add_argument("which", choices=["small", "full"])
     p.add_argument(
         "--proposal",
