@@ -45,6 +45,11 @@ SECTIONS: dict[str, type] = {
 SECTION_NAMES = tuple(SECTIONS)
 
 
+def section_name(cls: type) -> str:
+    """The prefix of a section dataclass (``section_name(NegativeConfig) == "negative"``)."""
+    return next(name for name, c in SECTIONS.items() if c is cls)
+
+
 def declared() -> list[tuple[str, str, dataclasses.Field]]:
     """(dotted key, section name or '' for a top-level key, dataclass field) of every key, in the
     order ``RunConfig`` and its sections declare them."""

@@ -198,3 +198,21 @@ def test_logging_backends_config_and_a_missing_package_is_one_line(monkeypatch):
     assert str(e.value) == (
         "'logging.backends' wandb needs the wandb package, which is not installed: pip install wandb==0.31.0"
     )
+
+
+def test_a_method_declares_its_settings_once_as_sections():
+    """A method names the section dataclasses it reads (``settings``); its roles get exactly those,
+    typed, from the run's RunConfig."""
+    from types import SimpleNamespace
+
+    from banel_ray import methods
+
+    for name in methods.names():
+        cls = methods.get(name)
+        assert all(s in C.SECTIONS.values() for s in cls.settings), name
+    assert set(methods.get("npo").settings) == {C.SECTIONS["pg"], C.SECTIONS["npo"]}
+    rc = C.sections(C.load(None, ["method=npo", "npo.beta=0.5", "pg.lr=0.01"]))
+    m = methods.get("npo")(SimpleNamespace(rc=rc, rt=None))
+    got = m.setting_sections()
+    assert set(got) == {"pg", "npo"} and got["npo"].beta == 0.5 and got["pg"].lr == 0.01
+    assert C.section_name(C.SECTIONS["negative"]) == "negative"
