@@ -42,7 +42,7 @@ class RunEvaluation:
 
         self.folder = RunFolder(run_dir)
         self.cfg = self.folder.config(require=("task",)) if cfg is None else cfg
-        self.task = tasks.build(self.cfg["task"], self.cfg["task_options"]) if task is None else task
+        self.task = tasks.build(self.rc.task, self.rc.task_options) if task is None else task
         self.threads = threads
         self._prior_dir = prior_dir
 
@@ -54,11 +54,16 @@ class RunEvaluation:
         return self._prior_dir
 
     @functools.cached_property
-    def store(self):
-        """The run's checkpoints (``checkpoint.dir`` when the config sets it)."""
+    def rc(self):
+        """The folder's config, typed (``config.RunConfig``; a key an older folder lacks: its default)."""
         from banel_ray import config as C
 
-        return self.folder.store(C.sections(dict(C.defaults(), **self.cfg)).checkpoint.dir)
+        return C.sections(dict(C.defaults(), **self.cfg))
+
+    @functools.cached_property
+    def store(self):
+        """The run's checkpoints (``checkpoint.dir`` when the config sets it)."""
+        return self.folder.store(self.rc.checkpoint.dir)
 
     @property
     def computes_rates(self) -> bool:
@@ -131,9 +136,9 @@ class RunEvaluation:
         from banel_ray.core import seeds
         from banel_ray.records import SampleBatch
 
-        cfg, threads = self.cfg, self.threads
-        topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
-        sampler = Sampler("torch", self.prior_dir, seed=seeds.sampler_actor(cfg["seed"], 0), threads=threads, **topts)
+        rc, threads = self.rc, self.threads
+        topts = dict(task_name=rc.task, task_options=rc.task_options)
+        sampler = Sampler("torch", self.prior_dir, seed=seeds.sampler_actor(rc.seed, 0), threads=threads, **topts)
         found = self.generator(round_)
         version = sampler.load_weights(*found) if found is not None else 0
         evaluator = Evaluator(threads=threads, **topts)
@@ -148,7 +153,7 @@ class RunEvaluation:
         # Algorithm 1: rejection sampling from p0 until `samples` are accepted, at most ACCEPT_CAP x drawn
         while n < samples and drawn < (alg.ACCEPT_CAP * samples if keep else samples):
             want = min(batch, samples - n) if keep is None else batch
-            b = sampler.sample(want, seeds.per_sampler(seeds.draw(cfg["seed"], tag), i))
+            b = sampler.sample(want, seeds.per_sampler(seeds.draw(rc.seed, tag), i))
             i, drawn = i + 1, drawn + want
             if keep is not None:
                 b = SampleBatch(samples=keep(b.samples)[: samples - n], version=b.version)

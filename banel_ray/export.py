@@ -67,7 +67,8 @@ def export(run_dir: Path, out: Path, round_: int | None = None, trust_run_folder
 
     run_dir, out = Path(run_dir), Path(out)
     cfg = run_config(run_dir, trust_run_folder)
-    store = RunFolder(run_dir).store(C.sections(cfg).checkpoint.dir)
+    rc = C.sections(cfg)
+    store = RunFolder(run_dir).store(rc.checkpoint.dir)
     kept = store.rounds()
     allowed = ", ".join(["0 (the prior)", *map(str, kept)])
     if round_ is None:
@@ -77,7 +78,7 @@ def export(run_dir: Path, out: Path, round_: int | None = None, trust_run_folder
         round_ = int(state["round"])
     elif round_ != 0 and round_ not in kept:
         raise ExportError(f"round {round_} of {run_dir} is not kept; allowed: --round {allowed}")
-    if round_ > 0 and (cfg["method"] == "banel_sequential" or cfg["mode"] == "sequential"):
+    if round_ > 0 and (rc.method == "banel_sequential" or rc.mode == "sequential"):
         raise ExportError(
             f"{run_dir} is a sequential run (Algorithm 1): its generator is the prior behind rejection regions, "
             f"not one model; allowed: --round 0 (the prior)"
@@ -91,7 +92,7 @@ def export(run_dir: Path, out: Path, round_: int | None = None, trust_run_folder
     if why:
         raise ExportError(f"--out {out} cannot be written ({why}); allowed: a writable folder")
 
-    task = tasks.build(cfg["task"], cfg["task_options"])
+    task = tasks.build(rc.task, rc.task_options)
     prior_dir = Path(task.prepare(progress=lambda s: None))
     model, version = load_model(prior_dir), 0
     found = store.generator(store.path(round_)) if round_ > 0 else None
@@ -102,10 +103,10 @@ def export(run_dir: Path, out: Path, round_: int | None = None, trust_run_folder
         "exported_from": str(run_dir.resolve()),
         "round": round_,
         "generator_version": version,
-        "task": cfg["task"],
-        "task_options": cfg["task_options"],
-        "method": cfg["method"],
-        "seed": cfg["seed"],
+        "task": rc.task,
+        "task_options": rc.task_options,
+        "method": rc.method,
+        "seed": rc.seed,
     }
     files = [prior_dir / f for f in TOKENIZER_FILES if (prior_dir / f).is_file()]
     save_model(model, out, extra=info, files=files)

@@ -191,12 +191,13 @@ def main(argv=None) -> int:
     from banel_ray.actors.ledger import StaleWriter
     from banel_ray.actors.reward_service import OracleDown
 
+    rc = C.sections(cfg)
     msg = preflight.package_problem(cfg) or preflight.run_dir_problem(
-        run_dir, resume, cfg["checkpoint.dir"] or None, cfg["budget"]
+        run_dir, resume, rc.checkpoint.dir or None, rc.budget
     )
     if msg:
         return fail(msg)
-    shown = cfg["run_dir"] if remote.is_remote(cfg["run_dir"]) else run_dir  # what the user names it by
+    shown = rc.run_dir if remote.is_remote(rc.run_dir) else run_dir  # what the user names it by
     signal.signal(signal.SIGTERM, _terminated)  # `kill PID`: stop like Ctrl-C, what the run started included
     try:
         if args.resume == AUTO:

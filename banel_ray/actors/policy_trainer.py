@@ -30,7 +30,8 @@ class PolicyTrainer(TrainerRole):
     """``objective``: reinforce (advantages of reward + bonus), nsr or w_reinforce (the
     negative-sample weights of ``algorithms.negative_rl``), or npo (the failures only, with NPO's
     bounded weight against the frozen prior p0 as reference); ``bonus``: none, rnd or count;
-    ``pg``/``rnd``/``count``/``wr``/``npo``: those config sections."""
+    ``pg``/``rnd``/``count``/``wr``/``npo``: those config sections (a method hands over the ones
+    its ``settings`` name; the others keep their defaults, unread)."""
 
     role = "policy"
 
@@ -46,17 +47,17 @@ class PolicyTrainer(TrainerRole):
         npo=None,
         **k,
     ):
-        from banel_ray.config import SECTIONS
+        from banel_ray.config_sections import CountConfig, NpoConfig, PgConfig, RndConfig, WrConfig
 
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         self.objective = objective
-        self.wr = wr if wr is not None else SECTIONS["wr"]()
-        self.npo = npo if npo is not None else SECTIONS["npo"]()
+        self.wr = wr if wr is not None else WrConfig()
+        self.npo = npo if npo is not None else NpoConfig()
         self.bonus_kind = bonus
-        self.pg = pg if pg is not None else SECTIONS["pg"]()
-        self.rnd_cfg = rnd if rnd is not None else SECTIONS["rnd"]()
-        self.count_cfg = count if count is not None else SECTIONS["count"]()
+        self.pg = pg if pg is not None else PgConfig()
+        self.rnd_cfg = rnd if rnd is not None else RndConfig()
+        self.count_cfg = count if count is not None else CountConfig()
         self.opt = None
         self.bonus_model = None
         self._rnd_loss = float("nan")

@@ -197,9 +197,9 @@ class RewardService:
         service starts (another pid namespace): no such check."""
         import dataclasses
 
-        from banel_ray.config import SECTIONS
+        from banel_ray.config_sections import OracleConfig
 
-        o = settings if settings is not None else SECTIONS["oracle"]()
+        o = settings if settings is not None else OracleConfig()
         if backoff_s is not None:
             overrides["backoff_s"] = backoff_s
         o = dataclasses.replace(o, **overrides) if overrides else o

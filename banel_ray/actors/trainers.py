@@ -56,9 +56,9 @@ class TrainerRole:
         trainer=None,
         checkpoints: str | None = None,
     ):
-        from banel_ray.config import SECTIONS
+        from banel_ray.config_sections import TrainerConfig
 
-        t = trainer if trainer is not None else SECTIONS["trainer"]()
+        t = trainer if trainer is not None else TrainerConfig()
         set_threads(t.threads)
         self.task = tasks.build(task_name, task_options)
         self.prior = load_model(prior_dir, dtype=t.dtype, device=t.device)  # p0, frozen
@@ -103,11 +103,11 @@ class NegativeTrainer(TrainerRole):
     role = "negative"
 
     def __init__(self, *a, negative=None, score=None, support=None, **k):
-        from banel_ray.config import SECTIONS
+        from banel_ray.config_sections import NegativeConfig, ScoreConfig, SupportConfig
 
-        self.cfg = negative if negative is not None else SECTIONS["negative"]()
-        self.score_cfg = score if score is not None else SECTIONS["score"]()
-        self.support_cfg = support if support is not None else SECTIONS["support"]()
+        self.cfg = negative if negative is not None else NegativeConfig()
+        self.score_cfg = score if score is not None else ScoreConfig()
+        self.support_cfg = support if support is not None else SupportConfig()
         self.negative_model = None
         self.negatives: list[tuple[int, ...]] = []  # all negatives so far (negative.data=all)
         self.regions: list[tuple[dict, float]] = []  # sequential mode: (p_phi weights, log tau)
@@ -365,9 +365,9 @@ class GeneratorTrainer(TrainerRole):
     role = "generator"
 
     def __init__(self, *a, generator=None, filter_kind: str = "quantile", use_positives: bool = False, **k):
-        from banel_ray.config import SECTIONS
+        from banel_ray.config_sections import GeneratorConfig
 
-        self.cfg = generator if generator is not None else SECTIONS["generator"]()
+        self.cfg = generator if generator is not None else GeneratorConfig()
         self.filter_kind, self.use_positives = filter_kind, use_positives
         super().__init__(*a, **k)
 

@@ -8,9 +8,9 @@ like one, and never train on a success.
   p_phi is kept as a rejection region; candidates are drawn from p0 and rejected before they are
   paid for; nothing is distilled.
 
-Knobs: ``filter.*`` (kind, factor f or tau, decay schedule), ``negative.*`` (epochs, lr, data,
-LoRA), ``generator.*`` (epochs, lr and its schedule, reset), ``score.length_norm``; the scores,
-filters and schedules themselves are pure code in ``algorithms.banel``.
+Settings (``_Banel.settings``): ``filter.*`` (kind, factor f or tau, decay schedule), ``negative.*``
+(epochs, lr, data, LoRA), ``generator.*`` (epochs, lr and its schedule, reset), ``score.*``,
+``support.*``; the scores, filters and schedules themselves are pure code in ``algorithms.banel``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ import time
 
 from banel_ray.actors.trainers import GeneratorTrainer, NegativeTrainer
 from banel_ray.algorithms import banel as alg
+from banel_ray.config_sections import FilterConfig, GeneratorConfig, NegativeConfig, ScoreConfig, SupportConfig
 from banel_ray.core import seeds
 from banel_ray.methods.base import Method
 from banel_ray.records import Update
 
 
 class _Banel(Method):
+    settings = (ScoreConfig, SupportConfig, FilterConfig, NegativeConfig, GeneratorConfig)
+
     def filter_value(self, t: int) -> float:
         c = self.ctx.rc.filter
         start = c.factor if c.kind == "quantile" else c.tau
-        return alg.schedule_value(c.schedule, start, c.end, t, self.ctx.cfg["rounds"], c.step_every, c.gamma)
+        return alg.schedule_value(c.schedule, start, c.end, t, self.ctx.rc.rounds, c.step_every, c.gamma)
 
     def _start_negative(self):
         rc = self.ctx.rc
@@ -65,11 +68,11 @@ class BanelDistill(_Banel):
     def prefetch(self, round_: int) -> None:
         # the pool depends only on g_t: queue it now, so the samplers draw it while the oracle pays
         # and p_phi is fitted (the overlap a one-process loop cannot have)
-        self.pool = self.ctx.samplers.draw(self.ctx.cfg["pool_size"], seeds.POOL + round_)
+        self.pool = self.ctx.samplers.draw(self.ctx.rc.pool_size, seeds.POOL + round_)
 
     def generator_lr(self, t: int) -> float:
         c = self.ctx.rc.generator
-        return alg.schedule_value(c.schedule, c.lr, c.lr_end, t, self.ctx.cfg["rounds"], c.step_every, c.gamma)
+        return alg.schedule_value(c.schedule, c.lr, c.lr_end, t, self.ctx.rc.rounds, c.step_every, c.gamma)
 
     def learn(self, t: int, paid_ref, version: int, m: dict) -> Update:
         self._fit(t, paid_ref, m)
@@ -86,9 +89,7 @@ class BanelDistill(_Banel):
         if self.ctx.rc.negative.exact_alg1:  # the same negatives as Algorithm 1 regions, measured exactly
             fac = value if self.ctx.rc.filter.kind == "quantile" else None
             tau = None if fac else math.log(value)
-            m.update(
-                self.rt.get(self.negative.add_region_from_prior.remote(t + 1, fac, tau, self.ctx.cfg["pool_size"]))
-            )
+            m.update(self.rt.get(self.negative.add_region_from_prior.remote(t + 1, fac, tau, self.ctx.rc.pool_size)))
             m.update(self.rt.get(self.negative.distillation_report.remote()))  # after g_{t+1} arrived
         m["t_distil"] = time.perf_counter() - t2
         return Update(version=version, weights=weights_ref, metrics={"pending": [ack]})
@@ -125,7 +126,7 @@ class BanelSequential(_Banel):
         return refs
 
     def propose(self, round_: int) -> list:
-        return self.accepted(self.ctx.cfg["samples_per_round"], seeds.PROPOSE + round_)
+        return self.accepted(self.ctx.rc.samples_per_round, seeds.PROPOSE + round_)
 
     def learn(self, t: int, paid_ref, version: int, m: dict) -> None:
         m["pre_oracle_acceptance"] = self.accept_rate  # of this round's proposals
@@ -135,7 +136,7 @@ class BanelSequential(_Banel):
         t2 = time.perf_counter()
         fac = value if self.ctx.rc.filter.kind == "quantile" else None
         tau = None if fac else math.log(value)
-        calib = self.ctx.samplers.draw(self.ctx.cfg["pool_size"], seeds.POOL + t)
+        calib = self.ctx.samplers.draw(self.ctx.rc.pool_size, seeds.POOL + t)
         m.update(self.rt.get(self.negative.add_region.remote(fac, tau, *calib)))
         m["t_distil"] = time.perf_counter() - t2
 

@@ -63,10 +63,10 @@ class Context:
     def trainer_kwargs(self) -> dict:
         """Constructor arguments every trainer role shares."""
         return dict(
-            task_name=self.cfg["task"],
-            task_options=self.cfg["task_options"],
+            task_name=self.rc.task,
+            task_options=self.rc.task_options,
             prior_dir=self.prior_dir,
-            seed=self.cfg["seed"],
+            seed=self.rc.seed,
             trainer=self.rc.trainer,
             checkpoints=self.checkpoints,
         )
@@ -82,6 +82,7 @@ class Method:
     """Base class: propose from the samplers, learn nothing (random search is this)."""
 
     name = "method"
+    settings: tuple[type, ...] = ()  # the config sections it reads (config_sections dataclasses): its settings
     trainer_roles: tuple[str, ...] = ()  # the trainer actors ``start`` spawns (CPU accounting)
     generator_role: str | None = None  # the trainer role whose shard holds the samplers' weights
 
@@ -90,12 +91,19 @@ class Method:
         self.rt = ctx.rt
         self.trainers: dict[str, Any] = {}  # role -> handle; each writes a checkpoint shard
 
+    def setting_sections(self) -> dict[str, Any]:
+        """This run's typed section of each class in ``settings``, by section name (``{"pg": rc.pg}``):
+        keyword arguments for the roles that read them."""
+        from banel_ray.config import section_name
+
+        return {section_name(cls): getattr(self.ctx.rc, section_name(cls)) for cls in self.settings}
+
     def start(self) -> None:
         """Spawn this method's trainer roles (they restore themselves from the last checkpoint)."""
 
     def propose(self, round_: int) -> list:
         """References to the batches paid for in round ``round_`` (0-based)."""
-        return self.ctx.samplers.draw(self.ctx.cfg["samples_per_round"], seeds.PROPOSE + round_)
+        return self.ctx.samplers.draw(self.ctx.rc.samples_per_round, seeds.PROPOSE + round_)
 
     def prefetch(self, round_: int) -> None:
         """Queue work that depends only on g_t while the round is paid for (BaNEL's pool)."""

@@ -11,15 +11,17 @@ Why it is here: it is the negative-only baseline built not to collapse. NSR's un
 failures can drive the generator far from p0; NPO was designed against exactly that, so it tests
 whether BaNEL's gain over negative RL is more than avoiding the collapse.
 
-Knobs: ``npo.beta`` (0.1), ``pg.lr``, ``pg.epochs``, ``pg.batch_size`` (one AdamW optimiser across
-rounds, kept in the policy role's checkpoint shard; the reference is the prior, nothing more to keep).
+Settings: ``npo.*`` (beta, 0.1) and ``pg.*`` (one AdamW optimiser across rounds, kept in the policy
+role's checkpoint shard; the reference is the prior, nothing more to keep).
 """
 
 from __future__ import annotations
 
+from banel_ray.config_sections import NpoConfig, PgConfig
 from banel_ray.methods.policy_gradient import Reinforce
 
 
 class NegativePreferenceOptimization(Reinforce):
     name = "npo"
     objective = "npo"
+    settings = (PgConfig, NpoConfig)

@@ -5,8 +5,8 @@ successes are not used (``algorithms.negative_rl.nsr_weights``). It is the "nega
 BaNEL argues against: both learn from failures alone, but NSR lowers their likelihood directly,
 where BaNEL models them and conditions the prior away from them.
 
-Knobs: ``pg.lr``, ``pg.epochs``, ``pg.batch_size`` (one AdamW optimiser across rounds, kept in the
-policy role's checkpoint shard).
+Settings: ``pg.*``, as ``Reinforce`` (one AdamW optimiser across rounds, kept in the policy role's
+checkpoint shard).
 """
 
 from __future__ import annotations

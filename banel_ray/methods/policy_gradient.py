@@ -4,8 +4,9 @@
 * ``ReinforceRnd`` (``rnd``): plus a random-network-distillation novelty bonus (Burda et al. 2018).
 * ``ReinforceCount`` (``count``): plus a SimHash pseudo-count bonus (Tang et al. 2017).
 
-They see the successes they pay for (BaNEL never trains on one): the generous comparison. Knobs:
-``pg.*`` (lr, epochs, batch size, advantage normalisation), ``rnd.*``, ``count.*``. The optimiser
+They see the successes they pay for (BaNEL never trains on one): the generous comparison. Each
+class's ``settings`` are the config sections it reads (``pg.*``: lr, epochs, batch size, advantage
+normalisation; ``rnd.*``; ``count.*``), handed to the policy role as they are. The optimiser
 and the bonus state are in the policy role's checkpoint shard, so a resumed run continues them.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import time
 
 from banel_ray.actors.policy_trainer import PolicyTrainer
+from banel_ray.config_sections import CountConfig, PgConfig, RndConfig
 from banel_ray.methods.base import Method
 from banel_ray.records import Update
 
@@ -21,22 +23,15 @@ from banel_ray.records import Update
 class Reinforce(Method):
     name = "reinforce"
     bonus = "none"
+    settings = (PgConfig,)
     trainer_roles = ("policy",)
     generator_role = "policy"
 
     objective = "reinforce"
 
     def start(self) -> None:
-        rc = self.ctx.rc
         self.policy = self.ctx.spawn_trainer(
-            PolicyTrainer,
-            objective=self.objective,
-            bonus=self.bonus,
-            pg=rc.pg,
-            rnd=rc.rnd,
-            count=rc.count,
-            wr=rc.wr,
-            npo=rc.npo,
+            PolicyTrainer, objective=self.objective, bonus=self.bonus, **self.setting_sections()
         )
         self.trainers["policy"] = self.policy
 
@@ -57,8 +52,10 @@ class Reinforce(Method):
 class ReinforceRnd(Reinforce):
     name = "rnd"
     bonus = "rnd"
+    settings = (PgConfig, RndConfig)
 
 
 class ReinforceCount(Reinforce):
     name = "count"
     bonus = "count"
+    settings = (PgConfig, CountConfig)

@@ -31,7 +31,8 @@ def init_ray(cfg: dict) -> bool:
     spawns inherit it, and put back when the run stops it (``tests/integration/test_security.py``
     checks the listeners with ``ss``)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    addr = cfg["ray.address"] or os.environ.get("RAY_ADDRESS", "")
+    rc = C.sections(cfg)
+    addr = rc.ray.address or os.environ.get("RAY_ADDRESS", "")
     import ray
     from ray._private import ray_constants
 
@@ -44,7 +45,7 @@ def init_ray(cfg: dict) -> bool:
     os.environ[LOOPBACK_VAR] = "0"  # for the processes Ray starts
     ray_constants.ENABLE_RAY_CLUSTER = False  # for this one (Ray read the variable when it was imported)
     ray.init(  # a private local instance, bound to loopback, no dashboard
-        num_cpus=cfg["ray.num_cpus"] or None,
+        num_cpus=rc.ray.num_cpus or None,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",
         log_to_driver=False,
@@ -60,19 +61,21 @@ def cpus_needed(cfg: dict) -> float:
     """CPUs the roles reserve: samplers, the method's trainers, the reward service, the evaluator."""
     from banel_ray.methods import get
 
-    trainers = len(get(cfg["method"]).trainer_roles)
+    rc = C.sections(cfg)
+    trainers = len(get(rc.method).trainer_roles)
     return (
-        cfg["sampler.num_actors"] * cfg["sampler.num_cpus"]
-        + trainers * cfg["trainer.num_cpus"]
-        + cfg["oracle.num_cpus"]
-        + cfg["eval.num_cpus"]
+        rc.sampler.num_actors * rc.sampler.num_cpus
+        + trainers * rc.trainer.num_cpus
+        + rc.oracle.num_cpus
+        + rc.eval.num_cpus
     )
 
 
 def _cpu_problem(cfg: dict, need: float, have: float) -> str | None:
     """One line when a local Ray instance of ``have`` CPUs (0: not known yet) cannot hold the
     actors; a cluster (``ray.address``, ``RAY_ADDRESS``) may grow, and is not asked."""
-    if cfg["runtime"] == "local" or not have or cfg["ray.address"] or os.environ.get("RAY_ADDRESS"):
+    rc = C.sections(cfg)
+    if rc.runtime == "local" or not have or rc.ray.address or os.environ.get("RAY_ADDRESS"):
         return None
     if need > have:
         return (
@@ -110,26 +113,27 @@ def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> 
     from transformers import LlamaForCausalLM  # noqa: F401
 
     run_dir, cfg = _staged(cfg, run_dir, resume)
+    rc = C.sections(cfg)
     why = preflight.write_problem(run_dir)  # before the task's models and Ray: nothing to stop yet
     if why:
         raise C.ConfigError(f"run_dir {run_dir} cannot be written ({why}); allowed: a writable folder")
     if resume:  # before anything starts: a folder whose ledger lost what was paid would pay again
-        msg = preflight.run_dir_problem(run_dir, True, cfg["checkpoint.dir"] or None, cfg["budget"])
+        msg = preflight.run_dir_problem(run_dir, True, rc.checkpoint.dir or None, rc.budget)
         if msg:
             raise C.ConfigError(msg)
-    if cfg["runtime"] != "local" and cfg["ray.num_cpus"]:  # the local instance this run starts: its size is known
+    if rc.runtime != "local" and rc.ray.num_cpus:  # the local instance this run starts: its size is known
         import ray
 
-        msg = None if ray.is_initialized() else _cpu_problem(cfg, cpus_needed(cfg), cfg["ray.num_cpus"])
+        msg = None if ray.is_initialized() else _cpu_problem(cfg, cpus_needed(cfg), rc.ray.num_cpus)
         if msg:
             raise C.ConfigError(msg)
-    task = tasks.build(cfg["task"], cfg["task_options"])
-    log(f"[banel_ray] task {cfg['task']}: preparing models (cached after the first run)")
+    task = tasks.build(rc.task, rc.task_options)
+    log(f"[banel_ray] task {rc.task}: preparing models (cached after the first run)")
     prior_dir = task.prepare(progress=log)
     started = False
-    if cfg["runtime"] == "local":
+    if rc.runtime == "local":
         rt = LocalRuntime()
-        log(f"[banel_ray] run folder {run_dir} | in process (no Ray) | sampler backend {cfg['sampler.backend']}")
+        log(f"[banel_ray] run folder {run_dir} | in process (no Ray) | sampler backend {rc.sampler.backend}")
     else:
         import ray
 
@@ -140,7 +144,7 @@ def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> 
         have = ray.cluster_resources().get("CPU", 0)
         log(
             f"[banel_ray] run folder {run_dir} | Ray {ray.__version__} with {int(have)} CPUs | "
-            f"sampler backend {cfg['sampler.backend']}"
+            f"sampler backend {rc.sampler.backend}"
         )
         msg = _cpu_problem(cfg, cpus_needed(cfg), have)  # ray.num_cpus 0 (all): known only now
         if msg:
@@ -161,7 +165,7 @@ def run(cfg: dict, run_dir: Path | str, resume: bool = False, on_round=None) -> 
         raise C.ConfigError(
             f"run_dir {run_dir} cannot be written ({e.strerror or e}); allowed: a writable folder"
         ) from None
-    push = storage.pusher(run_dir, cfg["run_dir"] if remote.is_remote(cfg["run_dir"]) else None, log)
+    push = storage.pusher(run_dir, rc.run_dir if remote.is_remote(rc.run_dir) else None, log)
 
     def checkpointed(m: dict, rd: Path) -> bool:
         push()  # the ledger's copy first, then the checkpoint it covers (core/remote.py)
@@ -241,12 +245,13 @@ def fresh_finals(cfg: dict, folder: RunFolder, task, summary: dict, prior_dir: s
         summary["improvement_final_fresh"] = stats.improvement_factor(final.rate, base.rate)
         folder.write_summary(summary)
         return True
-    n = task.final_samples if cfg["eval.final_samples"] < 0 else cfg["eval.final_samples"]
+    rc = C.sections(cfg)
+    n = task.final_samples if rc.eval.final_samples < 0 else rc.eval.final_samples
     if n <= 0 or not summary.get("rounds"):
         return False
     log(f"[banel_ray] fresh-sample evaluation of the final generator ({n:,} draws; not NREs)")
     t = time.perf_counter()
-    ev = RunEvaluation(folder.path, cfg=cfg, task=task, prior_dir=prior_dir, threads=cfg["trainer.threads"])
+    ev = RunEvaluation(folder.path, cfg=cfg, task=task, prior_dir=prior_dir, threads=rc.trainer.threads)
     fin = ev.sampled(summary["rounds"], n)
     base = task.reference_rate() or ev.sampled(0, n)
     summary[K.FINAL_FRESH], summary[K.BASE_FRESH] = fin, base

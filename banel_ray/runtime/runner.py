@@ -62,9 +62,9 @@ class Runner:
         """Start every role of a run on ``rt`` (``RayRuntime`` or ``LocalRuntime``)."""
         rc = C.sections(cfg)
         run_dir = Path(run_dir)
-        task = tasks.build(cfg["task"], cfg["task_options"])
+        task = tasks.build(rc.task, rc.task_options)
         store = RunFolder(run_dir).store(rc.checkpoint.dir)
-        topts = dict(task_name=cfg["task"], task_options=cfg["task_options"])
+        topts = dict(task_name=rc.task, task_options=rc.task_options)
         # The reward service runs on the driver's node: its ledger.sqlite then sits in the run folder
         # the driver writes, also on a cluster without shared storage, and a restarted service finds
         # it again. Started first, so it gets its CPUs there before samplers and trainers fill the node.
@@ -82,7 +82,7 @@ class Runner:
             ledger_path=str(run_dir / "ledger.sqlite"),
             ledger_id=ledger_id,
             driver=liveness.token(),  # a killed run's service sends no further call (on Ray it outlives us)
-            budget=cfg["budget"],
+            budget=rc.budget,
             settings=rc.oracle,
             threads=rc.trainer.threads,
             **topts,
@@ -97,7 +97,7 @@ class Runner:
                 num_gpus=s.num_gpus,
                 backend=s.backend,
                 model_dir=prior_dir,
-                seed=seeds.sampler_actor(cfg["seed"], i),
+                seed=seeds.sampler_actor(rc.seed, i),
                 checkpoints=str(store.root),
                 kv_cache_mb=s.kv_cache_mb,
                 threads=s.threads,
@@ -107,11 +107,11 @@ class Runner:
             )
             for i in range(s.num_actors)
         ]
-        pool = SamplerPool(rt, handles, cfg["seed"])
+        pool = SamplerPool(rt, handles, rc.seed)
         ctx = Context(
             cfg=cfg, rc=rc, rt=rt, task=task, prior_dir=prior_dir, samplers=pool, checkpoints=str(store.root), log=log
         )
-        method = methods.get(cfg["method"])(ctx)
+        method = methods.get(rc.method)(ctx)
         method.start()
         runner = cls(cfg, run_dir, rt, task, prior_dir, reward, evaluator, pool, method, store, log)
         runner.check_storage()
@@ -136,7 +136,7 @@ class Runner:
         """Success rate of the current generator (posterior), no NREs: eval.samples draws scored by
         the evaluator (Clopper-Pearson), or computed by the task where it can (the sampled estimate
         is then kept beside it under "sampled")."""
-        n = self.cfg["eval.samples"]
+        n = self.rc.eval.samples
         t = time.perf_counter()
         ref = self.method.computed_rate()
         computed = self.rt.get(ref) if ref is not None else None
@@ -148,7 +148,7 @@ class Runner:
         if n > 0 and self.task.free_evaluation:
             res = self.rt.get(self.evaluator.estimate.remote(*self.method.eval_draws(n, seeds.EVAL + tag)))
         elif n > 0:  # no free evaluator: the paid oracle, counted and capped (config.validate allowed it)
-            budget = self.cfg["eval.paid_budget"]
+            budget = self.rc.eval.paid_budget
             n = min(n, self.rt.get(self.reward.eval_remaining.remote(budget)))
             if n > 0:
                 draws = self.method.eval_draws(n, seeds.EVAL + tag)
@@ -241,11 +241,11 @@ class Runner:
     def stop_rule_fires(self, m: dict) -> bool:
         """Does ``stop.rule`` fire for the first time after this round? It reads positive-free
         signals only (never the evaluation); the round is recorded in ``m`` as ``stop_rule_fired``."""
-        if not self.cfg["stop.rule"] or any(h.get(K.STOP_FIRED) for h in self.history):
+        if not self.rc.stop.rule or any(h.get(K.STOP_FIRED) for h in self.history):
             return False
         from banel_ray.algorithms import stop_rules
 
-        rule = stop_rules.rule_by_name(self.cfg["stop.rule"])
+        rule = stop_rules.rule_by_name(self.rc.stop.rule)
         if stop_rules.fires(rule, [stop_rules.signals(h) for h in [*self.history, m]]):
             m[K.STOP_FIRED] = True
             return True
@@ -323,9 +323,9 @@ class Runner:
                     f"[banel_ray] base success rate {report.fmt_rate(self.base)} "
                     f"({time.perf_counter() - t:.0f}s; not NREs)"
                 )
-        budget, every = self.cfg["budget"], self.cfg["eval.every"]
+        budget, every = self.rc.budget, self.rc.eval.every
         failed, max_failed = 0, self.rc.oracle.max_failed_rounds
-        while self.round < self.cfg["rounds"]:
+        while self.round < self.rc.rounds:
             # stop once a completed round has spent the budget (a round cut short by a crash is
             # redone even if it had already paid: its evaluations come back from the ledger, free)
             if self.history and self.history[-1][K.NRES] >= budget:
@@ -352,7 +352,7 @@ class Runner:
                     )
                 continue
             failed = 0
-            last = self.round >= self.cfg["rounds"] or m[K.NRES] >= budget or self.usd_spent(quiet=True)
+            last = self.round >= self.rc.rounds or m[K.NRES] >= budget or self.usd_spent(quiet=True)
             if every and (self.round % every == 0) or last:
                 m[K.EVAL] = self.evaluate(self.round)
             fired = self.stop_rule_fires(m)
@@ -362,10 +362,10 @@ class Runner:
             self.checkpoint(evaluated=bool(m.get(K.EVAL)) or fired)
             if fired:
                 self.log(
-                    f"[banel_ray] stop rule '{self.cfg['stop.rule']}' fired after round {self.round}"
-                    + ("" if self.cfg["stop.live"] else " (marked; the run goes on: stop.live is off)")
+                    f"[banel_ray] stop rule '{self.rc.stop.rule}' fired after round {self.round}"
+                    + ("" if self.rc.stop.live else " (marked; the run goes on: stop.live is off)")
                 )
-                if self.cfg["stop.live"]:
+                if self.rc.stop.live:
                     break
             if on_round is not None and on_round(m, self.run_dir):
                 self.log(f"[banel_ray] stopped by on_round after round {self.round}")
@@ -408,11 +408,11 @@ class Runner:
         ev = self.rt.get(self.evaluator.stats.remote())
         acct = self.rt.get(self.reward.accounting.remote())  # from the ledger: every process of the run
         summary = {
-            "task": self.cfg["task"],
-            "method": self.cfg["method"],
-            "mode": self.cfg["mode"],
+            "task": self.rc.task,
+            "method": self.rc.method,
+            "mode": self.rc.mode,
             "run_dir": str(self.run_dir),
-            "budget": self.cfg["budget"],
+            "budget": self.rc.budget,
             K.NRES: self.rt.get(self.reward.spent.remote()),
             "rounds": self.round,
             "base": base,

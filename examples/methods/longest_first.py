@@ -20,7 +20,7 @@ class LongestFirst(Method):
     name = "longest_first"
 
     def propose(self, round_: int) -> list:
-        m = self.ctx.cfg["samples_per_round"]
+        m = self.ctx.rc.samples_per_round
         batches = self.rt.get(self.ctx.samplers.draw(2 * m, seeds.PROPOSE + round_))
         drawn = [s for b in batches for s in b.samples]
         longest = sorted(drawn, key=len, reverse=True)[:m]

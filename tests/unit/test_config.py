@@ -82,8 +82,47 @@ def test_typed_sections_carry_the_validated_values():
     assert rc.rounds == 6 and rc.task == "addition_attack"
     with pytest.raises(dataclasses.FrozenInstanceError):
         rc.negative.epochs = 1
-    assert type(rc.negative).__name__ == "NegativeConfig" and type(rc.negative).__module__ == "banel_ray.config"
+    assert (
+        type(rc.negative).__name__ == "NegativeConfig" and type(rc.negative).__module__ == "banel_ray.config_sections"
+    )
     assert pickle.loads(pickle.dumps(rc.negative)) == rc.negative  # travels to actors
+    back = pickle.loads(pickle.dumps(rc))  # the whole RunConfig too
+    assert back == rc and isinstance(back, C.RunConfig) and back.negative.lora_r == 4 and back.sampler == rc.sampler
+
+
+def test_every_key_is_one_dataclass_field():
+    """FIELDS is derived from config_sections: each key is exactly one field of RunConfig or of one
+    section dataclass, with that field's type and default."""
+    seen = {}
+    for key, section, f in C.declared():
+        assert key not in seen, key
+        seen[key] = (section, f.name)
+        cls = C.SECTIONS[section] if section else C.RunConfig
+        assert f in dataclasses.fields(cls)
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        assert C.FIELDS[key].default == default and C.FIELDS[key].type is f.type, key
+        assert C.FIELDS[key].help == f.metadata["help"]
+    assert set(seen) == set(C.FIELDS) and len(seen) == len(C.FIELDS)
+    attrs = [(s, n) for s, n in seen.values()]
+    assert len(set(attrs)) == len(attrs)  # no two keys share an attribute
+    assert seen["negative.lora.r"] == ("negative", "lora_r") and seen["seed"] == ("", "seed")
+    assert C.sections(C.defaults()) == C.RunConfig()  # the defaults agree both ways
+    # the sections are RunConfig's dataclass-typed fields, and nothing else is a section
+    assert list(C.SECTIONS) == [f.name for f in dataclasses.fields(C.RunConfig) if dataclasses.is_dataclass(f.type)]
+
+
+def test_fields_follow_a_changed_dataclass_default():
+    """A default changed on the dataclass is the default FIELDS (and so YAML, --set, --help) sees."""
+    import banel_ray.config_sections as S
+
+    npo = dataclasses.fields(S.NpoConfig)[0]
+    old = npo.default
+    try:
+        npo.default = 0.25
+        assert C._fields()["npo.beta"].default == 0.25
+    finally:
+        npo.default = old
+    assert C._fields()["npo.beta"].default == old == C.FIELDS["npo.beta"].default
 
 
 def test_override_layers_task_options_and_checks_keys():
@@ -159,3 +198,21 @@ def test_logging_backends_config_and_a_missing_package_is_one_line(monkeypatch):
     assert str(e.value) == (
         "'logging.backends' wandb needs the wandb package, which is not installed: pip install wandb==0.31.0"
     )
+
+
+def test_a_method_declares_its_settings_once_as_sections():
+    """A method names the section dataclasses it reads (``settings``); its roles get exactly those,
+    typed, from the run's RunConfig."""
+    from types import SimpleNamespace
+
+    from banel_ray import methods
+
+    for name in methods.names():
+        cls = methods.get(name)
+        assert all(s in C.SECTIONS.values() for s in cls.settings), name
+    assert set(methods.get("npo").settings) == {C.SECTIONS["pg"], C.SECTIONS["npo"]}
+    rc = C.sections(C.load(None, ["method=npo", "npo.beta=0.5", "pg.lr=0.01"]))
+    m = methods.get("npo")(SimpleNamespace(rc=rc, rt=None))
+    got = m.setting_sections()
+    assert set(got) == {"pg", "npo"} and got["npo"].beta == 0.5 and got["pg"].lr == 0.01
+    assert C.section_name(C.SECTIONS["negative"]) == "negative"
