@@ -211,3 +211,20 @@ def example_module(name):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# a 3-round in-process run of the 8-digit attack: --set items for run-anywhere tests (unit and integration)
+TINY_RUN = [
+    "task=addition_attack_d8",
+    "rounds=3",
+    "budget=50",
+    "samples_per_round=20",
+    "pool_size=40",
+    "eval.samples=40",
+    "eval.every=2",
+    "eval.final_samples=0",
+    "negative.epochs=1",
+    "generator.epochs=1",
+    "sampler.backend=torch",
+    "runtime=local",
+]

@@ -15,24 +15,10 @@ from banel_ray import run as run_cli
 from banel_ray.report import console, plots
 from banel_ray.runtime import runner as runner_mod
 
+from helpers import TINY_RUN as TINY
 from helpers import run_main
 
 main = run_main
-
-TINY = [
-    "task=addition_attack_d8",
-    "rounds=3",
-    "budget=50",
-    "samples_per_round=20",
-    "pool_size=40",
-    "eval.samples=40",
-    "eval.every=2",
-    "eval.final_samples=0",
-    "negative.epochs=1",
-    "generator.epochs=1",
-    "sampler.backend=torch",
-    "runtime=local",
-]
 
 
 def auto(run_dir, *extra):

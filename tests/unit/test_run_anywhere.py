@@ -17,22 +17,8 @@ from banel_ray import preflight
 from banel_ray import run as run_cli
 from banel_ray.runtime import job
 
+from helpers import TINY_RUN as TINY
 from helpers import run_main, sets
-
-TINY = [
-    "task=addition_attack_d8",
-    "rounds=3",
-    "budget=50",
-    "samples_per_round=20",
-    "pool_size=40",
-    "eval.samples=40",
-    "eval.every=2",
-    "eval.final_samples=0",
-    "negative.epochs=1",
-    "generator.epochs=1",
-    "sampler.backend=torch",
-    "runtime=local",
-]
 
 
 def test_resume_auto_needs_the_run_folder(tmp_path, capsys):
