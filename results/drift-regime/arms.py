@@ -2,7 +2,11 @@
 banel_ray/configs/attack_compare.yaml) x seeds, run two at a time, one process each, resumable
 (a run whose summary.json exists is skipped; a killed one is resumed from its checkpoint).
 
-    .venv/bin/python results/drift-regime/arms.py RUNS_DIR ARM[,ARM...] SEEDS [--parallel 2]
+    .venv/bin/python results/drift-regime/arms.py RUNS_DIR ARM[,ARM...] SEEDS [--parallel 2] [--set KEY=VALUE ...]
+
+``--set`` adds overrides after the arm's own (the Algorithm 1 seeds 1-2 used it for cheaper
+evaluations: ``--set eval.every=10 --set eval.final_samples=2000``; its final draws are capped at
+64 x the samples asked, see ``algorithms.banel.ACCEPT_CAP``).
 
 Run folders land in RUNS_DIR/<arm>_s<seed>; ``make_table.py`` reads the slim copies kept here."""
 
@@ -94,17 +98,18 @@ ARMS["kl_negall"] = [*ARMS["kl_lr1e-3"], "negative.data=all"]
 STUDY = ["eval.final_samples=20000", "eval.samples=2000"]
 
 
-def command(runs: Path, arm: str, seed: int) -> list[str]:
+def command(runs: Path, arm: str, seed: int, extra: list[str] = ()) -> list[str]:
     d = runs / f"{arm}_s{seed}"
     if (d / "config.json").exists():
         return [sys.executable, "-m", "banel_ray.run", "--resume", str(d)]
-    sets = [f"seed={seed}", f"run_dir={d}", *STUDY, *BASE, *ARMS[arm]]
+    sets = [f"seed={seed}", f"run_dir={d}", *STUDY, *BASE, *ARMS[arm], *extra]
     return [sys.executable, "-m", "banel_ray.run", "--config", CONFIG] + [x for s in sets for x in ("--set", s)]
 
 
 def main(argv: list[str]) -> int:
     runs, arms, seeds = Path(argv[0]), argv[1].split(","), argv[2]
     parallel = int(argv[argv.index("--parallel") + 1]) if "--parallel" in argv else 2
+    extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"]
     lo, _, hi = seeds.partition("-")
     seed_list = list(range(int(lo), int(hi or lo) + 1)) if "," not in seeds else [int(s) for s in seeds.split(",")]
     unknown = [a for a in arms if a not in ARMS]
@@ -119,7 +124,10 @@ def main(argv: list[str]) -> int:
             arm, seed = todo.pop(0)
             log = open(runs / f"{arm}_s{seed}.log", "a")
             live.append(
-                (subprocess.Popen(command(runs, arm, seed), stdout=log, stderr=subprocess.STDOUT), f"{arm}_s{seed}")
+                (
+                    subprocess.Popen(command(runs, arm, seed, extra), stdout=log, stderr=subprocess.STDOUT),
+                    f"{arm}_s{seed}",
+                )
             )
             print(f"[study] start {arm}_s{seed} ({len(todo)} queued)", flush=True)
         time.sleep(5)
