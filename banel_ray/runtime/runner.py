@@ -396,9 +396,11 @@ class Runner:
             self.log(report_plots.SKIPPED)
         if self.task.grid_samples and plots:  # the task draws its prior samples beside these from the final generator
             refs = self.method.eval_draws(self.task.grid_samples, seeds.GRID)
-            grid = self.task.save_sample_grid(
-                self.run_dir / "samples.png", [tuple(s) for b in self.rt.get(refs) for s in b.samples]
-            )
+            drawn = [tuple(s) for b in self.rt.get(refs) for s in b.samples]
+            if drawn:
+                grid = self.task.save_sample_grid(self.run_dir / "samples.png", drawn)
+            else:  # Algorithm 1 whose regions accept none of p0's draws within the cap: nothing to show
+                self.log("no sample grid: the final model yielded no draws (Algorithm 1 accepted none of p0's)")
         hist = self.history
         evals = [(m[K.ROUND], m[K.EVAL]) for m in hist if m.get(K.EVAL)]
         final = evals[-1][1] if evals else None
