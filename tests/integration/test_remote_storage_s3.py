@@ -20,22 +20,9 @@ from banel_ray import compare  # noqa: E402
 from banel_ray.core import remote  # noqa: E402
 from banel_ray.runtime import runner as runner_mod  # noqa: E402
 
-from helpers import run_main, sets  # noqa: E402
+from helpers import TINY_RUN, run_main, sets  # noqa: E402
 
-TINY = [
-    "task=addition_attack_d8",
-    "rounds=3",
-    "budget=60",
-    "samples_per_round=20",
-    "pool_size=40",
-    "eval.samples=40",
-    "eval.every=2",
-    "eval.final_samples=0",
-    "negative.epochs=1",
-    "generator.epochs=1",
-    "sampler.backend=torch",
-    "runtime=local",
-]
+TINY = ["budget=60" if x.startswith("budget=") else x for x in TINY_RUN]  # the tiny run, budget 60
 
 
 def _free_port() -> int:
