@@ -283,6 +283,18 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"'mode' sequential is BaNEL's Algorithm 1 (method banel or banel_sequential), not method {cfg['method']}"
         )
+    if cfg["generator.distil_from"] == "exact":
+        from banel_ray.tasks.base import Task
+
+        if cfg["method"] != "banel":
+            raise ConfigError(f"'generator.distil_from' exact is for method banel (Algorithm 2), not {cfg['method']}")
+        if cls.code_logprobs is Task.code_logprobs or cls.code_completions is Task.code_completions:
+            raise ConfigError(
+                f"'generator.distil_from' exact needs a task that enumerates its space (mnist_0to6, "
+                f"mnist_0to6_rare, synthetic); {cfg['task']} does not; allowed here: pool"
+            )
+        if cfg["support.kind"] != "none":
+            raise ConfigError("'generator.distil_from' exact applies no support control; set support.kind=none")
     if cfg["stop.rule"]:
         from banel_ray.algorithms.stop_rules import rule_by_name
 

@@ -199,6 +199,21 @@ class GeneratorConfig:
             hi=10.0,
         ),
     )
+    distil_from: str = field(
+        default="pool",
+        metadata=meta(
+            (
+                "what g_{t+1} is fitted on: pool (the paper: the kept part of a pool drawn from g_t) or exact "
+                "(generator.exact_draws drawn exactly from g_t restricted to what the filter keeps over the "
+                "whole space; a task that enumerates it, e.g. mnist_0to6_rare)"
+            ),
+            choices=("pool", "exact"),
+        ),
+    )
+    exact_draws: int = field(
+        default=0,
+        metadata=meta("distil_from=exact: the distillation set's size (0: as many as the pool's filter keeps)", lo=0),
+    )
     schedule: str = field(
         default="constant",
         metadata=meta(

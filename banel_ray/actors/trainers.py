@@ -90,7 +90,14 @@ class TrainerRole:
         if version != self.generator_version:
             load_state(self.generator, weights)
             self.generator_version = version
+            self._gen_table = None
         return self.generator_version
+
+    def _generator_table(self):
+        """log g of every string of an enumerable space, computed once per generator version."""
+        if getattr(self, "_gen_table", None) is None:
+            self._gen_table = self.task.code_logprobs(self.generator)
+        return self._gen_table
 
     def success_rate(self) -> dict | None:
         """g_t's success rate computed by the task (exact enumeration), or None if it has none."""
@@ -112,6 +119,8 @@ class NegativeTrainer(TrainerRole):
         self.negatives: list[tuple[int, ...]] = []  # all negatives so far (negative.data=all)
         self.regions: list[tuple[dict, float]] = []  # sequential mode: (p_phi weights, log tau)
         self._exact = None  # posterior_rate's cache: (log p0 table, accepted mask, regions applied)
+        self._gen_table = None  # log g of every string (enumerable tasks), reset when g changes
+        self._target = None  # the last exact Algorithm 2 target: (log g_t table, kept mask)
         super().__init__(*a, **k)
         self.support_threshold = self._support_threshold()
 
@@ -265,17 +274,57 @@ class NegativeTrainer(TrainerRole):
         )
         return self.add_region(factor, log_tau, SampleBatch(samples=draws, version=0))
 
+    def exact_target(self, round_: int, factor: float | None, log_tau: float | None, n: int):
+        """Algorithm 2's filter over the whole space (``exact_posterior.exact_filter``): the target
+        q(x) proportional to g_t(x) where s(x) passes, and ``n`` strings drawn exactly from it for
+        ``generator.distil_from=exact`` (none when n = 0: a measurement only). The target is kept
+        for ``distillation_report``, which measures KL(q || g_{t+1}): the distillation step's own
+        error. Returns (SampleBatch, metrics): two refs with num_returns=2."""
+        lg = self._generator_table()
+        if lg is None:
+            raise ValueError(f"task {type(self.task).__name__} does not enumerate its space")
+        num = lg if self.score_cfg.numerator != "prior" else self.task.code_logprobs(self.prior)
+        ln = self.task.code_logprobs(self.negative_model)
+        lengths = np.full(np.shape(lg), self.task.max_new_tokens, dtype=np.float64)
+        scores = alg.sequence_scores(
+            num, ln, lengths, self.score_cfg.length_norm, getattr(self.score_cfg, "negative_power", 1.0)
+        )
+        mask, log_tau = exact_posterior.exact_filter(lg, scores, factor, log_tau)
+        self._target = (lg, mask)
+        rng = np.random.default_rng(seeds.generator_update(self.seed, round_) + 11)
+        draws = self.task.code_completions(exact_posterior.draw_codes(lg, mask, n, rng))
+        est = exact_posterior.posterior_estimate(lg, mask, self.task.success_codes())
+        metrics = {
+            "target_log_tau": log_tau,
+            "target_codes": int(np.count_nonzero(mask)),
+            "target_exact_rate": est["rate"],
+            "target_draws": len(draws),
+        }
+        return SampleBatch(samples=draws, version=self.generator_version), metrics
+
     def distillation_report(self) -> dict:
-        """Algorithm 1's posterior built from this run's negatives (the regions so far), measured
-        exactly, beside the generator g this role holds: the posterior's rate and KL(posterior || g),
-        the distillation error (``exact_posterior.distillation_error``). Empty where the task does
-        not enumerate its space."""
-        est = self.posterior_rate()
-        if est is None:
-            return {}
-        logp0, mask, _ = self._exact
-        err = exact_posterior.distillation_error(logp0, mask, self.task.code_logprobs(self.generator))
-        return {"alg1_exact_rate": est["rate"], "alg1_accepted_codes": est["accepted_codes"], **err}
+        """Distillation error measured exactly, for the generator g this role now holds (g_{t+1}):
+        with regions (negative.exact_alg1), Algorithm 1's posterior built from this run's negatives,
+        its rate and KL(posterior || g) (``exact_posterior.distillation_error``); after
+        ``exact_target``, KL(target || g), the loss of this round's own distillation step. Empty
+        where the task does not enumerate its space."""
+        out: dict = {}
+        if self.regions:
+            est = self.posterior_rate()
+            if est is None:
+                return {}
+            logp0, mask, _ = self._exact
+            out = {
+                "alg1_exact_rate": est["rate"],
+                "alg1_accepted_codes": est["accepted_codes"],
+                **exact_posterior.distillation_error(logp0, mask, self._generator_table()),
+            }
+        if self._target is not None:  # Algorithm 2's own step: KL(exact filtered g_t || g_{t+1})
+            err = exact_posterior.distillation_error(*self._target, self._generator_table())
+            out["kl_target_to_generator"] = err["kl_posterior_to_generator"]
+            out["generator_target_mass"] = err["generator_accepted_mass"]
+            self._target = None
+        return out
 
     def posterior_rate(self) -> dict | None:
         """Algorithm 1's rate computed exactly where the task enumerates its space (None elsewhere).
@@ -382,8 +431,11 @@ class GeneratorTrainer(TrainerRole):
         lr: float,
         scored: ScoredPool,
         paid: PaidBatch | None = None,
+        target: SampleBatch | None = None,
     ):
-        """Filter the scored pool (top 1/f, or s >= log tau) and fit g_{t+1} on what is kept.
+        """Filter the scored pool (top 1/f, or s >= log tau) and fit g_{t+1} on what is kept, or on
+        ``target`` where given (draws of the exact filtered g_t, ``generator.distil_from=exact``;
+        the pool's filter is then only reported).
 
         Returns (new weights, metrics): two object refs when called with num_returns=2.
         """
@@ -397,7 +449,7 @@ class GeneratorTrainer(TrainerRole):
         )
         kept = [x for x, k in zip(scored.samples, mask) if k]
         mechanism = self.mechanism(scored, mask)
-        distil_set = list(kept)
+        distil_set = list(kept) if target is None else [tuple(x) for x in target.samples]
         if self.use_positives and paid is not None:
             distil_set += [tuple(x) for x, r in zip(paid.samples, paid.rewards) if r == 1]
         mix = int(round(getattr(c, "prior_mix", 0.0) * len(kept)))
@@ -435,6 +487,7 @@ class GeneratorTrainer(TrainerRole):
         metrics = {
             "acceptance": float(mask.mean()) if len(mask) else 0.0,
             "kept": len(kept),
+            "distil_set": len(distil_set),  # what g_{t+1} was fitted on (kept, positives, prior draws or exact draws)
             "score_pos_frac": float((s >= 0).mean()) if len(s) else 0.0,  # what tau = 1 keeps
             "score_q10": float(q[0]),
             "score_q50": float(q[1]),

@@ -89,3 +89,30 @@ def distillation_error(logp0, accepted, logp_gen) -> dict:
         "kl_posterior_to_generator": float((post[inside] * (log_post[inside] - lg[inside])).sum()),
         "generator_accepted_mass": math.exp(log_mass(logp_gen, acc)),
     }
+
+
+def exact_filter(logp_gen, scores, factor: float | None = None, log_tau: float | None = None):
+    """Algorithm 2's filter applied to the whole space instead of a pool: (mask of the strings kept,
+    log tau). With a factor f, tau is the score above which g holds 1/f of its (table) mass, the
+    limit of "keep the top 1/f of a pool drawn from g" as the pool grows; with ``log_tau``, the
+    threshold rule as given. The distillation target is g restricted to the mask, renormalised."""
+    s = np.asarray(scores, dtype=np.float64)
+    if factor is not None:
+        flat, lg = s.ravel(), np.asarray(logp_gen, dtype=np.float64).ravel()
+        order = np.argsort(-flat, kind="stable")
+        mass = np.cumsum(np.exp(lg[order] - log_mass(lg)))
+        k = min(int(np.searchsorted(mass, 1.0 / factor - 1e-12)), flat.size - 1)
+        log_tau = float(flat[order[k]])
+    if log_tau is None:
+        raise ValueError("exact_filter needs a factor or a log tau")
+    return s >= log_tau, float(log_tau)
+
+
+def draw_codes(logp, mask, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` flat indices drawn exactly (with replacement) from exp(logp) restricted to ``mask``."""
+    idx = np.flatnonzero(np.asarray(mask, dtype=bool).ravel())
+    if n <= 0 or idx.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    w = np.asarray(logp, dtype=np.float64).ravel()[idx]
+    p = np.exp(w - w.max())
+    return idx[rng.choice(idx.size, size=n, p=p / p.sum())]

@@ -81,15 +81,25 @@ class BanelDistill(_Banel):
         t2 = time.perf_counter()
         m["generator_lr"] = lr = self.generator_lr(t)
         scored_ref = self.negative.score.remote(*self.pool)
+        rc = self.ctx.rc
+        fac = value if rc.filter.kind == "quantile" else None
+        tau = None if fac else math.log(value)
+        exact = rc.generator.distil_from == "exact"
+        target_ref = None
+        if exact or rc.negative.exact_alg1:  # the filter over the whole space: its draws, or a measurement
+            n = 0
+            if exact:  # as many as the pool's filter keeps, unless set
+                n = rc.generator.exact_draws or (alg.keep_count(rc.pool_size, fac) if fac else rc.pool_size)
+            target_ref, tmet_ref = self.negative.exact_target.options(num_returns=2).remote(t + 1, fac, tau, n)
+            m.update(self.rt.get(tmet_ref))
         weights_ref, met_ref = self.generator.distil.options(num_returns=2).remote(
-            t + 1, version, value, lr, scored_ref, paid_ref
+            t + 1, version, value, lr, scored_ref, paid_ref, target_ref if exact else None
         )
         ack = self.negative.set_generator.remote(version, weights_ref)
         m.update(self.rt.get(met_ref))
-        if self.ctx.rc.negative.exact_alg1:  # the same negatives as Algorithm 1 regions, measured exactly
-            fac = value if self.ctx.rc.filter.kind == "quantile" else None
-            tau = None if fac else math.log(value)
-            m.update(self.rt.get(self.negative.add_region_from_prior.remote(t + 1, fac, tau, self.ctx.rc.pool_size)))
+        if rc.negative.exact_alg1:  # the same negatives as Algorithm 1 regions, measured exactly
+            m.update(self.rt.get(self.negative.add_region_from_prior.remote(t + 1, fac, tau, rc.pool_size)))
+        if target_ref is not None or rc.negative.exact_alg1:
             m.update(self.rt.get(self.negative.distillation_report.remote()))  # after g_{t+1} arrived
         m["t_distil"] = time.perf_counter() - t2
         return Update(version=version, weights=weights_ref, metrics={"pending": [ack]})

@@ -87,6 +87,11 @@ class Task:
         """The boolean table of successes matching ``code_logprobs`` (None: not enumerable)."""
         return None
 
+    def code_completions(self, indices) -> list[tuple[int, ...]]:
+        """The completions at these flat indices of ``code_logprobs``'s table (C order), for drawing
+        exactly from a distribution over the enumerated space. Needed where ``code_logprobs`` is."""
+        raise NotImplementedError(f"{type(self).__name__} does not enumerate its space")
+
     def reference_rate(self) -> dict | None:
         """Optional: the prior's success rate measured once at length and shipped with it
         ({"rate", "lo", "hi", "k", "n", ...}), when it applies to this task's settings; a run's

@@ -7,7 +7,8 @@ summary is listed as unfinished, at its last evaluated round). Each row: the met
 done, NREs, sixes paid for, the final exact rate and its factor over the prior (the paper's is
 13,500x: 8e-26 -> 1.08e-21), the best evaluated round's factor (optimistic: the maximum over
 rounds), and for Algorithm 2 with ``negative.exact_alg1`` the last round's Algorithm 1 posterior
-and KL(posterior || generator). Writes ``trajectories.png`` beside this file (log10 exact rate by
+and KL(posterior || generator), and where measured the median over rounds of KL(exact filter
+target || g_{t+1}), each distillation step's own loss. Writes ``trajectories.png`` beside this file (log10 exact rate by
 round, one line a run)."""
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def load(run: Path) -> dict:
     sequential = cfg.get("mode") == "sequential" or cfg.get("method") == "banel_sequential"
     method = cfg.get("method", "banel")
     name = "BaNEL Alg. 1" if sequential else ("BaNEL Alg. 2" if method == "banel" else method)
+    if (cfg.get("generator") or {}).get("distil_from") == "exact":
+        name += ", exact target"
+    step = [r["kl_target_to_generator"] for r in recs if r.get("kl_target_to_generator") is not None]
     return {
         "run": run.name,
         "name": name,
@@ -50,6 +54,7 @@ def load(run: Path) -> dict:
         "best": max(evals, key=lambda e: e[1]) if evals else None,
         "alg1": recs[-1].get("alg1_exact_rate") if recs else None,
         "kl": recs[-1].get("kl_posterior_to_generator") if recs else None,
+        "step_kl": sorted(step)[len(step) // 2] if step else None,
         "evals": evals,
         "done": bool(s),
     }
@@ -77,9 +82,9 @@ def main(argv: list[str]) -> int:
     )
     print(
         "| run | method | seed | rounds | NREs | sixes paid | final exact rate | x prior | best round (optimistic) "
-        "| Alg. 1 posterior, last round | KL(post \\|\\| g), nats |"
+        "| Alg. 1 posterior, last round | KL(post \\|\\| g), nats | KL(target \\|\\| g), median over rounds |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         final = r["final"] if r["done"] else (r["last_eval"][1] if r["last_eval"] else None)
         tag = "" if r["done"] else f" (unfinished: round {r['last_eval'][0] if r['last_eval'] else 0})"
@@ -89,7 +94,7 @@ def main(argv: list[str]) -> int:
         print(
             f"| {r['run']} | {r['name']} | {r['seed']} | {r['rounds']} of {r['of']} | {r['nres']:,} | {r['sixes']} "
             f"| {fmt(final)}{tag} | {factor} | {best_s} "
-            f"| {fmt(r['alg1'])} | {fmt(r['kl'])} |"
+            f"| {fmt(r['alg1'])} | {fmt(r['kl'])} | {fmt(r['step_kl'])} |"
         )
 
     import matplotlib

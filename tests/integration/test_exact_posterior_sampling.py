@@ -105,6 +105,9 @@ class TinyTask:
     def success_codes(self):
         return self.success
 
+    def code_completions(self, indices):
+        return [tuple(TOKS[i] for i in np.unravel_index(k, (len(TOKS),) * LENGTH)) for k in indices]
+
 
 def test_the_negative_trainer_measures_its_posterior_exactly_region_by_region(tiny, tmp_path):
     from banel_ray.actors.trainers import NegativeTrainer
@@ -168,3 +171,55 @@ def test_a_distill_runs_negatives_as_regions_and_the_distillation_error(tiny, tm
     # about half of p0's draws pass a region calibrated at f = 2
     p0_share = math.exp(ep.log_mass(logp0, acc) - ep.log_mass(logp0))
     assert 0.3 < p0_share < 0.7 and rep["kl_posterior_to_generator"] > 0
+
+
+def test_the_exact_target_is_the_pool_filters_limit_and_its_distillation_error_is_exact(tiny, tmp_path):
+    """generator.distil_from=exact: the negative trainer draws the distillation set from g_t
+    restricted, over the whole space, to what the filter keeps; that target is what the top 1/f of a
+    large pool from g_t converges to, and the report's KL(target || g_{t+1}) is the brute-force sum."""
+    from banel_ray.actors.trainers import NegativeTrainer
+    from banel_ray.config import SECTIONS
+    from banel_ray.models import save_model
+
+    prior, regions, success = tiny
+    save_model(prior, tmp_path / "prior")
+    opts = {"success": json.dumps(success.ravel().tolist())}
+    role = NegativeTrainer(
+        "test_exact_posterior_sampling:TinyTask",
+        opts,
+        str(tmp_path / "prior"),
+        score=SECTIONS["score"](length_norm=True),
+    )
+    neg = copy_model(prior)
+    neg.load_state_dict(regions[0][0])
+    role.negative_model = neg  # as fit() leaves it; g_t is the prior (version 0)
+    n = 20_000
+    batch, met = role.exact_target(1, 2.0, None, n)
+    lg = all_logprobs(prior, PROMPT, TOKS, LENGTH)
+    s = alg.sequence_scores(lg, all_logprobs(neg, PROMPT, TOKS, LENGTH), np.full(lg.shape, LENGTH), True)
+    q = np.where(s >= met["target_log_tau"], np.exp(lg), 0.0)
+    q /= q.sum()
+    assert met["target_draws"] == n and met["target_codes"] == int((q > 0).sum())
+    assert met["target_exact_rate"] == pytest.approx(q[success].sum(), rel=1e-9)
+    freq = np.zeros(q.shape)
+    for x in batch.samples:
+        freq[tuple(TOKS.index(t) for t in x)] += 1 / n
+    assert (np.abs(freq - q) < 4 * np.sqrt(q * (1 - q) / n) + 1e-12).all()
+    # the pool filter's limit: the top half of 40,000 draws of g_t keeps about the same distribution
+    pool = [x for x in sample(prior, PROMPT, 40_000, LENGTH, EOS, seed=4, batch_size=10_000)]
+    l0, n0 = sequence_logprobs(prior, _pairs(pool))
+    ln, _ = sequence_logprobs(neg, _pairs(pool))
+    keep = alg.quantile_filter(alg.sequence_scores(l0, ln, n0, True), 2.0)
+    kept = [x for x, k in zip(pool, keep) if k and len(x) == LENGTH and all(t in TOKS for t in x)]
+    in_target = np.mean([q[tuple(TOKS.index(t) for t in x)] > 0 for x in kept])
+    assert in_target > 0.97, in_target  # what the pool keeps lies in the exact target (ties aside)
+    # distillation error of the step: KL(target || g_{t+1}) by brute force
+    g = copy_model(prior)
+    g.load_state_dict(regions[1][0])
+    role.set_generator(1, state_dict(g))
+    rep = role.distillation_report()
+    lg1 = all_logprobs(g, PROMPT, TOKS, LENGTH)
+    want = sum(q[x] * (math.log(q[x]) - lg1[x]) for x in np.ndindex(q.shape) if q[x] > 0)
+    assert rep["kl_target_to_generator"] == pytest.approx(want, rel=1e-9) and want > 0
+    assert "alg1_exact_rate" not in rep  # no regions: only the step's own error
+    assert role.distillation_report() == {}  # the target is reported once

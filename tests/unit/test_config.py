@@ -51,6 +51,16 @@ def test_yaml_nested_and_dotted(tmp_path):
         (["oracle.cost_per_call=-0.1"], "'oracle.cost_per_call' must be >= 0.0"),
         (["oracle.tokens_per_minute=lots"], "'oracle.tokens_per_minute' must be float"),
         (["oracle.retry_after_max_s=-1"], "'oracle.retry_after_max_s' must be >= 0.0"),
+        (
+            ["generator.distil_from=exact"],
+            "needs a task that enumerates its space (mnist_0to6, mnist_0to6_rare, synthetic)",
+        ),
+        (["generator.distil_from=exact", "method=reinforce"], "'generator.distil_from' exact is for method banel"),
+        (["generator.distil_from=fit"], "'generator.distil_from' must be one of pool, exact"),
+        (
+            ["generator.distil_from=exact", "task=mnist_0to6_rare", "support.kind=token"],
+            "applies no support control; set support.kind=none",
+        ),
     ],
 )
 def test_bad_values_name_the_key(sets, needle):
@@ -216,3 +226,9 @@ def test_a_method_declares_its_settings_once_as_sections():
     got = m.setting_sections()
     assert set(got) == {"pg", "npo"} and got["npo"].beta == 0.5 and got["pg"].lr == 0.01
     assert C.section_name(C.SECTIONS["negative"]) == "negative"
+
+
+def test_exact_distillation_is_allowed_where_the_task_enumerates():
+    cfg = C.load(None, ["generator.distil_from=exact", "task=mnist_0to6_rare", "generator.exact_draws=4000"])
+    assert cfg["generator.distil_from"] == "exact" and cfg["generator.exact_draws"] == 4000
+    assert C.sections(cfg).generator.distil_from == "exact"

@@ -60,3 +60,34 @@ def test_distillation_error_is_the_brute_force_kl():
     same = ep.distillation_error(logp0, acc, post)
     assert same["kl_posterior_to_generator"] == pytest.approx(0, abs=1e-12)
     assert same["generator_accepted_mass"] == pytest.approx(1.0)
+
+
+def test_exact_filter_keeps_the_top_scores_holding_one_over_f_of_g():
+    rng = np.random.default_rng(4)
+    logg = np.log(rng.dirichlet(np.ones(64)) * 0.9).reshape(4, 4, 4)  # 0.1 outside the table
+    scores = rng.normal(size=(4, 4, 4))
+    mask, log_tau = ep.exact_filter(logg, scores, factor=2.0)
+    p = np.exp(logg) / np.exp(logg).sum()
+    kept = p[mask].sum()
+    assert kept >= 0.5 and kept - p[scores == log_tau].sum() < 0.5  # the last string kept crosses 1/f
+    assert (mask == (scores >= log_tau)).all() and scores[~mask].max() < log_tau <= scores[mask].min()
+    # f = 1 keeps everything; a threshold rule is applied as given
+    assert ep.exact_filter(logg, scores, factor=1.0)[0].all()
+    m2, t2 = ep.exact_filter(logg, scores, log_tau=0.3)
+    assert t2 == 0.3 and (m2 == (scores >= 0.3)).all()
+    with pytest.raises(ValueError):
+        ep.exact_filter(logg, scores)
+
+
+def test_draw_codes_follows_the_restricted_distribution():
+    rng = np.random.default_rng(5)
+    logp = np.log(rng.dirichlet(np.ones(27))).reshape(3, 3, 3)
+    mask = rng.random((3, 3, 3)) < 0.5
+    n = 40_000
+    idx = ep.draw_codes(logp, mask, n, np.random.default_rng(6))
+    assert idx.shape == (n,) and mask.ravel()[idx].all()  # never outside the mask
+    q = np.where(mask, np.exp(logp), 0).ravel()
+    q /= q.sum()
+    freq = np.bincount(idx, minlength=27) / n
+    assert (np.abs(freq - q) < 4 * np.sqrt(q * (1 - q) / n) + 1e-12).all()
+    assert ep.draw_codes(logp, np.zeros_like(mask), 5, rng).size == 0 and ep.draw_codes(logp, mask, 0, rng).size == 0

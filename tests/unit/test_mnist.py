@@ -55,3 +55,14 @@ def test_configs_and_bad_options(capsys):
     assert main(["--config", str(CONFIG_DIR / "mnist_quick.yaml"), "--set", "task_options.digits=9"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "task_options.digits" in err and "prior_epochs" in err
+
+
+def test_code_completions_read_the_exact_tables_c_order():
+    """Entry [i1..i4] of code_logprobs' table is the tokens i1+OFFSET .. i4+OFFSET (all_logprobs)."""
+    from banel_ray.tasks.mnist.common import OFFSET, K, V
+    from banel_ray.tasks.mnist.task import MnistZeroToSix
+
+    codes = [(1, 2, 3, 63), (0, 0, 0, 0), (63, 0, 5, 9)]
+    flat = [int(np.ravel_multi_index(c, (V,) * K)) for c in codes]
+    got = MnistZeroToSix.code_completions(None, flat)
+    assert got == [tuple(x + OFFSET for x in c) for c in codes]

@@ -106,6 +106,10 @@ class MnistZeroToSix(Task):
     def success_codes(self) -> np.ndarray:
         return self.success_table()
 
+    def code_completions(self, indices) -> list[tuple[int, ...]]:
+        codes = np.stack(np.unravel_index(np.asarray(indices, dtype=np.int64), (V,) * K), axis=1) + OFFSET
+        return [tuple(int(t) for t in row) for row in codes]
+
     def success_rate(self, model, samples: int | None = None) -> dict:  # exact: no draws
         from banel_ray.models.exact_rate import exact_estimate
 

@@ -183,6 +183,22 @@ class Synthetic(Task):
         flat = self.success_table().ravel()
         return [int(i >= 0 and flat[i]) for i in idx]
 
+    def code_logprobs(self, model) -> np.ndarray:
+        """log p of every string, shape (alphabet,) * length (Algorithm 1's exact posterior, the
+        exact distillation target)."""
+        from banel_ray.models import set_threads
+        from banel_ray.models.exact_rate import all_logprobs
+
+        set_threads(self.threads)
+        return all_logprobs(model, self.prompt, self.symbols, self.length)
+
+    def success_codes(self) -> np.ndarray:
+        return self.success_table()
+
+    def code_completions(self, indices) -> list[tuple[int, ...]]:
+        rows = np.stack(np.unravel_index(np.asarray(indices, dtype=np.int64), (self.alphabet,) * self.length), axis=1)
+        return [tuple(int(t) + OFFSET for t in r) for r in rows]
+
     def success_rate(self, model, samples: int | None = None) -> dict:  # exact: no draws
         from banel_ray.models import set_threads
         from banel_ray.models.exact_rate import all_logprobs, exact_estimate, log_rate

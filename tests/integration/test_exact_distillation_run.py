@@ -1,0 +1,50 @@
+"""generator.distil_from=exact through the real runner (in process, torch sampler) on a 256-string
+planted-feature space: each round's distillation set is drawn from the exact filter target, and
+the run records that target and the step's own distillation error beside Algorithm 1's posterior
+(negative.exact_alg1). The pure parts: tests/unit/test_exact_posterior.py; the trainer's target
+against a pool filter and brute force: tests/integration/test_exact_posterior_sampling.py."""
+
+import json
+import math
+
+from banel_ray import config as C
+from banel_ray import tasks
+from banel_ray.runtime.actors import LocalRuntime
+from banel_ray.runtime.runner import Runner
+
+SETS = [
+    *("task=synthetic", "task_options.alphabet=4", "task_options.length=4", "task_options.prior_epochs=1"),
+    *("task_options.q=0.01", "task_options.s=1", "rounds=2", "budget=100", "samples_per_round=25"),
+    *("pool_size=50", "negative.epochs=2", "eval.samples=0", "eval.every=1", "eval.final_samples=0"),
+    *("sampler.backend=torch", "runtime=local", "score.length_norm=false", "negative.exact_alg1=true"),
+]
+
+
+def run(tmp_path, *sets):
+    cache = f"task_options.cache_dir={tmp_path / 'cache'}"
+    cfg = C.load(None, [*SETS, cache, f"run_dir={tmp_path / 'run'}", *sets])
+    prior = tasks.build("synthetic", cfg["task_options"]).prepare(progress=lambda s: None)
+    r = Runner.build(cfg, tmp_path / "run", LocalRuntime(), prior, log=lambda s: None)
+    try:
+        r.run()
+    finally:
+        r.shutdown()
+    return [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def test_an_exact_distillation_run_fits_draws_of_the_exact_target_and_reports_its_error(tmp_path):
+    recs = [r for r in run(tmp_path, "generator.distil_from=exact", "generator.exact_draws=300") if "round" in r]
+    assert [r["round"] for r in recs] == [1, 2]
+    for r in recs:
+        assert r["target_draws"] == r["distil_set"] == 300  # fitted on exact draws, not the pool's 25 kept
+        assert r["kept"] == 25
+        assert 0 < r["target_codes"] < 256 and 0 <= r["target_exact_rate"] <= 1
+        assert math.isfinite(r["kl_target_to_generator"]) and r["kl_target_to_generator"] >= 0
+        assert 0 < r["generator_target_mass"] <= 1 and "alg1_exact_rate" in r
+        assert r["eval"]["exact"]  # the generator's own rate, by enumeration
+
+
+def test_a_pool_run_measures_the_same_step_error_without_changing_what_it_fits(tmp_path):
+    recs = [r for r in run(tmp_path) if "round" in r]
+    assert all(r["target_draws"] == 0 and r["kl_target_to_generator"] >= 0 for r in recs)
+    assert all(r["kept"] == r["distil_set"] == 25 for r in recs)  # the top half of the pool of 50, as before
