@@ -121,6 +121,8 @@ class NegativeTrainer(TrainerRole):
         self._exact = None  # posterior_rate's cache: (log p0 table, accepted mask, regions applied)
         self._gen_table = None  # log g of every string (enumerable tasks), reset when g changes
         self._target = None  # the last exact Algorithm 2 target: (log g_t table, kept mask)
+        self._phi_table = None  # (p_phi, its log p table) from exact_target, reused when p_phi becomes a region
+        self._region_tables: dict = {}  # region index -> its table, where already computed
         super().__init__(*a, **k)
         self.support_threshold = self._support_threshold()
 
@@ -236,6 +238,9 @@ class NegativeTrainer(TrainerRole):
             k = alg.keep_count(len(s), factor)
             log_tau = float(np.sort(s)[::-1][k - 1]) if len(s) else 0.0
         self.regions.append((state_dict(self.negative_model), float(log_tau)))
+        if self._phi_table is not None and self._phi_table[0] is self.negative_model:  # scored once already
+            self._region_tables[len(self.regions) - 1] = self._phi_table[1]
+        self._phi_table = None
         return {"regions": len(self.regions), "region_log_tau": float(log_tau)}
 
     def _region_scores(self, model, samples):
@@ -285,6 +290,7 @@ class NegativeTrainer(TrainerRole):
             raise ValueError(f"task {type(self.task).__name__} does not enumerate its space")
         num = lg if self.score_cfg.numerator != "prior" else self.task.code_logprobs(self.prior)
         ln = self.task.code_logprobs(self.negative_model)
+        self._phi_table = (self.negative_model, ln)
         lengths = np.full(np.shape(lg), self.task.max_new_tokens, dtype=np.float64)
         scores = alg.sequence_scores(
             num, ln, lengths, self.score_cfg.length_norm, getattr(self.score_cfg, "negative_power", 1.0)
@@ -331,8 +337,9 @@ class NegativeTrainer(TrainerRole):
         Regions never change once added, so the accepted mask is kept between calls and each call
         scores only the regions added since the last."""
         est, self._exact = exact_posterior_rate(
-            self.task, self.prior, self.regions, self.score_cfg.length_norm, self._exact
+            self.task, self.prior, self.regions, self.score_cfg.length_norm, self._exact, self._region_tables
         )
+        self._region_tables = {}
         return est
 
     # ---- checkpoint shard ------------------------------------------------------------------------
@@ -383,7 +390,9 @@ def regions_accept(prior, regions, pairs, pad_id: int, length_norm: bool) -> np.
     return alg.sequential_accept_in_turn(len(pairs), [region(w, t) for w, t in regions])
 
 
-def exact_posterior_rate(task, prior, regions, length_norm: bool, state=None) -> tuple[dict | None, tuple | None]:
+def exact_posterior_rate(
+    task, prior, regions, length_norm: bool, state=None, known: dict | None = None
+) -> tuple[dict | None, tuple | None]:
     """Algorithm 1's posterior, p0 restricted to the strings no region rejects, and its success rate
     computed exactly over the task's enumerable space (``algorithms.exact_posterior``); (None, None)
     where the task does not enumerate. ``state`` (returned, passed back): log p0's table, the
@@ -398,7 +407,10 @@ def exact_posterior_rate(task, prior, regions, length_norm: bool, state=None) ->
     scorer = copy_model(prior)
 
     def tables():
-        for weights, log_tau in regions[done:]:
+        for i, (weights, log_tau) in enumerate(regions[done:], start=done):
+            if known and i in known:  # this region's table was computed already (exact_target)
+                yield known[i], log_tau
+                continue
             load_state(scorer, weights)
             yield task.code_logprobs(scorer), log_tau
 

@@ -223,3 +223,34 @@ def test_the_exact_target_is_the_pool_filters_limit_and_its_distillation_error_i
     assert rep["kl_target_to_generator"] == pytest.approx(want, rel=1e-9) and want > 0
     assert "alg1_exact_rate" not in rep  # no regions: only the step's own error
     assert role.distillation_report() == {}  # the target is reported once
+
+
+def test_a_region_scored_by_the_exact_target_is_not_scored_again(tiny, tmp_path, monkeypatch):
+    """exact_target's p_phi table becomes the region's when that p_phi is kept as one (one exact
+    pass a round saved); the posterior's rate is the same as when the region is scored anew."""
+    from banel_ray.actors.trainers import NegativeTrainer
+    from banel_ray.config import SECTIONS
+    from banel_ray.models import save_model
+
+    prior, regions, success = tiny
+    save_model(prior, tmp_path / "prior")
+    opts = {"success": json.dumps(success.ravel().tolist())}
+    role = NegativeTrainer(
+        "test_exact_posterior_sampling:TinyTask",
+        opts,
+        str(tmp_path / "prior"),
+        score=SECTIONS["score"](length_norm=True),
+    )
+    neg = copy_model(prior)
+    neg.load_state_dict(regions[0][0])
+    role.negative_model = neg
+    role.exact_target(1, 2.0, None, 0)
+    info = role.add_region_from_prior(1, 2.0, None, 2000)
+    calls = []
+    real = role.task.code_logprobs
+    monkeypatch.setattr(role.task, "code_logprobs", lambda m: calls.append(m) or real(m))
+    rep = role.distillation_report()
+    assert len(calls) == 1  # log p0 only; the region's table came from exact_target (g's is cached too)
+    logp0 = all_logprobs(prior, PROMPT, TOKS, LENGTH)
+    acc = ep.accepted_mask(logp0, iter([(all_logprobs(neg, PROMPT, TOKS, LENGTH), info["region_log_tau"])]), LENGTH)
+    assert rep["alg1_exact_rate"] == pytest.approx(ep.posterior_estimate(logp0, acc, success)["rate"], rel=1e-9)
