@@ -102,14 +102,27 @@ def main(argv: list[str]) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    # one colour per method, one line style per seed, so 19 runs stay readable
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    styles = ["-", "--", ":", "-."]
     for r in rows:
         pts = [(0, r["base"]), *r["evals"]]
-        ax.plot([p[0] for p in pts], [math.log10(max(p[1], 1e-300)) for p in pts], "o-", ms=3, label=r["run"])
+        ax.plot(
+            [p[0] for p in pts],
+            [math.log10(max(p[1], 1e-300)) for p in pts],
+            marker="o",
+            ms=3,
+            ls=styles[(r["seed"] or 0) % len(styles)],
+            color=f"C{names.index(r['name']) % 10}",
+            label=f"{r['name']}, seed {r['seed']}",
+        )
     ax.axhline(math.log10(rows[0]["base"]), color="grey", ls="--", label="prior")
     ax.axhline(math.log10(rows[0]["base"] * PAPER), color="k", ls=":", label="prior x 13,500 (the paper's gain)")
-    ax.set(xlabel="round", ylabel="log10 exact P(six)", title="mnist_0to6_rare, exact rates by round")
-    ax.legend(fontsize=7)
+    ax.set(
+        xlabel="round", ylabel="log10 exact P(six)", title="mnist_0to6_rare, exact rates by round (line style = seed)"
+    )
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(HERE / "trajectories.png", dpi=110)
     return 0
