@@ -27,6 +27,7 @@ EPILOG = """examples:
   python -m banel_ray.evaluate runs/addition_attack-20261201-120000              # final round, task's size
   python -m banel_ray.evaluate RUN_DIR --round 15 --samples 200000
   python -m banel_ray.evaluate RUN_DIR --all                                    # every kept checkpoint
+  python -m banel_ray.evaluate RUN_DIR --grid                                   # and samples.png of the final
 """
 
 
@@ -45,6 +46,7 @@ class RunEvaluation:
         self.task = tasks.build(self.rc.task, self.rc.task_options) if task is None else task
         self.threads = threads
         self._prior_dir = prior_dir
+        self._posterior: dict = {}  # round -> Algorithm 1's exact posterior state (exact_posterior_rate)
 
     @property
     def prior_dir(self) -> str:
@@ -205,13 +207,68 @@ class RunEvaluation:
         if regions is not None:  # Algorithm 1: the posterior is p0 restricted by the regions, not p0
             from banel_ray.actors.trainers import exact_posterior_rate
 
-            exact, _ = exact_posterior_rate(self.task, model, regions, bool(self.cfg.get("score.length_norm", True)))
+            exact, self._posterior[round_] = exact_posterior_rate(
+                self.task, model, regions, bool(self.cfg.get("score.length_norm", True))
+            )
         est = dict(exact or self.task.success_rate(model, samples=samples), round=round_, version=version, fresh=True)
         if regions is not None and exact is None:  # a computed rate that cannot see the regions
             est["warning"] = "Algorithm 1 run: this is p0's computed rate, not the posterior's"
         est["seconds"] = time.perf_counter() - t0
         self.folder.write_eval(round_, est)
         return est
+
+    def sample_grid(self, round_: int) -> Path | None:
+        """The task's sample grid (``samples.png`` in the run folder) of round ``round_``'s generator:
+        Algorithm 1's posterior drawn exactly where the task enumerates its space (its last regions
+        may leave p0 too little mass to reach by rejection), else by rejection from p0 up to
+        ``ACCEPT_CAP`` x the draws wanted; other methods' generators sampled. None where the task
+        draws no grid or nothing was accepted. Never NREs."""
+        import numpy as np
+
+        from banel_ray.actors.sampler import Sampler
+        from banel_ray.actors.trainers import exact_posterior_rate
+        from banel_ray.algorithms import banel as alg
+        from banel_ray.algorithms import exact_posterior
+        from banel_ray.core import seeds
+        from banel_ray.models import load_model, set_threads
+
+        n = self.task.grid_samples
+        if n <= 0:
+            return None
+        set_threads(self.threads)
+        rc = self.rc
+        regions = self.regions(round_)
+        drawn: list = []
+        state = self._posterior.get(round_)  # computed() of this round has the posterior already
+        if regions is not None and state is None:
+            prior = load_model(self.prior_dir)
+            _, state = exact_posterior_rate(self.task, prior, regions, bool(self.cfg.get("score.length_norm", True)))
+        if state is not None:
+            logp0, mask, _ = state
+            idx = exact_posterior.draw_codes(logp0, mask, n, np.random.default_rng(seeds.GRID))
+            drawn = [tuple(x) for x in self.task.code_completions(idx)]
+        else:
+            sampler = Sampler(
+                "torch",
+                self.prior_dir,
+                seed=seeds.sampler_actor(rc.seed, 0),
+                threads=self.threads,
+                task_name=rc.task,
+                task_options=rc.task_options,
+            )
+            found = self.generator(round_)
+            if found is not None:
+                sampler.load_weights(*found)
+            keep = self.accept_filter(round_)
+            for i in range(alg.ACCEPT_CAP if keep else 1):
+                got = sampler.sample(n, seeds.per_sampler(seeds.draw(rc.seed, seeds.GRID), i)).samples
+                drawn += keep(got) if keep else got
+                if len(drawn) >= n:
+                    break
+            drawn = [tuple(x) for x in drawn[:n]]
+        if not drawn:
+            return None
+        return self.task.save_sample_grid(self.folder.path / "samples.png", drawn)
 
 
 def evaluate_round(
@@ -235,6 +292,12 @@ def main(argv=None) -> int:
         "draws, default the task's own)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--grid",
+        action="store_true",
+        help="also write RUN_DIR/samples.png for the round (a task with a sample grid; Algorithm 1 drawn "
+        "exactly from its posterior where the task enumerates its space)",
+    )
     p.add_argument(
         "--trust-run-folder",
         action="store_true",
@@ -269,6 +332,9 @@ def main(argv=None) -> int:
                 f"round {r}: {e.rate:.3e} [{e.lo:.3e}, {e.hi:.3e}] ({what}), written to {rd.eval_path(r)}",
                 flush=True,
             )
+        if a.grid:
+            path = ev.sample_grid(rounds[-1])
+            print(f"sample grid: {path or 'none (the task draws no grid, or no draw was accepted)'}", flush=True)
     except FileNotFoundError as e:
         return fail(str(e))
     return 0

@@ -342,6 +342,18 @@ class NegativeTrainer(TrainerRole):
         self._region_tables = {}
         return est
 
+    def posterior_draws(self, n: int, seed: int) -> SampleBatch | None:
+        """``n`` strings drawn exactly from Algorithm 1's posterior (p0 restricted to what no region
+        rejects) where the task enumerates its space; None where it does not. A sample grid needs
+        this: late regions leave p0 too little mass (1e-20 on mnist_0to6_rare) to reach by rejection."""
+        if self._exact is None or self._exact[2] != len(self.regions):
+            self.posterior_rate()
+        if self._exact is None or self._exact[1] is None:
+            return None
+        logp0, mask, _ = self._exact
+        idx = exact_posterior.draw_codes(logp0, mask, n, np.random.default_rng(seed))
+        return SampleBatch(samples=self.task.code_completions(idx), version=0)
+
     # ---- checkpoint shard ------------------------------------------------------------------------
     def save_shard(self, folder: str) -> dict:
         """Negatives so far and every region (sequential mode), into ``folder``."""

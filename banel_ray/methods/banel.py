@@ -153,6 +153,11 @@ class BanelSequential(_Banel):
     def eval_draws(self, n: int, tag: int) -> list:
         return self.accepted(n, tag)
 
+    def grid_draws(self, n: int, tag: int) -> list:
+        # drawn exactly from the posterior where the task enumerates its space (rejection may accept none)
+        ref = self.negative.posterior_draws.remote(n, tag)
+        return [ref] if self.rt.get(ref) is not None else self.accepted(n, tag)
+
     def computed_rate(self):
         # the posterior's exact rate where the task enumerates its space (the role answers None elsewhere)
         return self.negative.posterior_rate.remote()

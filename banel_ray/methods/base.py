@@ -117,6 +117,10 @@ class Method:
         """References to n draws of the current generator (posterior) for an evaluation."""
         return self.ctx.samplers.draw(n, tag)
 
+    def grid_draws(self, n: int, tag: int) -> list:
+        """References to n draws of the final generator (posterior) for the task's sample grid."""
+        return self.eval_draws(n, tag)
+
     def computed_rate(self):
         """A reference to the task's computed rate of the current generator, or None."""
         return None

@@ -395,7 +395,7 @@ class Runner:
         if not plots:
             self.log(report_plots.SKIPPED)
         if self.task.grid_samples and plots:  # the task draws its prior samples beside these from the final generator
-            refs = self.method.eval_draws(self.task.grid_samples, seeds.GRID)
+            refs = self.method.grid_draws(self.task.grid_samples, seeds.GRID)
             drawn = [tuple(s) for b in self.rt.get(refs) for s in b.samples]
             if drawn:
                 grid = self.task.save_sample_grid(self.run_dir / "samples.png", drawn)

@@ -137,6 +137,31 @@ def test_the_negative_trainer_measures_its_posterior_exactly_region_by_region(ti
     assert got["rate"] != pytest.approx(first["rate"], rel=1e-3)
 
 
+def test_the_negative_trainer_draws_exactly_from_its_posterior_for_a_sample_grid(tiny, tmp_path):
+    from banel_ray.actors.trainers import NegativeTrainer
+    from banel_ray.config import SECTIONS
+    from banel_ray.models import save_model
+
+    prior, regions, success = tiny
+    save_model(prior, tmp_path / "prior")
+    opts = {"success": json.dumps(success.ravel().tolist())}
+    role = NegativeTrainer(
+        "test_exact_posterior_sampling:TinyTask", opts, str(tmp_path / "prior"), score=SECTIONS["score"]()
+    )
+    role.regions.extend(regions)  # no posterior_rate call first: the draws compute what they need
+    batch = role.posterior_draws(20_000, seed=5)
+    logp0, mask, done = role._exact
+    assert done == len(regions) and len(batch.samples) == 20_000 and 0 < mask.sum() < mask.size
+    idx = [np.ravel_multi_index(tuple(t - 3 for t in s), mask.shape) for s in batch.samples]
+    counts = np.bincount(idx, minlength=mask.size)
+    assert counts[~mask.ravel()].sum() == 0  # nothing a region rejects
+    p = np.where(mask.ravel(), np.exp(logp0.ravel()), 0.0)
+    p /= p.sum()
+    se = np.sqrt(p * (1 - p) / 20_000)
+    assert np.all(np.abs(counts / 20_000 - p) < 4 * se + 1e-12)  # p0 restricted, not p0 or uniform
+    assert role.posterior_draws(10, seed=5).samples == batch.samples[:10]  # seeded
+
+
 def test_a_distill_runs_negatives_as_regions_and_the_distillation_error(tiny, tmp_path):
     """negative.exact_alg1: the round's p_phi becomes a region calibrated on p0 draws, and the role
     reports that posterior's exact rate and KL(posterior || g) for the generator it holds."""
