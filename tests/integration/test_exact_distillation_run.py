@@ -48,10 +48,21 @@ def test_an_exact_distillation_run_fits_draws_of_the_exact_target_and_reports_it
         assert r["eval"]["exact"]  # the generator's own rate, by enumeration
 
 
-def test_a_pool_run_measures_the_same_step_error_without_changing_what_it_fits(tmp_path):
+def test_a_pool_run_measures_the_same_step_error_without_changing_what_it_fits(tmp_path, monkeypatch):
+    from banel_ray.evaluate import RunEvaluation
+    from banel_ray.tasks.synthetic.task import Synthetic
+
     recs = [r for r in run(tmp_path) if "round" in r]
     assert all(r["target_draws"] == 0 and r["kl_target_to_generator"] >= 0 for r in recs)
     assert all(r["kept"] == r["distil_set"] == 25 for r in recs)  # the top half of the pool of 50, as before
+    # evaluate --grid of a distill run samples its generator (no regions, nothing enumerated)
+    grids = []
+    monkeypatch.setattr(Synthetic, "grid_samples", 30)
+    monkeypatch.setattr(Synthetic, "save_sample_grid", lambda self, path, drawn: grids.append(drawn) or path)
+    assert RunEvaluation(tmp_path / "run").sample_grid(2) == tmp_path / "run" / "samples.png"
+    assert len(grids[0]) == 30 and all(isinstance(x, tuple) and len(x) <= 4 for x in grids[0])
+    monkeypatch.setattr(Synthetic, "grid_samples", 0)
+    assert RunEvaluation(tmp_path / "run").sample_grid(2) is None  # a task without a grid: nothing written
 
 
 def test_algorithm_1s_sample_grid_is_drawn_exactly_from_its_posterior_in_the_run_and_after(tmp_path, monkeypatch):
