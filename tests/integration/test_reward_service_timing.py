@@ -67,7 +67,14 @@ def test_rate_limit_holds_across_threads(tmp_path):
     assert sum(n for _, n in st["starts"]) == 40
     for w in (0.2, 0.5, 1.0):
         assert max_in_window(st["grants"], w) <= burst + rate * w + 1e-6  # the limiter's grants
-        assert max_in_window(st["starts"], w) <= burst + rate * w + 1  # calls, +1 thread jitter
+
+    # no evaluation is sent before a grant covers it: the k-th start comes after the k-th grant.
+    # (A bound on starts per window would not hold on a loaded machine, where a granted thread
+    # may be scheduled late and its start fall in a window with later ones; CI saw 9 in 0.2 s.)
+    def each(events):
+        return sorted(t for t, n in events for _ in range(n))
+
+    assert all(s >= g for s, g in zip(each(st["starts"]), each(st["grants"]), strict=True))
     assert elapsed >= (40 - burst) / rate * 0.98
 
 
