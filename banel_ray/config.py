@@ -283,18 +283,39 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"'mode' sequential is BaNEL's Algorithm 1 (method banel or banel_sequential), not method {cfg['method']}"
         )
-    if cfg["generator.distil_from"] == "exact":
-        from banel_ray.tasks.base import Task
+    from banel_ray.tasks.base import Task
 
+    enumerates = cls.code_logprobs is not Task.code_logprobs and cls.code_completions is not Task.code_completions
+
+    def needs_enumeration(key: str, value: str, otherwise: str) -> None:
+        if not enumerates:
+            raise ConfigError(
+                f"'{key}' {value} needs a task that enumerates its space (mnist_0to6, mnist_0to6_rare, "
+                f"synthetic); {cfg['task']} does not; allowed here: {otherwise}"
+            )
+
+    if cfg["generator.distil_from"] == "exact":
         if cfg["method"] != "banel":
             raise ConfigError(f"'generator.distil_from' exact is for method banel (Algorithm 2), not {cfg['method']}")
-        if cls.code_logprobs is Task.code_logprobs or cls.code_completions is Task.code_completions:
-            raise ConfigError(
-                f"'generator.distil_from' exact needs a task that enumerates its space (mnist_0to6, "
-                f"mnist_0to6_rare, synthetic); {cfg['task']} does not; allowed here: pool"
-            )
+        needs_enumeration("generator.distil_from", "exact", "pool")
         if cfg["support.kind"] != "none":
             raise ConfigError("'generator.distil_from' exact applies no support control; set support.kind=none")
+    if cfg["negative.proposals"] == "exact":
+        if cfg["method"] != "banel_sequential":
+            raise ConfigError(
+                f"'negative.proposals' exact is for Algorithm 1 (method banel_sequential), not {cfg['method']}"
+            )
+        needs_enumeration("negative.proposals", "exact", "rejection")
+    if cfg["negative.region_calibration"] == "posterior":
+        if cfg["filter.kind"] != "quantile":
+            raise ConfigError(
+                "'negative.region_calibration' posterior sets a filter factor's threshold; set filter.kind=quantile"
+            )
+        if cfg["method"] == "banel" and not cfg["negative.exact_alg1"]:
+            raise ConfigError(
+                "'negative.region_calibration' applies to Algorithm 1's regions: method banel_sequential, or banel "
+                "with negative.exact_alg1=true"
+            )
     if cfg["stop.rule"]:
         from banel_ray.algorithms.stop_rules import rule_by_name
 

@@ -158,6 +158,23 @@ class NegativeConfig:
             "|| g), each round"
         ),
     )
+    region_calibration: str = field(
+        default="prior",
+        metadata=meta(
+            "what an Algorithm 1 region's filter-factor threshold keeps 1/f of: p0's draws (prior) or the"
+            " current posterior's mass (posterior: exactly where the task enumerates its space, else"
+            " on its accepted draws), as Algorithm 2's filter keeps 1/f of g_t's",
+            choices=("prior", "posterior"),
+        ),
+    )
+    proposals: str = field(
+        default="rejection",
+        metadata=meta(
+            "Algorithm 1's proposals: p0's draws that no region rejects (rejection) or drawn exactly from"
+            " the posterior (exact: a task that enumerates its space, whose posterior rejection cannot reach)",
+            choices=("rejection", "exact"),
+        ),
+    )
     lora_r: int = field(
         default=0,
         metadata=meta(

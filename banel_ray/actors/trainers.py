@@ -231,9 +231,14 @@ class NegativeTrainer(TrainerRole):
     # ---- Algorithm 1 (sequential) ----------------------------------------------------------------
     def add_region(self, factor: float | None, log_tau: float | None, *calib: SampleBatch) -> dict:
         """Freeze p_phi_t as a rejection region. With a filter factor, its threshold is the score
-        quantile that keeps 1/f of a calibration pool from p0 (so each region rejects 1 - 1/f)."""
+        quantile that keeps 1/f of a calibration pool (so each region rejects 1 - 1/f of it): p0's
+        draws, or with ``negative.region_calibration=posterior`` the current posterior's whole mass
+        where the task enumerates its space (else ``calib`` holds the posterior's draws)."""
         samples = [tuple(s) for b in calib for s in b.samples]
-        if factor is not None:
+        exact_tau = self._posterior_quantile(factor) if factor is not None else None
+        if exact_tau is not None:
+            log_tau = exact_tau
+        elif factor is not None:
             s = self._region_scores(self.negative_model, samples)
             k = alg.keep_count(len(s), factor)
             log_tau = float(np.sort(s)[::-1][k - 1]) if len(s) else 0.0
@@ -242,6 +247,27 @@ class NegativeTrainer(TrainerRole):
             self._region_tables[len(self.regions) - 1] = self._phi_table[1]
         self._phi_table = None
         return {"regions": len(self.regions), "region_log_tau": float(log_tau)}
+
+    def _posterior_quantile(self, factor: float) -> float | None:
+        """With ``negative.region_calibration=posterior`` on a task that enumerates its space, the
+        threshold above which the current posterior (p0 restricted to what no region rejects) keeps
+        1/f of its mass under p_phi_t's region score: the rule Algorithm 2's filter applies to g_t,
+        so an exact distillation would reproduce these regions. None otherwise."""
+        if self.cfg.region_calibration != "posterior":
+            return None
+        if self._exact is None or self._exact[2] != len(self.regions):
+            self.posterior_rate()
+        if self._exact is None:
+            return None
+        logp0, mask, _ = self._exact
+        if self._phi_table is not None and self._phi_table[0] is self.negative_model:
+            ln = self._phi_table[1]
+        else:
+            ln = self.task.code_logprobs(self.negative_model)
+            self._phi_table = (self.negative_model, ln)  # add_region keeps it as the region's table
+        return exact_posterior.posterior_threshold(
+            logp0, mask, ln, factor, self.task.max_new_tokens, self.score_cfg.length_norm
+        )
 
     def _region_scores(self, model, samples):
         l0, lengths = self._logp(self.prior, samples)
@@ -269,6 +295,8 @@ class NegativeTrainer(TrainerRole):
         the round's p_phi as an Algorithm 1 region, for ``distillation_report``."""
         from banel_ray.models import sample
 
+        if factor is not None and self._posterior_quantile(factor) is not None:
+            return self.add_region(factor, log_tau)  # calibrated on the posterior, exactly
         draws = sample(
             self.prior,
             self.task.prompt,

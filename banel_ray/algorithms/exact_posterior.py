@@ -108,6 +108,20 @@ def exact_filter(logp_gen, scores, factor: float | None = None, log_tau: float |
     return s >= log_tau, float(log_tau)
 
 
+def posterior_threshold(logp0, accepted, logp_phi, factor: float, length: int, length_norm: bool = True) -> float:
+    """The log tau at which a new region (``logp_phi``'s table) keeps 1/f of the posterior's mass
+    (p0 restricted to ``accepted``; None: every string): Algorithm 2's exact filter (``exact_filter``)
+    applied to that posterior, so each round halves it at f = 2 instead of halving p0. -inf (the
+    region rejects nothing) when the posterior is empty."""
+    w = np.asarray(logp0, dtype=np.float64)
+    if accepted is not None:
+        w = np.where(np.asarray(accepted, dtype=bool), w, -np.inf)
+    if log_mass(w) == -math.inf:
+        return -math.inf
+    lengths = np.full(np.shape(w), length, dtype=np.float64) if length_norm else None
+    return exact_filter(w, sequence_scores(logp0, logp_phi, lengths, length_norm), factor)[1]
+
+
 def draw_codes(logp, mask, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` flat indices drawn exactly (with replacement) from exp(logp) restricted to ``mask``."""
     idx = np.flatnonzero(np.asarray(mask, dtype=bool).ravel())

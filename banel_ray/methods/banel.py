@@ -136,7 +136,12 @@ class BanelSequential(_Banel):
         return refs
 
     def propose(self, round_: int) -> list:
-        return self.accepted(self.ctx.rc.samples_per_round, seeds.PROPOSE + round_)
+        n, tag = self.ctx.rc.samples_per_round, seeds.PROPOSE + round_
+        if self.ctx.rc.negative.proposals == "exact":  # the posterior itself, however little p0 mass it holds
+            est = self.rt.get(self.negative.posterior_rate.remote())
+            self.accept_rate = 10 ** est["log10_accepted_mass"]  # what rejection would accept
+            return [self.negative.posterior_draws.remote(n, tag)]
+        return self.accepted(n, tag)
 
     def learn(self, t: int, paid_ref, version: int, m: dict) -> None:
         m["pre_oracle_acceptance"] = self.accept_rate  # of this round's proposals
@@ -146,11 +151,22 @@ class BanelSequential(_Banel):
         t2 = time.perf_counter()
         fac = value if self.ctx.rc.filter.kind == "quantile" else None
         tau = None if fac else math.log(value)
-        calib = self.ctx.samplers.draw(self.ctx.rc.pool_size, seeds.POOL + t)
+        if fac is not None and self.ctx.rc.negative.region_calibration == "posterior":
+            # exact where the task enumerates its space (the trainer ignores these draws there)
+            calib = [] if self._enumerates() else self.accepted(self.ctx.rc.pool_size, seeds.POOL + t)
+        else:
+            calib = self.ctx.samplers.draw(self.ctx.rc.pool_size, seeds.POOL + t)
         m.update(self.rt.get(self.negative.add_region.remote(fac, tau, *calib)))
         m["t_distil"] = time.perf_counter() - t2
 
+    def _enumerates(self) -> bool:
+        if not hasattr(self, "_enumerable"):
+            self._enumerable = self.rt.get(self.negative.posterior_rate.remote()) is not None
+        return self._enumerable
+
     def eval_draws(self, n: int, tag: int) -> list:
+        if self.ctx.rc.negative.proposals == "exact":
+            return [self.negative.posterior_draws.remote(n, tag)]
         return self.accepted(n, tag)
 
     def grid_draws(self, n: int, tag: int) -> list:

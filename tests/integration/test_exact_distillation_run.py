@@ -89,3 +89,17 @@ def test_algorithm_1s_sample_grid_is_drawn_exactly_from_its_posterior_in_the_run
     # the sampler's scoring path agrees with the enumeration's (ties on a threshold aside); p0's
     # own draws would pass both regions about a quarter of the time
     assert np.mean(keep) >= 0.9
+
+
+def test_algorithm_1_calibrated_on_its_posterior_keeps_half_of_it_each_round_drawing_from_it_exactly(tmp_path):
+    """negative.region_calibration=posterior: each region's threshold keeps 1/f of the posterior's
+    mass (not of p0's, which let one region reject nearly all of it on mnist_0to6_rare), and
+    negative.proposals=exact proposes from that posterior however little p0 mass it holds."""
+    sets = ("mode=sequential", "negative.exact_alg1=false", "negative.region_calibration=posterior")
+    recs = [r for r in run(tmp_path, *sets, "negative.proposals=exact", "rounds=3") if "round" in r]
+    mass = [r["pre_oracle_acceptance"] for r in recs]  # the posterior's p0 mass before each round
+    assert 0.98 < mass[0] <= 1.0 and recs[0]["paid"] > 0
+    for before, after in zip(mass, mass[1:]):
+        assert after >= before / 2 * (1 - 1e-9)  # a region never keeps less than 1/f of the posterior
+    assert mass[1] <= mass[0] / 2 + 0.05  # round 1's region, fitted on real negatives, keeps about half
+    assert all(math.isfinite(r["region_log_tau"]) for r in recs)

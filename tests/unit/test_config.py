@@ -61,6 +61,14 @@ def test_yaml_nested_and_dotted(tmp_path):
             ["generator.distil_from=exact", "task=mnist_0to6_rare", "support.kind=token"],
             "applies no support control; set support.kind=none",
         ),
+        (["negative.proposals=exact"], "'negative.proposals' exact is for Algorithm 1 (method banel_sequential)"),
+        (["negative.proposals=exact", "mode=sequential"], "'negative.proposals' exact needs a task that enumerates"),
+        (["negative.proposals=gibbs"], "'negative.proposals' must be one of rejection, exact"),
+        (["negative.region_calibration=posterior"], "applies to Algorithm 1's regions: method banel_sequential"),
+        (
+            ["negative.region_calibration=posterior", "mode=sequential", "filter.kind=threshold"],
+            "sets a filter factor's threshold; set filter.kind=quantile",
+        ),
     ],
 )
 def test_bad_values_name_the_key(sets, needle):

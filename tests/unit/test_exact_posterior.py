@@ -79,6 +79,25 @@ def test_exact_filter_keeps_the_top_scores_holding_one_over_f_of_g():
         ep.exact_filter(logg, scores)
 
 
+def test_posterior_threshold_keeps_one_over_f_of_the_posterior_not_of_p0():
+    rng = np.random.default_rng(5)
+    logp0 = np.log(rng.dirichlet(np.ones(64))).reshape(4, 4, 4)
+    logphi = np.log(rng.dirichlet(np.ones(64))).reshape(4, 4, 4)
+    s = alg.sequence_scores(logp0, logphi, np.full((4, 4, 4), LENGTH, dtype=np.float64), True)
+    accepted = (s > np.quantile(s, 0.5)) & (rng.random((4, 4, 4)) < 0.7)  # a posterior of high scores
+    log_tau = ep.posterior_threshold(logp0, accepted, logphi, 2.0, LENGTH, length_norm=True)
+    post = np.where(accepted, np.exp(logp0), 0.0) / np.exp(logp0)[accepted].sum()
+    keeps = s >= log_tau
+    kept = post[keeps].sum()
+    # brute force: the highest threshold, among the posterior's own scores, keeping at least half of it
+    best = max(t for t in s[accepted] if post[s >= t].sum() >= 0.5 - 1e-12)
+    assert log_tau == best and 0.5 <= kept < 0.5 + post[s == log_tau].sum() + 1e-12
+    # calibrated on p0 instead (accepted=None), the same region keeps half of p0, another share of the posterior
+    prior_tau = ep.posterior_threshold(logp0, None, logphi, 2.0, LENGTH, length_norm=True)
+    assert prior_tau < log_tau and np.exp(logp0)[s >= prior_tau].sum() >= 0.5
+    assert ep.posterior_threshold(logp0, np.zeros((4, 4, 4), bool), logphi, 2.0, LENGTH) == -math.inf
+
+
 def test_draw_codes_follows_the_restricted_distribution():
     rng = np.random.default_rng(5)
     logp = np.log(rng.dirichlet(np.ones(27))).reshape(3, 3, 3)
