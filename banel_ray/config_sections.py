@@ -167,6 +167,14 @@ class NegativeConfig:
             choices=("prior", "posterior"),
         ),
     )
+    exclude_failures: bool = field(
+        default=False,
+        metadata=meta(
+            "also reject every string already paid as a failure (Algorithm 1's posterior and proposals,"
+            " Algorithm 2's filter): a filter factor's quantile cannot reject a string holding more than"
+            " 1/f of the mass, so without this a run can settle on one known failure"
+        ),
+    )
     proposals: str = field(
         default="rejection",
         metadata=meta(

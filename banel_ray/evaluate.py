@@ -96,6 +96,20 @@ class RunEvaluation:
         taus = json.loads((d / "negative.json").read_text())["region_log_taus"]
         return [(ckpt.load_tensors(d / f"region_{i:04d}.safetensors"), float(t)) for i, t in enumerate(taus)]
 
+    def known_failures(self, round_: int) -> list | None:
+        """With ``negative.exclude_failures``, the strings paid as failures up to round ``round_``
+        (from its negative shard), which Algorithm 1's posterior leaves out; None otherwise."""
+        if round_ <= 0 or not self.cfg.get("negative.exclude_failures"):
+            return None
+        d = self.store.shard("negative", self.store.path(round_))
+        if d is None:
+            return None
+        return [tuple(x) for x in json.loads((d / "negative.json").read_text())["negatives"]]
+
+    def _excluded_codes(self, round_: int):
+        known = self.known_failures(round_)
+        return self.task.code_indices(known) if known else None
+
     def accept_filter(self, round_: int):
         """Algorithm 1's generator is p0 restricted to what no past region rejects: a function that
         keeps the samples of a batch every region of round ``round_``'s checkpoint accepts (None:
@@ -110,9 +124,11 @@ class RunEvaluation:
         norm = bool(self.cfg.get("score.length_norm", True))
         task = self.task
 
+        known = set(self.known_failures(round_) or ())
+
         def keep(samples: list) -> list:
             mask = regions_accept(prior, regions, [(task.prompt, s) for s in samples], task.pad_id, norm)
-            return [s for s, k in zip(samples, mask) if k]
+            return [s for s, k in zip(samples, mask) if k and tuple(s) not in known]
 
         return keep
 
@@ -208,7 +224,11 @@ class RunEvaluation:
             from banel_ray.actors.trainers import exact_posterior_rate
 
             exact, self._posterior[round_] = exact_posterior_rate(
-                self.task, model, regions, bool(self.cfg.get("score.length_norm", True))
+                self.task,
+                model,
+                regions,
+                bool(self.cfg.get("score.length_norm", True)),
+                excluded=self._excluded_codes(round_),
             )
         est = dict(exact or self.task.success_rate(model, samples=samples), round=round_, version=version, fresh=True)
         if regions is not None and exact is None:  # a computed rate that cannot see the regions
@@ -242,7 +262,13 @@ class RunEvaluation:
         state = self._posterior.get(round_)  # computed() of this round has the posterior already
         if regions is not None and state is None:
             prior = load_model(self.prior_dir)
-            _, state = exact_posterior_rate(self.task, prior, regions, bool(self.cfg.get("score.length_norm", True)))
+            _, state = exact_posterior_rate(
+                self.task,
+                prior,
+                regions,
+                bool(self.cfg.get("score.length_norm", True)),
+                excluded=self._excluded_codes(round_),
+            )
         if state is not None:
             logp0, mask, _ = state
             idx = exact_posterior.draw_codes(logp0, mask, n, np.random.default_rng(seeds.GRID))

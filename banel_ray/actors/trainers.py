@@ -226,6 +226,11 @@ class NegativeTrainer(TrainerRole):
                 inside = alg.support_mask(least, self.support_threshold)
             scores = alg.apply_support(scores, inside)
             info.update(support_threshold=self.support_threshold, support_rejected=float(1 - inside.mean()))
+        if self.cfg.exclude_failures and self.negatives and samples:
+            known = set(self.negatives)
+            paid = np.array([s in known for s in samples])
+            scores = np.where(paid, -np.inf, scores)
+            info["known_failures_rejected"] = float(paid.mean())
         return ScoredPool(samples=samples, scores=scores, info=info, prior_min=least)
 
     # ---- Algorithm 1 (sequential) ----------------------------------------------------------------
@@ -255,7 +260,7 @@ class NegativeTrainer(TrainerRole):
         so an exact distillation would reproduce these regions. None otherwise."""
         if self.cfg.region_calibration != "posterior":
             return None
-        if self._exact is None or self._exact[2] != len(self.regions):
+        if self._exact is None or self._exact[2] != len(self.regions) or self.cfg.exclude_failures:
             self.posterior_rate()
         if self._exact is None:
             return None
@@ -286,6 +291,9 @@ class NegativeTrainer(TrainerRole):
                 self.prior, self.regions, self._pairs(samples), self.task.pad_id, self.score_cfg.length_norm
             )
             samples = [s for s, k in zip(samples, mask) if k]
+        if self.cfg.exclude_failures and self.negatives:
+            known = set(self.negatives)
+            samples = [s for s in samples if s not in known]
         passed = len(samples)
         samples = samples[:limit]
         return SampleBatch(samples=samples, version=version), (len(samples), passed)
@@ -323,7 +331,16 @@ class NegativeTrainer(TrainerRole):
         scores = alg.sequence_scores(
             num, ln, lengths, self.score_cfg.length_norm, getattr(self.score_cfg, "negative_power", 1.0)
         )
-        mask, log_tau = exact_posterior.exact_filter(lg, scores, factor, log_tau)
+        excluded = self._excluded_codes()
+        if excluded is not None:  # the pool filter's limit: the top 1/f of g's mass off the known failures
+            scores = np.array(scores, dtype=np.float64)
+            scores.ravel()[excluded] = -np.inf
+            mask, log_tau = exact_posterior.exact_filter(
+                np.where(np.isfinite(scores), lg, -np.inf), scores, factor, log_tau
+            )
+            mask &= np.isfinite(scores)
+        else:
+            mask, log_tau = exact_posterior.exact_filter(lg, scores, factor, log_tau)
         self._target = (lg, mask)
         rng = np.random.default_rng(seeds.generator_update(self.seed, round_) + 11)
         draws = self.task.code_completions(exact_posterior.draw_codes(lg, mask, n, rng))
@@ -365,16 +382,32 @@ class NegativeTrainer(TrainerRole):
         Regions never change once added, so the accepted mask is kept between calls and each call
         scores only the regions added since the last."""
         est, self._exact = exact_posterior_rate(
-            self.task, self.prior, self.regions, self.score_cfg.length_norm, self._exact, self._region_tables
+            self.task,
+            self.prior,
+            self.regions,
+            self.score_cfg.length_norm,
+            self._exact,
+            self._region_tables,
+            self._excluded_codes(),
         )
         self._region_tables = {}
         return est
+
+    def _excluded_codes(self):
+        """Flat indices of every string paid as a failure so far, with ``negative.exclude_failures``
+        on a task that enumerates its space (None otherwise)."""
+        if not self.cfg.exclude_failures or not self.negatives:
+            return None
+        try:
+            return self.task.code_indices(self.negatives)
+        except NotImplementedError:
+            return None
 
     def posterior_draws(self, n: int, seed: int) -> SampleBatch | None:
         """``n`` strings drawn exactly from Algorithm 1's posterior (p0 restricted to what no region
         rejects) where the task enumerates its space; None where it does not. A sample grid needs
         this: late regions leave p0 too little mass (1e-20 on mnist_0to6_rare) to reach by rejection."""
-        if self._exact is None or self._exact[2] != len(self.regions):
+        if self._exact is None or self._exact[2] != len(self.regions) or self.cfg.exclude_failures:
             self.posterior_rate()
         if self._exact is None or self._exact[1] is None:
             return None
@@ -431,13 +464,14 @@ def regions_accept(prior, regions, pairs, pad_id: int, length_norm: bool) -> np.
 
 
 def exact_posterior_rate(
-    task, prior, regions, length_norm: bool, state=None, known: dict | None = None
+    task, prior, regions, length_norm: bool, state=None, known: dict | None = None, excluded=None
 ) -> tuple[dict | None, tuple | None]:
     """Algorithm 1's posterior, p0 restricted to the strings no region rejects, and its success rate
     computed exactly over the task's enumerable space (``algorithms.exact_posterior``); (None, None)
     where the task does not enumerate. ``state`` (returned, passed back): log p0's table, the
     accepted mask and how many regions it covers, so a later call scores only the new regions.
-    Shared by the trainer and by ``banel_ray.evaluate``."""
+    Shared by the trainer and by ``banel_ray.evaluate``. ``excluded``: flat indices the posterior
+    leaves out besides (``negative.exclude_failures``)."""
     if state is None:
         logp0 = task.code_logprobs(prior)
         if logp0 is None:
@@ -455,6 +489,8 @@ def exact_posterior_rate(
             yield task.code_logprobs(scorer), log_tau
 
     mask = exact_posterior.accepted_mask(logp0, tables(), task.max_new_tokens, length_norm, start=mask)
+    if excluded is not None and len(excluded):  # negative.exclude_failures: the paid failures too
+        mask.ravel()[np.asarray(excluded, dtype=np.int64)] = False
     outside = max(0.0, 1.0 - float(np.exp(exact_posterior.log_mass(logp0))))
     est = exact_posterior.posterior_estimate(logp0, mask, task.success_codes(), outside_mass=outside)
     return dict(est, regions=len(regions)), (logp0, mask, len(regions))

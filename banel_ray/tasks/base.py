@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 
 class Task:
     name = "task"
@@ -92,6 +94,11 @@ class Task:
         exactly from a distribution over the enumerated space. Needed where ``code_logprobs`` is."""
         raise NotImplementedError(f"{type(self).__name__} does not enumerate its space")
 
+    def code_indices(self, completions) -> np.ndarray:
+        """The flat indices in ``code_logprobs``'s table of those ``completions`` that are in it (the
+        inverse of ``code_completions``; others, such as an early EOS, are left out)."""
+        raise NotImplementedError(f"{type(self).__name__} does not enumerate its space")
+
     def reference_rate(self) -> dict | None:
         """Optional: the prior's success rate measured once at length and shipped with it
         ({"rate", "lo", "hi", "k", "n", ...}), when it applies to this task's settings; a run's
@@ -101,3 +108,12 @@ class Task:
     def save_sample_grid(self, path, posterior: Sequence[Sequence[int]]):
         """Optional: write a PNG of prior samples beside these end-of-run posterior samples."""
         return None
+
+
+def flat_code_indices(completions, offset: int, symbols: int, length: int) -> np.ndarray:
+    """Flat C-order indices of the completions of ``length`` tokens in [offset, offset + symbols)
+    over a table of shape (symbols,) * length; the others are left out."""
+    rows = [c for c in completions if len(c) == length and all(offset <= t < offset + symbols for t in c)]
+    if not rows:
+        return np.zeros(0, dtype=np.int64)
+    return np.ravel_multi_index(tuple((np.asarray(rows, dtype=np.int64) - offset).T), (symbols,) * length)

@@ -39,6 +39,8 @@ def load(run: Path) -> dict:
     name = "BaNEL Alg. 1" if sequential else ("BaNEL Alg. 2" if method == "banel" else method)
     if (cfg.get("generator") or {}).get("distil_from") == "exact":
         name += ", exact target"
+    if (cfg.get("negative") or {}).get("region_calibration") == "posterior":
+        name += ", posterior-calibrated"
     if (cfg.get("generator") or {}).get("kl_coef"):
         name += f", anchor {cfg['generator']['kl_coef']:g}"
     step = [r["kl_target_to_generator"] for r in recs if r.get("kl_target_to_generator") is not None]

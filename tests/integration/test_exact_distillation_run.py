@@ -103,3 +103,22 @@ def test_algorithm_1_calibrated_on_its_posterior_keeps_half_of_it_each_round_dra
         assert after >= before / 2 * (1 - 1e-9)  # a region never keeps less than 1/f of the posterior
     assert mass[1] <= mass[0] / 2 + 0.05  # round 1's region, fitted on real negatives, keeps about half
     assert all(math.isfinite(r["region_log_tau"]) for r in recs)
+
+
+def test_excluding_paid_failures_never_proposes_or_distils_one_again(tmp_path):
+    """negative.exclude_failures: Algorithm 1's exact posterior leaves out every string paid as a
+    failure, so each round pays for every distinct string it draws (without it, the tiny space's
+    third round draws only strings paid before); Algorithm 2's pool filter keeps the top 1/f of
+    the candidates that are not known failures."""
+    sets = ("mode=sequential", "negative.exact_alg1=false", "negative.region_calibration=posterior")
+    recs = [r for r in run(tmp_path, *sets, "negative.proposals=exact", "negative.exclude_failures=true", "rounds=3")]
+    recs = [r for r in recs if "round" in r]
+    found = 0  # distinct successes paid so far: the only strings drawn again (they are not failures)
+    for r in recs:
+        assert round(r["distinct_frac"] * 25) - found <= r["paid"] <= round(r["distinct_frac"] * 25)
+        found += r["successes"]
+    assert all(r["paid"] > 0 for r in recs)
+    recs = [r for r in run(tmp_path / "a2", "negative.exclude_failures=true") if "round" in r]
+    for r in recs:
+        left = round(50 * (1 - r["known_failures_rejected"]))
+        assert 0 < r["known_failures_rejected"] < 1 and r["kept"] == math.ceil(left / 2)

@@ -149,6 +149,30 @@ def test_a_sequential_run_keeps_regions_and_never_distils(tmp_path, prior_dir):
     assert "drawn_from_prior" not in evaluate_round(tmp_path / "seq", 0, 50)  # round 0 is p0 itself
 
 
+def test_posterior_calibration_without_enumeration_reads_thresholds_off_accepted_draws(
+    tmp_path, prior_dir, monkeypatch
+):
+    """negative.region_calibration=posterior on a task that cannot enumerate its space: each region's
+    threshold is read off draws that every earlier region accepts (the posterior's), pool_size of
+    them, not off p0's draws, which the earlier regions would partly reject."""
+    from banel_ray.actors.trainers import NegativeTrainer, regions_accept
+
+    seen = []
+    add_region = NegativeTrainer.add_region
+
+    def record(self, factor, log_tau, *calib):
+        pairs = [(self.task.prompt, tuple(s)) for b in calib for s in b.samples]
+        ok = regions_accept(self.prior, self.regions, pairs, self.task.pad_id, self.score_cfg.length_norm)
+        seen.append((len(pairs), float(ok.mean()) if pairs else 1.0))
+        return add_region(self, factor, log_tau, *calib)
+
+    monkeypatch.setattr(NegativeTrainer, "add_region", record)
+    sets = ("mode=sequential", "eval.every=0", "rounds=2", "eval.samples=0")
+    run_local(prior_dir, tmp_path / "post", *sets, "negative.region_calibration=posterior")
+    # (calibrated on p0 instead, the same run's second pool has draws region 1 rejects: checked by hand)
+    assert [n for n, _ in seen] == [40, 40] and [a for _, a in seen] == [1.0, 1.0]
+
+
 def test_a_new_method_is_one_file_and_one_registry_line(tmp_path, prior_dir, monkeypatch):
     """CONTRIBUTING.md's example method (examples/methods/longest_first.py), registered by the test."""
     from pathlib import Path

@@ -110,3 +110,14 @@ def test_draw_codes_follows_the_restricted_distribution():
     freq = np.bincount(idx, minlength=27) / n
     assert (np.abs(freq - q) < 4 * np.sqrt(q * (1 - q) / n) + 1e-12).all()
     assert ep.draw_codes(logp, np.zeros_like(mask), 5, rng).size == 0 and ep.draw_codes(logp, mask, 0, rng).size == 0
+
+
+def test_flat_code_indices_inverts_the_table_order_and_leaves_out_what_is_not_in_it():
+    from banel_ray.tasks.base import flat_code_indices
+
+    idx = np.array([0, 5, 63, 17])
+    rows = np.stack(np.unravel_index(idx, (4, 4, 4)), axis=1) + 3  # completions, tokens from offset 3
+    comps = [tuple(int(t) for t in r) for r in rows]
+    got = flat_code_indices([*comps, (3, 3), (3, 3, 7), (2, 3, 3)], 3, 4, 3)  # short, out of range x2
+    assert got.tolist() == idx.tolist()
+    assert flat_code_indices([], 3, 4, 3).size == 0

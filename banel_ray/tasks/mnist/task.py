@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from banel_ray.tasks.base import Task
+from banel_ray.tasks.base import Task, flat_code_indices
 from banel_ray.tasks.mnist.assets import train_prior
 from banel_ray.tasks.mnist.common import (
     ASSETS,
@@ -109,6 +109,9 @@ class MnistZeroToSix(Task):
     def code_completions(self, indices) -> list[tuple[int, ...]]:
         codes = np.stack(np.unravel_index(np.asarray(indices, dtype=np.int64), (V,) * K), axis=1) + OFFSET
         return [tuple(int(t) for t in row) for row in codes]
+
+    def code_indices(self, completions) -> np.ndarray:
+        return flat_code_indices(completions, OFFSET, V, K)
 
     def success_rate(self, model, samples: int | None = None) -> dict:  # exact: no draws
         from banel_ray.models.exact_rate import exact_estimate

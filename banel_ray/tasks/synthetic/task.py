@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from banel_ray.tasks.base import Task
+from banel_ray.tasks.base import Task, flat_code_indices
 from banel_ray.tasks.synthetic.assets import set_first_rate, train_prior
 from banel_ray.tasks.synthetic.common import BOS, EOS, OFFSET, PAD, RECIPE, plant
 
@@ -198,6 +198,9 @@ class Synthetic(Task):
     def code_completions(self, indices) -> list[tuple[int, ...]]:
         rows = np.stack(np.unravel_index(np.asarray(indices, dtype=np.int64), (self.alphabet,) * self.length), axis=1)
         return [tuple(int(t) + OFFSET for t in r) for r in rows]
+
+    def code_indices(self, completions) -> np.ndarray:
+        return flat_code_indices(completions, OFFSET, self.alphabet, self.length)
 
     def success_rate(self, model, samples: int | None = None) -> dict:  # exact: no draws
         from banel_ray.models import set_threads
