@@ -41,6 +41,8 @@ def load(run: Path) -> dict:
         name += ", exact target"
     if (cfg.get("negative") or {}).get("region_calibration") == "posterior":
         name += ", posterior-calibrated"
+    if (cfg.get("negative") or {}).get("exclude_failures"):
+        name += ", paid failures excluded"
     if (cfg.get("generator") or {}).get("kl_coef"):
         name += f", anchor {cfg['generator']['kl_coef']:g}"
     step = [r["kl_target_to_generator"] for r in recs if r.get("kl_target_to_generator") is not None]
@@ -107,24 +109,32 @@ def main(argv: list[str]) -> int:
     import matplotlib.pyplot as plt
 
     # one colour per method, one line style per seed, so 19 runs stay readable
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     names = list(dict.fromkeys(r["name"] for r in rows))
+    colours = plt.get_cmap("tab20").colors
     styles = ["-", "--", ":", "-."]
+    floor = -70  # a rate of exactly 0 (an emptied posterior) is drawn here, marked x
     for r in rows:
         pts = [(0, r["base"]), *r["evals"]]
+        ys = [math.log10(p[1]) if p[1] > 0 else floor for p in pts]
+        colour = colours[names.index(r["name"]) % len(colours)]
         ax.plot(
             [p[0] for p in pts],
-            [math.log10(max(p[1], 1e-300)) for p in pts],
+            ys,
             marker="o",
             ms=3,
             ls=styles[(r["seed"] or 0) % len(styles)],
-            color=f"C{names.index(r['name']) % 10}",
+            color=colour,
             label=f"{r['name']}, seed {r['seed']}",
         )
+        zeros = [p[0] for p, y in zip(pts, ys) if y == floor]
+        ax.plot(zeros, [floor] * len(zeros), "x", color=colour, ms=7)
     ax.axhline(math.log10(rows[0]["base"]), color="grey", ls="--", label="prior")
     ax.axhline(math.log10(rows[0]["base"] * PAPER), color="k", ls=":", label="prior x 13,500 (the paper's gain)")
     ax.set(
-        xlabel="round", ylabel="log10 exact P(six)", title="mnist_0to6_rare, exact rates by round (line style = seed)"
+        xlabel="round",
+        ylabel="log10 exact P(six)",
+        title="mnist_0to6_rare, exact rates by round (line style = seed; x at -70: a rate of 0)",
     )
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
