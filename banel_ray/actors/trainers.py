@@ -123,6 +123,7 @@ class NegativeTrainer(TrainerRole):
         self._target = None  # the last exact Algorithm 2 target: (log g_t table, kept mask)
         self._phi_table = None  # (p_phi, its log p table) from exact_target, reused when p_phi becomes a region
         self._region_tables: dict = {}  # region index -> its table, where already computed
+        self._excluded_count = 0  # negatives the cached posterior leaves out (exclude_failures)
         super().__init__(*a, **k)
         self.support_threshold = self._support_threshold()
 
@@ -227,8 +228,7 @@ class NegativeTrainer(TrainerRole):
             scores = alg.apply_support(scores, inside)
             info.update(support_threshold=self.support_threshold, support_rejected=float(1 - inside.mean()))
         if self.cfg.exclude_failures and self.negatives and samples:
-            known = set(self.negatives)
-            paid = np.array([s in known for s in samples])
+            paid = self._known_failures(samples)
             scores = np.where(paid, -np.inf, scores)
             info["known_failures_rejected"] = float(paid.mean())
         return ScoredPool(samples=samples, scores=scores, info=info, prior_min=least)
@@ -260,9 +260,7 @@ class NegativeTrainer(TrainerRole):
         so an exact distillation would reproduce these regions. None otherwise."""
         if self.cfg.region_calibration != "posterior":
             return None
-        if self._exact is None or self._exact[2] != len(self.regions) or self.cfg.exclude_failures:
-            self.posterior_rate()
-        if self._exact is None:
+        if self._fresh_posterior() is None:
             return None
         logp0, mask, _ = self._exact
         if self._phi_table is not None and self._phi_table[0] is self.negative_model:
@@ -292,8 +290,7 @@ class NegativeTrainer(TrainerRole):
             )
             samples = [s for s, k in zip(samples, mask) if k]
         if self.cfg.exclude_failures and self.negatives:
-            known = set(self.negatives)
-            samples = [s for s in samples if s not in known]
+            samples = [s for s, paid in zip(samples, self._known_failures(samples)) if not paid]
         passed = len(samples)
         samples = samples[:limit]
         return SampleBatch(samples=samples, version=version), (len(samples), passed)
@@ -391,7 +388,21 @@ class NegativeTrainer(TrainerRole):
             self._excluded_codes(),
         )
         self._region_tables = {}
+        self._excluded_count = len(self.negatives)
         return est
+
+    def _known_failures(self, samples) -> np.ndarray:
+        """Mask of ``samples`` already paid as failures (``negative.exclude_failures``)."""
+        known = set(self.negatives)
+        return np.array([s in known for s in samples], dtype=bool)
+
+    def _fresh_posterior(self):
+        """posterior_rate's state, recomputed only when a region, or (with exclude_failures) a
+        negative, was added since it was computed."""
+        stale = self._exact is None or self._exact[2] != len(self.regions)
+        if stale or (self.cfg.exclude_failures and self._excluded_count != len(self.negatives)):
+            self.posterior_rate()
+        return self._exact
 
     def _excluded_codes(self):
         """Flat indices of every string paid as a failure so far, with ``negative.exclude_failures``
@@ -407,9 +418,7 @@ class NegativeTrainer(TrainerRole):
         """``n`` strings drawn exactly from Algorithm 1's posterior (p0 restricted to what no region
         rejects) where the task enumerates its space; None where it does not. A sample grid needs
         this: late regions leave p0 too little mass (1e-20 on mnist_0to6_rare) to reach by rejection."""
-        if self._exact is None or self._exact[2] != len(self.regions) or self.cfg.exclude_failures:
-            self.posterior_rate()
-        if self._exact is None or self._exact[1] is None:
+        if self._fresh_posterior() is None or self._exact[1] is None:
             return None
         logp0, mask, _ = self._exact
         idx = exact_posterior.draw_codes(logp0, mask, n, np.random.default_rng(seed))

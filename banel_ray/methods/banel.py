@@ -118,6 +118,7 @@ class BanelSequential(_Banel):
     def start(self) -> None:
         self._start_negative()
         self.accept_rate = 1.0
+        self._enumerable = None  # whether the task enumerates its space, asked once
 
     def accepted(self, n: int, tag: int, cap_factor: int = alg.ACCEPT_CAP) -> list:
         """Draw from p0 and keep what no past region rejects, up to n (no NREs). Only counts reach
@@ -160,7 +161,7 @@ class BanelSequential(_Banel):
         m["t_distil"] = time.perf_counter() - t2
 
     def _enumerates(self) -> bool:
-        if not hasattr(self, "_enumerable"):
+        if self._enumerable is None:
             self._enumerable = self.rt.get(self.negative.posterior_rate.remote()) is not None
         return self._enumerable
 
